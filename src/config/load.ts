@@ -1,0 +1,247 @@
+// Reads a TOML file and validates it against the config table into an immutable snapshot.
+// Every error names the key path, the bad value and what was expected.
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, KeyDef, Section, keysOf } from './table';
+import type { Config, GeneralConfig, PoolConfig, ServerAddress, ShardConfig, UserConfig, VirtualRouterConfig } from './types';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Table = Record<string, unknown>;
+
+const isTable = (v: unknown): v is Table => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v instanceof Date) return v.toISOString();
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+function expected(d: KeyDef): string {
+  switch (d.type) {
+    case 'string': return 'a string';
+    case 'bool': return 'true or false';
+    case 'strings': return 'an array of strings';
+    case 'servers': return 'an array of [host, port, role] with role primary, replica or auto';
+    case 'enum': return `one of ${d.values!.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'int': {
+      const unit = d.unit ? ` (${d.unit})` : '';
+      if (d.min !== undefined && d.max !== undefined) return `an integer from ${d.min} to ${d.max}${unit}`;
+      if (d.min !== undefined) return `an integer >= ${d.min}${unit}`;
+      return `an integer${unit}`;
+    }
+  }
+}
+
+function fail(path: string, value: unknown, d: KeyDef | string): never {
+  const exp = typeof d === 'string' ? d : expected(d);
+  throw new ConfigError(`${path}: invalid value ${show(value)}; expected ${exp}`);
+}
+
+function convert(path: string, value: unknown, d: KeyDef): unknown {
+  switch (d.type) {
+    case 'string':
+      if (typeof value !== 'string') fail(path, value, d);
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') fail(path, value, d);
+      return value;
+    case 'int': {
+      const n = typeof value === 'bigint' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n)) fail(path, value, d);
+      if ((d.min !== undefined && n < d.min) || (d.max !== undefined && n > d.max)) fail(path, value, d);
+      return n;
+    }
+    case 'enum': {
+      if (typeof value !== 'string') fail(path, value, d);
+      const v = value.toLowerCase();
+      if (!d.values!.includes(v)) fail(path, value, d);
+      return v;
+    }
+    case 'strings':
+      if (!Array.isArray(value) || !value.every((x) => typeof x === 'string')) fail(path, value, d);
+      return value.slice();
+    case 'servers':
+      return convertServers(path, value, d);
+  }
+}
+
+function convertServers(path: string, value: unknown, d: KeyDef): ServerAddress[] {
+  if (!Array.isArray(value) || value.length === 0) fail(path, value, d);
+  return value.map((entry, i) => {
+    const at = `${path}[${i}]`;
+    if (!Array.isArray(entry) || entry.length < 2 || entry.length > 4) fail(at, entry, '[host, port, role] (role optional, default primary; optional 4th: Patroni port)');
+    const [host, port, role = 'primary', patroni] = entry as unknown[];
+    if (typeof host !== 'string' || host === '') fail(`${at}[0]`, host, 'a host name or address');
+    const portN = typeof port === 'bigint' ? Number(port) : port;
+    if (typeof portN !== 'number' || !Number.isInteger(portN) || portN < 1 || portN > 65535) fail(`${at}[1]`, port, 'a port from 1 to 65535');
+    const r = typeof role === 'string' ? role.toLowerCase() : role;
+    if (r !== 'primary' && r !== 'replica' && r !== 'auto') fail(`${at}[2]`, role, '"primary", "replica" or "auto"');
+    const out: ServerAddress = { host, port: portN, role: r };
+    if (patroni !== undefined) {
+      const pn = typeof patroni === 'bigint' ? Number(patroni) : patroni;
+      if (typeof pn !== 'number' || !Number.isInteger(pn) || pn < 1 || pn > 65535) fail(`${at}[3]`, patroni, 'a Patroni REST port from 1 to 65535');
+      out.patroni_port = pn;
+    }
+    return out;
+  });
+}
+
+/** Validates one TOML table against the keys of a section; `nested` keys are sub-tables handled by the caller. */
+function readSection(section: Section, raw: Table, path: string, warnings: string[], nested: string[] = []): Table {
+  const defs = keysOf(section);
+  const out: Table = {};
+  const seen = new Map<string, string>();
+  for (const [name, value] of Object.entries(raw)) {
+    if (nested.includes(name)) continue;
+    const d = defs.find((x) => x.key === name || x.aliases?.includes(name));
+    const at = `${path}.${name}`;
+    if (!d) {
+      warnings.push(IGNORED_PGCAT_KEYS.has(name) ? `${at}: PgCat key accepted but not used by openproxy` : `${at}: unknown key, ignored`);
+      continue;
+    }
+    if (seen.has(d.key)) throw new ConfigError(`${at}: duplicates ${path}.${seen.get(d.key)} (same key, other spelling)`);
+    seen.set(d.key, name);
+    out[d.key] = convert(at, value, d);
+  }
+  for (const d of defs) {
+    if (d.key in out) continue;
+    if (d.required) throw new ConfigError(`${path}.${d.key}: missing; expected ${expected(d)}`);
+    if (d.default !== undefined) out[d.key] = Array.isArray(d.default) ? d.default.slice() : d.default;
+  }
+  return out;
+}
+
+/** TOML arrays-of-tables or numbered sub-tables ([pools.x.users.0]) both become an ordered list. */
+function numbered(raw: unknown, path: string): [string, Table][] {
+  if (raw === undefined) return [];
+  if (Array.isArray(raw)) return raw.map((t, i) => {
+    if (!isTable(t)) fail(`${path}[${i}]`, t, 'a table');
+    return [String(i), t];
+  });
+  if (!isTable(raw)) fail(path, raw, 'a table of numbered entries, e.g. [' + path + '.0]');
+  return Object.entries(raw)
+    .map(([k, t]): [string, Table] => {
+      if (!/^\d+$/.test(k)) fail(`${path}.${k}`, k, 'a numeric index (0, 1, …)');
+      if (!isTable(t)) fail(`${path}.${k}`, t, 'a table');
+      return [k, t];
+    })
+    .sort((a, b) => Number(a[0]) - Number(b[0]));
+}
+
+export function parseConfig(text: string, path: string): Config {
+  let raw: Table;
+  try {
+    raw = parseToml(text) as Table;
+  } catch (e) {
+    throw new ConfigError(`${path}: TOML syntax error: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const warnings: string[] = [];
+  for (const k of Object.keys(raw)) if (k !== 'general' && k !== 'pools') warnings.push(`${k}: unknown section, ignored`);
+
+  const rawGeneral = raw.general ?? {};
+  if (!isTable(rawGeneral)) fail('general', rawGeneral, 'a table');
+  const general = readSection('general', rawGeneral, 'general', warnings, ['virtual_router']) as unknown as GeneralConfig;
+  if ((general.tls_certificate === undefined) !== (general.tls_private_key === undefined)) {
+    throw new ConfigError(`general.tls_certificate / general.tls_private_key: only one is set; expected both or neither`);
+  }
+  let virtual_router: VirtualRouterConfig | undefined;
+  if (rawGeneral.virtual_router !== undefined) {
+    if (!isTable(rawGeneral.virtual_router)) fail('general.virtual_router', rawGeneral.virtual_router, 'a table');
+    virtual_router = readSection('virtual_router', rawGeneral.virtual_router, 'general.virtual_router', warnings) as unknown as VirtualRouterConfig;
+    virtual_router.vip_addresses.forEach((a, i) => {
+      if (!/^(\d{1,3})(\.\d{1,3}){3}\/(\d|[12]\d|3[0-2])$/.test(a) || a.split('/')[0].split('.').some((o) => Number(o) > 255)) {
+        fail(`general.virtual_router.vip_addresses[${i}]`, a, 'an IPv4 address with prefix length, e.g. "192.168.35.200/24"');
+      }
+    });
+  }
+
+  const rawPools = raw.pools ?? {};
+  if (!isTable(rawPools)) fail('pools', rawPools, 'a table of pools, e.g. [pools.mydb]');
+  const pools: PoolConfig[] = [];
+  for (const [name, rp] of Object.entries(rawPools)) {
+    const at = `pools.${name}`;
+    if (!isTable(rp)) fail(at, rp, 'a table');
+    const pool = readSection('pool', rp, at, warnings, ['users', 'shards']) as unknown as PoolConfig;
+    pool.name = name;
+    pool.idle_timeout ??= general.idle_timeout;
+    pool.connect_timeout ??= general.connect_timeout;
+    pool.server_lifetime ??= general.server_lifetime;
+    pool.users = numbered(rp.users, `${at}.users`).map(([k, ru], index) => {
+      const user = readSection('user', ru, `${at}.users.${k}`, warnings) as unknown as UserConfig;
+      user.index = index;
+      user.server_username ??= user.username;
+      user.server_password ??= user.password;
+      user.pool_mode ??= pool.pool_mode;
+      user.server_lifetime ??= pool.server_lifetime;
+      if (user.min_pool_size > user.pool_size) {
+        fail(`${at}.users.${k}.min_pool_size`, user.min_pool_size, `at most pool_size (${user.pool_size})`);
+      }
+      return user;
+    });
+    const names = new Set<string>();
+    for (const [i, user] of pool.users.entries()) {
+      if (names.has(user.username)) throw new ConfigError(`${at}.users.${i}.username: ${show(user.username)} appears twice in pool ${name}`);
+      names.add(user.username);
+    }
+    if (pool.users.length === 0) warnings.push(`${at}.users: no users; nobody can log in to this pool`);
+    pool.shards = numbered(rp.shards, `${at}.shards`).map(([k, rs], index) => {
+      const shard = readSection('shard', rs, `${at}.shards.${k}`, warnings) as unknown as ShardConfig;
+      shard.index = index;
+      return shard;
+    });
+    if (pool.shards.length === 0) throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
+    pools.push(pool);
+  }
+  return deepFreeze({ path, general, virtual_router, pools, warnings });
+}
+
+export function loadConfig(file: string): Config {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(err.code === 'ENOENT' ? `config file ${path} not found` : `cannot read config file ${path}: ${err.message}`);
+  }
+  return parseConfig(text, path);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** `key = value` rows for SHOW CONFIG and logs: secrets redacted. */
+export function configRows(cfg: Config): { key: string; value: string; default: string; changeable: string }[] {
+  const rows: { key: string; value: string; default: string; changeable: string }[] = [];
+  const put = (key: string, d: KeyDef, v: unknown) =>
+    rows.push({
+      key,
+      value: d.secret ? (v === undefined ? '' : '********') : v === undefined ? (d.key === 'query_parser_max_length' ? 'unlimited' : '') : Array.isArray(v) ? JSON.stringify(v) : String(v),
+      default: d.default === undefined ? '-' : String(d.default),
+      changeable: d.changeable ? 'yes' : 'no',
+    });
+  for (const d of keysOf('general')) put(d.key, d, (cfg.general as unknown as Table)[d.key]);
+  for (const pool of cfg.pools) {
+    for (const d of keysOf('pool')) put(`pools.${pool.name}.${d.key}`, d, (pool as unknown as Table)[d.key]);
+  }
+  return rows;
+}
+
+export { CONFIG_TABLE };

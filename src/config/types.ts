@@ -1,0 +1,107 @@
+// The validated, immutable configuration snapshot that every thread works from.
+
+export type PoolMode = 'session' | 'transaction';
+export type Role = 'primary' | 'replica' | 'auto';
+
+export interface GeneralConfig {
+  host: string;
+  port: number;
+  worker_threads: number;
+  connect_timeout: number;
+  idle_timeout: number;
+  server_lifetime: number;
+  idle_client_in_transaction_timeout: number;
+  healthcheck_timeout: number;
+  healthcheck_delay: number;
+  shutdown_timeout: number;
+  ban_time: number;
+  tcp_keepalives_idle: number;
+  tcp_keepalives_interval: number;
+  tcp_keepalives_count: number;
+  auth_type: 'md5' | 'scram-sha-256';
+  prepared_statements_cache_size: number;
+  admin_username: string;
+  admin_userpassword?: string;
+  tls_certificate?: string;
+  tls_private_key?: string;
+  server_tls: boolean;
+  verify_server_certificate: boolean;
+  renew_interval: number;
+  reload_toml: boolean;
+  dns_cache_enabled: boolean;
+  dns_max_ttl: number;
+  prometheus_exporter_port: number;
+  log_client_connections: boolean;
+  log_client_disconnections: boolean;
+}
+
+export interface VirtualRouterConfig {
+  interface: string;
+  router_id: number;
+  priority: number;
+  advert_int: number;
+  vip_addresses: string[];
+  pre_promote_script?: string;
+  pre_demote_script?: string;
+  unicast_peers?: string[];
+}
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+  role: Role;
+  patroni_port?: number;
+}
+
+export interface ShardConfig {
+  index: number;
+  database: string;
+  servers: ServerAddress[];
+  use_patroni: boolean;
+  patroni_port: number;
+}
+
+export interface UserConfig {
+  index: number;
+  username: string;
+  password?: string;
+  server_username: string;
+  server_password?: string;
+  pool_size: number;
+  min_pool_size: number;
+  statement_timeout: number;
+  /** Effective mode: the user's override or the pool's. */
+  pool_mode: PoolMode;
+  /** Effective lifetime in ms: user override, pool override, or general. */
+  server_lifetime: number;
+}
+
+export interface PoolConfig {
+  name: string;
+  pool_mode: PoolMode;
+  load_balancing_mode: 'random' | 'loc' | 'round_robin';
+  default_role: 'any' | 'primary' | 'replica';
+  query_parser_enabled: boolean;
+  query_parser_read_write_splitting: boolean;
+  query_parser_max_length?: number;
+  primary_reads_enabled: boolean;
+  sharding_function: 'pg_bigint_hash' | 'sha1';
+  automatic_sharding_key?: string;
+  default_shard: string;
+  /** Effective values (pool override or general). */
+  idle_timeout: number;
+  connect_timeout: number;
+  server_lifetime: number;
+  users: UserConfig[];
+  shards: ShardConfig[];
+}
+
+export interface Config {
+  /** Absolute path of the file it was read from. */
+  path: string;
+  general: GeneralConfig;
+  virtual_router?: VirtualRouterConfig;
+  pools: PoolConfig[];
+  /** Non-fatal findings (unknown keys, ignored PgCat keys), by key path. */
+  warnings: string[];
+}

@@ -1,0 +1,308 @@
+// One connection from openproxy to a PostgreSQL server: login (TLS, md5, SCRAM) through
+// pg-protocol, then a byte pipe whose ReadyForQuery / ParameterStatus / ErrorResponse are watched
+// by a scanner while every chunk is forwarded unchanged to the client that holds it.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser';
+import type { BackendMessage } from 'pg-protocol/dist/messages';
+import { FrameReader } from '../protocol/frame-reader';
+import { MessageScanner, ScanSink } from '../protocol/scanner';
+import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
+import { md5Response, md5Stored } from '../protocol/md5';
+import { setKeepAlive } from '../net/sockopt';
+
+/** PostgreSQL's own maximum message size (1 GB). */
+export const MAX_MESSAGE_LENGTH = 0x3fffffff;
+const WANT = MessageScanner.want('ZSE');
+const Z = 0x5a;
+const S = 0x53;
+const E = 0x45;
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
+export interface ServerLogin {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+  applicationName: string;
+  connectTimeout: number;
+  tls: boolean;
+  verifyCertificate: boolean;
+  keepalive: { idle: number; interval: number; count: number };
+}
+
+/** Receives what the server sends while a client holds the connection. */
+export interface ServerOwner {
+  /** A chunk of server bytes to forward unchanged. */
+  onServerData(chunk: Buffer): void;
+  /** ReadyForQuery seen, with its transaction status byte (I, T, E). */
+  onReady(status: number): void;
+  onServerError(body: Buffer): void;
+  /** The connection broke (not called for close() we asked for). */
+  onServerClosed(reason: string): void;
+}
+
+export class ServerConnError extends Error {
+  constructor(message: string, readonly sqlstate: string, readonly fromServer = false) {
+    super(message);
+  }
+}
+
+let nextServerId = 1;
+
+export class ServerConn implements ScanSink {
+  /** Process-unique id (SHOW SERVERS server_id). */
+  readonly id = nextServerId++;
+  /** ParameterStatus values as the server last reported them. */
+  readonly params = new Map<string, string>();
+  /** The server's BackendKeyData, for forwarding CancelRequests. */
+  backendPid = 0;
+  backendSecret = 0;
+  readonly createdAt = Date.now();
+  /** When it was last released to the idle list (ms epoch). */
+  lastUsed = Date.now();
+  /** Last ReadyForQuery status: 0x49 I, 0x54 T, 0x45 E. */
+  txStatus = 0x49;
+  /** Client bytes were sent since the last ReadyForQuery: the server owes an answer. */
+  busy = false;
+  owner: ServerOwner | null = null;
+  closed = false;
+  closeReason = '';
+  transactions = 0;
+  queries = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  private readonly scanner = new MessageScanner(WANT, MAX_MESSAGE_LENGTH);
+
+  private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
+
+  static open(login: ServerLogin): Promise<ServerConn> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const raw = net.connect({ host: login.host, port: login.port, noDelay: true });
+      let sock: net.Socket = raw;
+      const timer = setTimeout(() => done(new ServerConnError(`timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`, '08006')), login.connectTimeout);
+      const done = (err: Error | null, conn?: ServerConn) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          sock.destroy();
+          raw.destroy();
+          reject(err);
+        } else resolve(conn!);
+      };
+      raw.once('error', (e) => done(new ServerConnError(`cannot connect to ${login.host}:${login.port}: ${e.message}`, '08006')));
+      raw.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, '08006')));
+      raw.once('connect', () => {
+        setKeepAlive(raw, login.keepalive.idle, login.keepalive.interval, login.keepalive.count);
+        if (!login.tls) return startLogin(raw);
+        raw.write(serialize.requestSsl());
+        raw.once('data', (b: Buffer) => {
+          if (b.length !== 1 || b[0] !== 0x53) return done(new ServerConnError(`server ${login.host}:${login.port} refused TLS (server_tls = true)`, '08006'));
+          const t = tls.connect({ socket: raw, servername: net.isIP(login.host) ? undefined : login.host, rejectUnauthorized: login.verifyCertificate });
+          sock = t;
+          t.once('error', (e) => done(new ServerConnError(`TLS to ${login.host}:${login.port} failed: ${e.message}`, '08006')));
+          t.once('secureConnect', () => startLogin(t));
+        });
+      });
+
+      const startLogin = (s: net.Socket) => {
+        const conn = new ServerConn(s, login);
+        const frames = new FrameReader(MAX_MESSAGE_LENGTH);
+        const parser = new Parser();
+        let scram: ScramClient | null = null;
+        const onMessage = (msg: BackendMessage) => {
+          const m = msg as BackendMessage & Record<string, any>;
+          switch (m.name) {
+            case 'authenticationOk':
+              return;
+            case 'authenticationCleartextPassword':
+              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
+              s.write(serialize.password(login.password));
+              return;
+            case 'authenticationMD5Password':
+              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
+              s.write(serialize.password(md5Response(md5Stored(login.password, login.user), m.salt)));
+              return;
+            case 'authenticationSASL':
+              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
+              if (!m.mechanisms.includes(SCRAM_MECHANISM)) return done(new ServerConnError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000'));
+              scram = new ScramClient(login.password);
+              s.write(serialize.sendSASLInitialResponseMessage(SCRAM_MECHANISM, scram.first()));
+              return;
+            case 'authenticationSASLContinue':
+              s.write(serialize.sendSCRAMClientFinalMessage(scram!.final(m.data)));
+              return;
+            case 'authenticationSASLFinal':
+              scram!.verify(m.data);
+              return;
+            case 'parameterStatus':
+              conn.params.set(m.parameterName, m.parameterValue);
+              return;
+            case 'backendKeyData':
+              conn.backendPid = m.processID;
+              conn.backendSecret = m.secretKey;
+              return;
+            case 'error':
+              return done(new ServerConnError(`server ${login.host}:${login.port}: ${m.message}`, m.code ?? '08006', true));
+            case 'readyForQuery': {
+              s.removeAllListeners('data');
+              s.removeAllListeners('error');
+              s.removeAllListeners('close');
+              raw.removeAllListeners('error');
+              raw.removeAllListeners('close');
+              conn.attachStream();
+              if (frames.pending > 0) conn.onData(frames.view(frames.off, frames.end));
+              return done(null, conn);
+            }
+            default:
+              return; // NoticeResponse during login: ignore
+          }
+        };
+        s.on('data', (chunk: Buffer) => {
+          frames.push(chunk);
+          try {
+            while (!settled && frames.next()) parser.parse(frames.view(frames.start, frames.msgEnd), onMessage);
+          } catch (e) {
+            return done(new ServerConnError(`login to ${login.host}:${login.port} failed: ${(e as Error).message}`, '08006'));
+          }
+          if (frames.error) done(new ServerConnError(`server ${login.host}:${login.port} sent an invalid message: ${frames.error}`, '08P01'));
+        });
+        if (s !== raw) {
+          s.once('error', (e) => done(new ServerConnError(`server ${login.host}:${login.port}: ${e.message}`, '08006')));
+          s.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, '08006')));
+        }
+        const startup: Record<string, string> = { user: login.user, database: login.database, application_name: login.applicationName };
+        s.write(serialize.startup(startup));
+      };
+    });
+  }
+
+  private attachStream(): void {
+    this.socket.on('data', onServerSocketData);
+    this.socket.on('error', onServerSocketError);
+    this.socket.on('close', onServerSocketClose);
+    (this.socket as SocketWithConn)[CONN] = this;
+  }
+
+  onData(chunk: Buffer): void {
+    this.bytesReceived += chunk.length;
+    if (!this.scanner.scan(chunk, this)) {
+      this.close(`protocol error from server: ${this.scanner.error}`, true);
+      return;
+    }
+    this.owner?.onServerData(chunk);
+  }
+
+  /** ScanSink: a watched message from the server. */
+  onMessage(type: number, body: Buffer): void {
+    if (type === Z) {
+      this.txStatus = body[0];
+      this.busy = false;
+      this.queries++;
+      if (this.txStatus === 0x49) this.transactions++;
+      this.owner?.onReady(this.txStatus);
+    } else if (type === S) {
+      const k = body.indexOf(0);
+      const v = body.indexOf(0, k + 1);
+      if (k > 0 && v > k) this.params.set(body.toString('utf8', 0, k), body.toString('utf8', k + 1, v));
+    } else if (type === E) {
+      this.owner?.onServerError(body);
+    }
+  }
+
+  /** Forwards client bytes. */
+  write(data: Buffer): void {
+    this.busy = true;
+    this.bytesSent += data.length;
+    this.socket.write(data);
+  }
+
+  /** True when the server is between statements, idle, and owes nothing: safe to reset and reuse. */
+  get clean(): boolean {
+    return !this.closed && !this.busy && this.txStatus === 0x49 && this.scanner.atBoundary;
+  }
+
+  /** Runs one simple-protocol statement without a client attached (reset, SET); resolves at ReadyForQuery. */
+  run(sql: string, timeoutMs: number): Promise<{ ok: boolean; error?: Buffer; params: [string, string][] }> {
+    return new Promise((resolve) => {
+      const changed: [string, string][] = [];
+      const before = new Map(this.params);
+      let error: Buffer | undefined;
+      const timer = setTimeout(() => {
+        this.owner = null;
+        this.close(`no answer to ${sql.slice(0, 40)} within ${timeoutMs} ms`);
+        resolve({ ok: false, params: changed });
+      }, timeoutMs);
+      this.owner = {
+        onServerData: () => undefined,
+        onServerError: (body) => (error = Buffer.from(body)),
+        onReady: () => {
+          clearTimeout(timer);
+          this.owner = null;
+          for (const [k, v] of this.params) if (before.get(k) !== v) changed.push([k, v]);
+          resolve({ ok: error === undefined, error, params: changed });
+        },
+        onServerClosed: () => {
+          clearTimeout(timer);
+          this.owner = null;
+          resolve({ ok: false, params: changed });
+        },
+      };
+      const q = Buffer.from(sql + '\0', 'utf8');
+      const msg = Buffer.allocUnsafe(5 + q.length);
+      msg[0] = 0x51;
+      msg.writeInt32BE(q.length + 4, 1);
+      q.copy(msg, 5);
+      this.write(msg);
+    });
+  }
+
+  /** Closes the connection; `unexpected` = it broke rather than being retired. */
+  close(reason: string, unexpected = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    if (!this.socket.destroyed) {
+      if (!unexpected && this.socket.writable) this.socket.end(TERMINATE);
+      else this.socket.destroy();
+    }
+    const owner = this.owner;
+    if (unexpected && owner) owner.onServerClosed(reason);
+    this.onClosed?.(this, reason);
+  }
+
+  /** Set by the pool: called once when the connection is gone, to free its slot. */
+  onClosed?: (conn: ServerConn, reason: string) => void;
+}
+
+const CONN = Symbol('serverConn');
+type SocketWithConn = net.Socket & { [CONN]?: ServerConn };
+
+function onServerSocketData(this: SocketWithConn, chunk: Buffer): void {
+  this[CONN]!.onData(chunk);
+}
+function onServerSocketError(this: SocketWithConn, err: Error): void {
+  this[CONN]!.close(`server connection error: ${err.message}`, true);
+}
+function onServerSocketClose(this: SocketWithConn): void {
+  this[CONN]!.close('server closed the connection', true);
+}
+
+/** Sends a CancelRequest for a server backend over a new connection. */
+export function sendCancel(host: string, port: number, pid: number, secret: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => s.destroy(), timeoutMs);
+    s.once('connect', () => s.end(serialize.cancel(pid, secret)));
+    s.once('error', () => undefined);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

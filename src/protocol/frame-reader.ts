@@ -1,0 +1,80 @@
+// Frames typed protocol messages out of a byte stream (1-byte type, Int32 length incl. itself).
+// Messages inside one chunk are handed out as views of that chunk, never copied; only a message
+// split across chunks is assembled, in a buffer that grows by doubling and is never reused once a
+// view of it has been handed out (socket.write keeps a reference until the bytes are sent).
+
+const EMPTY = Buffer.alloc(0);
+
+export class FrameReader {
+  /** Bytes not yet consumed are buf[off, end). */
+  buf: Buffer = EMPTY;
+  off = 0;
+  end = 0;
+  /** Set by next(): the current message's type byte, its start (header) and end offsets in buf. */
+  type = 0;
+  start = 0;
+  msgEnd = 0;
+  /** After next() returned false because of a bad length: why. */
+  error: string | null = null;
+  private owned = false;
+
+  constructor(private readonly maxLength: number) {}
+
+  push(chunk: Buffer): void {
+    if (this.off === this.end) {
+      this.buf = chunk;
+      this.off = 0;
+      this.end = chunk.length;
+      this.owned = false;
+      return;
+    }
+    const pending = this.end - this.off;
+    const need = pending + chunk.length;
+    if (this.owned && this.buf.length - this.end >= chunk.length) {
+      chunk.copy(this.buf, this.end);
+      this.end += chunk.length;
+      return;
+    }
+    const next = Buffer.allocUnsafe(Math.max(need, this.owned ? this.buf.length * 2 : 0, 4096));
+    this.buf.copy(next, 0, this.off, this.end);
+    chunk.copy(next, pending);
+    this.buf = next;
+    this.off = 0;
+    this.end = need;
+    this.owned = true;
+  }
+
+  /** Advances to the next complete message at `off`; false when more bytes are needed or on error. */
+  next(): boolean {
+    const avail = this.end - this.off;
+    if (avail < 5) return false;
+    const len = this.buf.readInt32BE(this.off + 1);
+    if (len < 4 || len > this.maxLength) {
+      this.error = `invalid message length ${len} for message type 0x${this.buf[this.off].toString(16)}`;
+      return false;
+    }
+    if (avail < len + 1) return false;
+    this.type = this.buf[this.off];
+    this.start = this.off;
+    this.msgEnd = this.off + 1 + len;
+    this.off = this.msgEnd;
+    return true;
+  }
+
+  /** The body of the current message (a view). */
+  body(): Buffer {
+    this.owned = false; // a view escapes: never write into this buffer again
+    return this.buf.subarray(this.start + 5, this.msgEnd);
+  }
+
+  /** A view of buf[from, to): call with offsets of complete messages to forward them. */
+  view(from: number, to: number): Buffer {
+    this.owned = false;
+    return this.buf.subarray(from, to);
+  }
+
+  /** Bytes buffered that do not yet form a complete message. */
+  get pending(): number {
+    return this.end - this.off;
+  }
+}

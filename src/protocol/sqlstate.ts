@@ -1,0 +1,30 @@
+// SQLSTATE codes openproxy sends to clients (PostgreSQL Appendix A).
+
+export const SQLSTATE = {
+  /** 08P01: malformed message, bad length, unexpected message type. */
+  PROTOCOL_VIOLATION: '08P01',
+  /** 08006: the server connection broke or could not be opened. */
+  CONNECTION_FAILURE: '08006',
+  /** 08001: no server connection could be established. */
+  CONNECTION_REJECTED: '08001',
+  /** 28P01: wrong password. */
+  INVALID_PASSWORD: '28P01',
+  /** 28000: unknown user, or an auth method the client cannot do. */
+  INVALID_AUTHORIZATION: '28000',
+  /** 3D000: no pool for this database name. */
+  INVALID_CATALOG_NAME: '3D000',
+  /** 53300: no server connection became free within connect_timeout. */
+  TOO_MANY_CONNECTIONS: '53300',
+  /** 57P01: openproxy (or the server) is shutting down. */
+  ADMIN_SHUTDOWN: '57P01',
+  /** 0A000: a protocol feature openproxy does not support. */
+  FEATURE_NOT_SUPPORTED: '0A000',
+  /** 54000: message bigger than allowed. */
+  PROGRAM_LIMIT_EXCEEDED: '54000',
+  /** 25P03: idle_client_in_transaction_timeout. */
+  IDLE_IN_TRANSACTION_TIMEOUT: '25P03',
+  /** 57014: statement cancelled (statement_timeout). */
+  QUERY_CANCELED: '57014',
+  /** XX000: internal error. */
+  INTERNAL_ERROR: 'XX000',
+} as const;

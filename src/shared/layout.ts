@@ -1,0 +1,58 @@
+// The declared schema of the SharedArrayBuffer every thread maps: one region per table, fixed sizes.
+// Counters that several threads change use Atomics; per-worker stats rows have a single writer
+// (their worker) and are summed by readers, so the hot path does plain stores.
+
+export const MAX_WORKERS = 256;
+/** Server slots: one per (pool, user, shard, host:port). Assigned by the main thread, never reused. */
+export const MAX_SERVER_SLOTS = 4096;
+/** Stats slots: one per (pool, user). */
+export const MAX_POOL_SLOTS = 1024;
+
+/** Per-worker, per-(pool, user) add-only counters, named like SHOW STATS columns. */
+export const STAT = {
+  xact_count: 0,
+  query_count: 1,
+  received: 2, // bytes from clients
+  sent: 3, // bytes to clients
+  xact_time_us: 4,
+  query_time_us: 5,
+  wait_time_us: 6,
+  errors: 7,
+  /** Clients that logged in to this pool. */
+  logins: 8,
+} as const;
+export const STAT_COUNT = 9;
+
+interface Region {
+  offset: number;
+  length: number;
+  bytes: number;
+}
+
+function regions<T extends Record<string, [number, number]>>(spec: T): { [K in keyof T]: Region } & { total: number } {
+  let offset = 0;
+  const out: Record<string, Region> = {};
+  for (const [name, [length, bytes]] of Object.entries(spec)) {
+    offset = Math.ceil(offset / 8) * 8;
+    out[name] = { offset, length, bytes };
+    offset += length * bytes;
+  }
+  return Object.assign(out as { [K in keyof T]: Region }, { total: offset });
+}
+
+export const LAYOUT = regions({
+  /** [0] layout version, [1] worker count, [2] shutting down (1). */
+  header: [8, 4],
+  /** Live clients per worker: main picks the worker with the fewest. */
+  workerClients: [MAX_WORKERS, 4],
+  /** Open server connections per server slot (all workers): the global pool_size limit. */
+  serverConns: [MAX_SERVER_SLOTS, 4],
+  /** Clients waiting for a connection of a server slot, all workers. */
+  serverWaiters: [MAX_SERVER_SLOTS, 4],
+  /** Bumped + notified when a server slot frees a connection; waiters in other workers wake on it. */
+  serverSignal: [MAX_SERVER_SLOTS, 4],
+  /** STAT counters: [worker][pool slot][stat]. */
+  stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
+});
+
+export const LAYOUT_VERSION = 1;

@@ -1,0 +1,77 @@
+// Typed views over the shared layout, with the operations threads perform on them.
+
+import { LAYOUT, LAYOUT_VERSION, MAX_POOL_SLOTS, MAX_WORKERS, STAT_COUNT } from './layout';
+
+export class SharedState {
+  readonly header: Int32Array;
+  readonly workerClients: Int32Array;
+  readonly serverConns: Int32Array;
+  readonly serverWaiters: Int32Array;
+  readonly serverSignal: Int32Array;
+  readonly stats: Float64Array;
+
+  constructor(readonly sab: SharedArrayBuffer) {
+    const i32 = (r: { offset: number; length: number }) => new Int32Array(sab, r.offset, r.length);
+    this.header = i32(LAYOUT.header);
+    this.workerClients = i32(LAYOUT.workerClients);
+    this.serverConns = i32(LAYOUT.serverConns);
+    this.serverWaiters = i32(LAYOUT.serverWaiters);
+    this.serverSignal = i32(LAYOUT.serverSignal);
+    this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
+  }
+
+  static create(workers: number): SharedState {
+    const s = new SharedState(new SharedArrayBuffer(LAYOUT.total));
+    s.header[0] = LAYOUT_VERSION;
+    s.header[1] = workers;
+    return s;
+  }
+
+  /** Takes one connection of a server slot if fewer than `max` are open across all workers. */
+  tryTakeConn(slot: number, max: number): boolean {
+    for (;;) {
+      const cur = Atomics.load(this.serverConns, slot);
+      if (cur >= max) return false;
+      if (Atomics.compareExchange(this.serverConns, slot, cur, cur + 1) === cur) return true;
+    }
+  }
+
+  /** Gives a connection slot back and wakes waiters on any worker. */
+  releaseConn(slot: number): void {
+    Atomics.sub(this.serverConns, slot, 1);
+    this.signal(slot);
+  }
+
+  signal(slot: number): void {
+    Atomics.add(this.serverSignal, slot, 1);
+    Atomics.notify(this.serverSignal, slot);
+  }
+
+  /** The index of the worker with the fewest live clients. */
+  leastLoadedWorker(count: number): number {
+    let best = 0;
+    let bestN = Infinity;
+    for (let w = 0; w < count; w++) {
+      const n = Atomics.load(this.workerClients, w);
+      if (n < bestN) {
+        best = w;
+        bestN = n;
+      }
+    }
+    return best;
+  }
+
+  /** Row of stat counters a worker writes for a (pool, user) slot. */
+  statBase(worker: number, poolSlot: number): number {
+    return (worker * MAX_POOL_SLOTS + poolSlot) * STAT_COUNT;
+  }
+
+  /** Sum of one stat over all workers. */
+  statTotal(poolSlot: number, stat: number, workers = MAX_WORKERS): number {
+    let sum = 0;
+    for (let w = 0; w < workers; w++) sum += this.stats[this.statBase(w, poolSlot) + stat];
+    return sum;
+  }
+}
+
+export { MAX_WORKERS };
