@@ -216,10 +216,15 @@ export class ServerConn implements ScanSink {
   }
 
   /** Forwards client bytes. */
-  write(data: Buffer): void {
+  write(data: Buffer): boolean {
     this.busy = true;
     this.bytesSent += data.length;
-    this.socket.write(data);
+    return this.socket.write(data);
+  }
+
+  /** Between server messages: an ErrorResponse of ours may be sent to the client now. */
+  get atMessageBoundary(): boolean {
+    return this.scanner.atBoundary;
   }
 
   /** True when the server is between statements, idle, and owes nothing: safe to reset and reuse. */

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// The openproxy process: CLI, config, logging, worker threads, listener, signals, reload.
+
+import { statSync } from 'node:fs';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type net from 'node:net';
+import { parseCli, CliOptions } from './cli';
+import { ConfigError, loadConfig } from './config/load';
+import { keysOf } from './config/table';
+import type { Config } from './config/types';
+import { LogSink, log, setLogSink } from './log';
+import { SlotAllocator } from './pool/slots';
+import { SharedState } from './shared/state';
+import { Supervisor } from './runtime/supervisor';
+import { listen } from './runtime/listener';
+
+/** Exit codes (documented in man/openproxy.1). */
+export const EXIT = { OK: 0, CONFIG: 78, USAGE: 64, LISTEN: 69, WORKER_DIED: 70 } as const;
+
+function missingConfigHelp(path: string): string {
+  return [
+    `openproxy: ${path}`,
+    '',
+    'Give the path of a configuration file: openproxy /etc/openproxy.toml',
+    'A commented example of every key is in config/openproxy.toml of the openproxy package.',
+    'To try openproxy on a throwaway local PostgreSQL cluster, run the demo from a checkout: npm start',
+    '',
+  ].join('\n');
+}
+
+function checkTls(cfg: Config): void {
+  const g = cfg.general;
+  if (!g.tls_certificate || !g.tls_private_key) return;
+  try {
+    tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) });
+  } catch (e) {
+    throw new ConfigError(`general.tls_certificate / general.tls_private_key: cannot load ${JSON.stringify(g.tls_certificate)} / ${JSON.stringify(g.tls_private_key)}: ${(e as Error).message}`);
+  }
+}
+
+/** Keys whose change needs a restart: reported on reload, old value kept. */
+function restartOnlyChanges(a: Config, b: Config): string[] {
+  const out: string[] = [];
+  for (const d of keysOf('general')) {
+    if (d.changeable) continue;
+    const k = d.key as keyof Config['general'];
+    if (a.general[k] !== b.general[k]) out.push(`general.${d.key}`);
+  }
+  return out;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const cli = parseCli(argv, process.env);
+  if (cli.kind === 'print') {
+    process.stdout.write(cli.text);
+    return;
+  }
+  if (cli.kind === 'error') {
+    process.stderr.write(`openproxy: ${cli.text}\n`);
+    process.exit(EXIT.USAGE);
+  }
+  const opts: CliOptions = cli.options;
+
+  let cfg: Config;
+  try {
+    cfg = loadConfig(opts.configFile);
+    checkTls(cfg);
+  } catch (e) {
+    const msg = (e as Error).message;
+    process.stderr.write(msg.includes('not found') ? missingConfigHelp(msg) : `openproxy: invalid configuration: ${msg}\n`);
+    process.exit(EXIT.CONFIG);
+  }
+
+  let sink: LogSink;
+  try {
+    sink = new LogSink({ level: opts.logLevel, format: opts.logFormat, target: opts.logTarget, dir: opts.logDir, maxFiles: opts.maxLogfileNum, rotateBytes: Number(process.env.OPENPROXY_LOG_ROTATE_BYTES) || 10 * 1024 * 1024 });
+  } catch (e) {
+    process.stderr.write(`openproxy: cannot open log directory ${opts.logDir}: ${(e as Error).message}\n`);
+    process.exit(EXIT.CONFIG);
+  }
+  setLogSink(sink);
+  for (const w of cfg.warnings) log.warn(`config: ${w}`);
+
+  const workers = cfg.general.worker_threads;
+  const shared = SharedState.create(workers);
+  const slots = new SlotAllocator();
+  const sup = new Supervisor(shared, workers, opts.logLevel);
+  await sup.start(cfg, slots.assign(cfg));
+
+  let server: net.Server;
+  try {
+    server = await listen(cfg.general.host, cfg.general.port, shared, sup);
+  } catch (e) {
+    log.error('cannot listen', { host: cfg.general.host, port: cfg.general.port, error: (e as Error).message });
+    await sup.terminate();
+    sink.close();
+    process.exit(EXIT.LISTEN);
+  }
+  log.info('openproxy listening', { host: cfg.general.host, port: cfg.general.port, workers, pools: cfg.pools.map((p) => p.name).join(','), config: cfg.path });
+
+  let mtime = statSync(cfg.path).mtimeMs;
+  const reload = (why: string): string | null => {
+    let next: Config;
+    try {
+      next = loadConfig(cfg.path);
+      checkTls(next);
+      const restart = restartOnlyChanges(cfg, next);
+      if (restart.length) log.warn('config: these keys change only on restart; the running values stay', { keys: restart.join(',') });
+      sup.broadcast({ kind: 'config', cfg: next, slots: slots.assign(next) });
+    } catch (e) {
+      const msg = (e as Error).message;
+      log.error('config reload rejected; the running configuration stays', { trigger: why, error: msg });
+      return msg;
+    }
+    for (const w of next.warnings) log.warn(`config: ${w}`);
+    cfg = next;
+    log.info('configuration reloaded', { trigger: why, pools: cfg.pools.map((p) => p.name).join(',') });
+    return null;
+  };
+
+  const poll = setInterval(() => {
+    if (!cfg.general.reload_toml) return;
+    try {
+      const m = statSync(cfg.path).mtimeMs;
+      if (m !== mtime) {
+        mtime = m;
+        reload('file changed');
+      }
+    } catch {
+      /* file briefly missing while an editor replaces it: try next time */
+    }
+  }, cfg.general.renew_interval);
+
+  let shuttingDown = false;
+  const finish = async (code: number) => {
+    clearInterval(poll);
+    await sup.terminate();
+    log.info('openproxy stopped');
+    sink.close();
+    process.exit(code);
+  };
+  const shutdown = (fast: boolean) => {
+    if (shuttingDown && !fast) return;
+    const first = !shuttingDown;
+    shuttingDown = true;
+    if (first) server.close();
+    sup.onAllStopped = () => void finish(EXIT.OK);
+    if (fast) {
+      log.info('fast shutdown: disconnecting every client');
+      sup.broadcast({ kind: 'shutdown', fast: true });
+      setTimeout(() => void finish(EXIT.OK), 3000).unref();
+      return;
+    }
+    const timeout = cfg.general.shutdown_timeout;
+    log.info('graceful shutdown: no new clients; waiting for connected clients to leave', { shutdown_timeout_ms: timeout });
+    sup.broadcast({ kind: 'shutdown', fast: false });
+    const deadline = Date.now() + timeout;
+    const check = setInterval(() => {
+      let live = 0;
+      for (let i = 0; i < workers; i++) live += Atomics.load(shared.workerClients, i);
+      if (live === 0 || Date.now() >= deadline) {
+        clearInterval(check);
+        if (live > 0) log.warn('shutdown_timeout reached; disconnecting remaining clients', { clients: live });
+        sup.broadcast({ kind: 'shutdown', fast: true });
+        setTimeout(() => void finish(EXIT.OK), 3000).unref();
+      }
+    }, 100);
+  };
+  process.on('SIGINT', () => shutdown(false));
+  process.on('SIGTERM', () => shutdown(true));
+  process.on('SIGHUP', () => {
+    mtime = statSync(cfg.path).mtimeMs;
+    reload('SIGHUP');
+  });
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e) => {
+    process.stderr.write(`openproxy: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}

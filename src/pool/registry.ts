@@ -1,0 +1,113 @@
+// A worker's view of the configured pools: (database, user) → user pool → per-server ServerPools,
+// rebuilt on every config snapshot while keeping the ServerPools (and their connections) whose
+// slot survives. Slots are stable numbers assigned by the main thread (see slots.ts).
+
+import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } from '../config/types';
+import type { SharedState } from '../shared/state';
+import { ServerPool, ServerPoolSettings } from './server-pool';
+import { Slots, poolSlotKey, serverSlotKey } from './slots';
+
+export interface ServerEntry {
+  address: ServerAddress;
+  pool: ServerPool;
+  /** Role learned from the server itself (in_hot_standby at login) for `auto` servers. */
+  learned?: 'primary' | 'replica';
+}
+
+export interface UserPool {
+  pool: PoolConfig;
+  user: UserConfig;
+  /** Index into the shared stats table. */
+  statSlot: number;
+  shards: ServerEntry[][];
+}
+
+export class Registry {
+  private users = new Map<string, Map<string, UserPool>>();
+  readonly servers = new Map<number, ServerPool>();
+  general!: GeneralConfig;
+
+  constructor(private readonly shared: SharedState, readonly workerIndex: number, private readonly workerCount: number) {}
+
+  update(cfg: Config, slots: Slots): void {
+    this.general = cfg.general;
+    const users = new Map<string, Map<string, UserPool>>();
+    const live = new Set<number>();
+    for (const pool of cfg.pools) {
+      const byUser = new Map<string, UserPool>();
+      for (const user of pool.users) {
+        const shards = pool.shards.map((shard) =>
+          shard.servers.map((address, i) => {
+            const slot = slots.servers[serverSlotKey(pool.name, user.username, shard.index, address.host, address.port)];
+            live.add(slot);
+            const role = address.role === 'auto' ? 'auto' : address.role === 'primary' ? 'primary' : `replica_${shard.servers.slice(0, i).filter((s) => s.role === 'replica').length}`;
+            const settings: ServerPoolSettings = {
+              poolSize: user.pool_size,
+              minPoolSize: user.min_pool_size,
+              idleTimeout: pool.idle_timeout,
+              lifetime: user.server_lifetime,
+              connectTimeout: pool.connect_timeout,
+              label: `${pool.name}_shard_${shard.index}_${role === 'auto' ? `auto_${i}` : role}`,
+              login: {
+                host: address.host,
+                port: address.port,
+                user: user.server_username,
+                password: user.server_password,
+                database: shard.database,
+                applicationName: 'openproxy',
+                connectTimeout: pool.connect_timeout,
+                tls: cfg.general.server_tls,
+                verifyCertificate: cfg.general.verify_server_certificate,
+                keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
+              },
+            };
+            let sp = this.servers.get(slot);
+            if (sp) sp.settings = settings;
+            else this.servers.set(slot, (sp = new ServerPool(slot, settings, this.shared)));
+            const old = this.users.get(pool.name)?.get(user.username)?.shards[shard.index]?.find((e) => e.pool === sp);
+            return { address, pool: sp, learned: old?.learned } as ServerEntry;
+          }),
+        );
+        byUser.set(user.username, { pool, user, statSlot: slots.pools[poolSlotKey(pool.name, user.username)], shards });
+      }
+      users.set(pool.name, byUser);
+    }
+    for (const [slot, sp] of this.servers) {
+      if (live.has(slot)) continue;
+      sp.retired = true;
+      sp.closeIdle('pool removed by reload');
+      if (sp.all.size === 0) this.servers.delete(slot);
+    }
+    this.users = users;
+  }
+
+  /** The pool for a database name, if any (any user). */
+  hasDatabase(db: string): boolean {
+    return this.users.has(db);
+  }
+
+  find(db: string, user: string): UserPool | undefined {
+    return this.users.get(db)?.get(user);
+  }
+
+  userPools(): UserPool[] {
+    return [...this.users.values()].flatMap((m) => [...m.values()]);
+  }
+
+  /** This worker's share of a global min_pool_size. */
+  minShare(min: number): number {
+    return Math.floor(min / this.workerCount) + (this.workerIndex < min % this.workerCount ? 1 : 0);
+  }
+
+  sweep(now: number): void {
+    for (const up of this.userPools()) {
+      for (const shard of up.shards) for (const e of shard) e.pool.sweep(now, this.minShare(up.user.min_pool_size));
+    }
+    for (const [slot, sp] of this.servers) {
+      if (sp.retired) {
+        sp.sweep(now, 0);
+        if (sp.all.size === 0 && sp.waiting === 0) this.servers.delete(slot);
+      }
+    }
+  }
+}

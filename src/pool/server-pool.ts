@@ -1,0 +1,208 @@
+// The connections one worker holds to one server slot (pool, user, shard, host:port), and the
+// clients of this worker waiting for one. The limit (pool_size) is global: a connection is only
+// opened after a slot was taken from the shared counter, and a freed slot wakes every worker.
+
+import { log } from '../log';
+import type { SharedState } from '../shared/state';
+import { SQLSTATE } from '../protocol/sqlstate';
+import { ServerConn, ServerConnError, ServerLogin } from './server-conn';
+
+export interface ServerPoolSettings {
+  poolSize: number;
+  minPoolSize: number;
+  /** ms; 0 = never. */
+  idleTimeout: number;
+  /** ms; 0 = no limit. */
+  lifetime: number;
+  connectTimeout: number;
+  login: ServerLogin;
+  /** Label for logs and SHOW DATABASES: postgres_shard_0_primary. */
+  label: string;
+}
+
+interface Waiter {
+  resolve(conn: ServerConn): void;
+  reject(err: ServerConnError): void;
+  deadline: number;
+  timer: NodeJS.Timeout;
+}
+
+export class ServerPool {
+  /** Idle connections, most recently used last (reused first). */
+  readonly idle: ServerConn[] = [];
+  /** Every open connection of this worker for this slot, idle or not. */
+  readonly all = new Set<ServerConn>();
+  /** Connections being opened (sv_login). */
+  opening = 0;
+  private readonly waiters: Waiter[] = [];
+  private watching = false;
+  /** Removed by a reload: connections close when released. */
+  retired = false;
+
+  constructor(readonly slot: number, public settings: ServerPoolSettings, private readonly shared: SharedState) {}
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** A connection for a client: an idle one, a new one if the global limit allows, or wait FIFO. */
+  acquire(): Promise<ServerConn> {
+    const conn = this.takeIdle();
+    if (conn) return Promise.resolve(conn);
+    if (this.waiters.length === 0 && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return this.openWithSlot();
+    return new Promise((resolve, reject) => {
+      const timeout = this.settings.connectTimeout;
+      const w: Waiter = {
+        resolve,
+        reject,
+        deadline: Date.now() + timeout,
+        timer: setTimeout(() => this.expire(w), timeout),
+      };
+      this.waiters.push(w);
+      Atomics.add(this.shared.serverWaiters, this.slot, 1);
+      this.watch();
+    });
+  }
+
+  private takeIdle(): ServerConn | undefined {
+    while (this.idle.length > 0) {
+      const conn = this.idle.pop()!;
+      if (!conn.closed) return conn;
+    }
+    return undefined;
+  }
+
+  private async openWithSlot(): Promise<ServerConn> {
+    this.opening++;
+    try {
+      const conn = await ServerConn.open(this.settings.login);
+      this.all.add(conn);
+      conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
+      log.debug('server connection opened', { server: this.settings.label, server_id: conn.id });
+      return conn;
+    } catch (e) {
+      this.shared.releaseConn(this.slot);
+      throw e instanceof ServerConnError ? e : new ServerConnError((e as Error).message, SQLSTATE.CONNECTION_FAILURE);
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private onConnClosed(conn: ServerConn, reason: string): void {
+    if (!this.all.delete(conn)) return;
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.shared.releaseConn(this.slot);
+    log.debug('server connection closed', { server: this.settings.label, server_id: conn.id, reason });
+    this.serveWaiters();
+  }
+
+  private dequeue(w: Waiter): void {
+    const i = this.waiters.indexOf(w);
+    if (i < 0) return;
+    this.waiters.splice(i, 1);
+    clearTimeout(w.timer);
+    Atomics.sub(this.shared.serverWaiters, this.slot, 1);
+  }
+
+  private expire(w: Waiter): void {
+    this.dequeue(w);
+    w.reject(new ServerConnError(`no server connection to ${this.settings.label} became free within ${this.settings.connectTimeout} ms (pool_size ${this.settings.poolSize})`, SQLSTATE.TOO_MANY_CONNECTIONS));
+  }
+
+  /** Give waiters what can be had: idle connections first, then new slots. */
+  private serveWaiters(): void {
+    while (this.waiters.length > 0) {
+      const conn = this.takeIdle();
+      if (conn) {
+        const w = this.waiters[0];
+        this.dequeue(w);
+        w.resolve(conn);
+        continue;
+      }
+      if (!this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return;
+      const w = this.waiters[0];
+      this.dequeue(w);
+      this.openWithSlot().then(w.resolve, w.reject);
+    }
+  }
+
+  /** While this worker has waiters, wake whenever any worker frees a slot of this server. */
+  private watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    const loop = () => {
+      if (this.waiters.length === 0) {
+        this.watching = false;
+        return;
+      }
+      const seen = Atomics.load(this.shared.serverSignal, this.slot);
+      this.serveWaiters();
+      if (this.waiters.length === 0) {
+        this.watching = false;
+        return;
+      }
+      const r = Atomics.waitAsync(this.shared.serverSignal, this.slot, seen, 250);
+      if (r.async) r.value.then(loop);
+      else setImmediate(loop);
+    };
+    loop();
+  }
+
+  /**
+   * A client is done with a connection that is clean (reset already done by the caller).
+   * Local waiters get it directly; if other workers wait for this server, it is closed so that
+   * its slot goes to them; otherwise it becomes idle.
+   */
+  release(conn: ServerConn): void {
+    conn.owner = null;
+    if (conn.closed) return;
+    const now = Date.now();
+    if (this.retired) return conn.close('pool removed by reload');
+    if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
+    if (this.waiters.length > 0) {
+      const w = this.waiters[0];
+      this.dequeue(w);
+      w.resolve(conn);
+      return;
+    }
+    if (Atomics.load(this.shared.serverWaiters, this.slot) > 0) return conn.close('slot handed to a client waiting on another worker');
+    conn.lastUsed = now;
+    this.idle.push(conn);
+  }
+
+  /** Janitor: idle timeout, lifetime, min_pool_size share, slots wanted by other workers. */
+  sweep(now: number, minShare: number): void {
+    const s = this.settings;
+    for (let i = 0; i < this.idle.length; ) {
+      const c = this.idle[i];
+      const tooOld = s.lifetime > 0 && now - c.createdAt >= s.lifetime;
+      const tooIdle = s.idleTimeout > 0 && now - c.lastUsed >= s.idleTimeout && this.all.size > minShare;
+      const wanted = Atomics.load(this.shared.serverWaiters, this.slot) > this.waiters.length;
+      if (this.retired || tooOld || tooIdle || wanted) {
+        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : 'slot handed to a client waiting on another worker');
+        continue; // close() removed it from idle
+      }
+      i++;
+    }
+    if (!this.retired && this.all.size + this.opening < minShare && this.shared.tryTakeConn(this.slot, s.poolSize)) {
+      this.openWithSlot().then(
+        (c) => this.release(c),
+        (e) => log.warn('cannot open min_pool_size connection', { server: s.label, error: (e as Error).message }),
+      );
+    }
+  }
+
+  /** Closes idle connections now (shutdown, reload removal). */
+  closeIdle(reason: string): void {
+    for (const c of this.idle.slice()) c.close(reason);
+  }
+
+  /** Rejects every waiter (shutdown). */
+  rejectWaiters(err: ServerConnError): void {
+    for (const w of this.waiters.slice()) {
+      this.dequeue(w);
+      w.reject(err);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+// A proxy worker thread: adopts client sockets handed over by fd, runs their sessions, owns its
+// server connections, and sweeps timers once per tick (one janitor, not a timer per socket).
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { MessagePort } from 'node:worker_threads';
+import { Registry } from '../pool/registry';
+import { SharedState } from '../shared/state';
+import { ClientSession, cancelLocal } from '../session/client';
+import type { WorkerContext } from '../session/context';
+import { SQLSTATE } from '../protocol/sqlstate';
+import { log, setThreadLogging } from '../log';
+import type { FromWorker, ToWorker, WorkerInit } from './messages';
+
+/** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
+export const CLIENT_LOGIN_TIMEOUT_MS = 60000;
+const JANITOR_MS = 250;
+
+export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
+  setThreadLogging(init.logLevel, `worker-${init.index}`);
+  const shared = new SharedState(init.sab);
+  const post = (m: FromWorker) => port.postMessage(m);
+  const sessions = new Set<ClientSession>();
+  const ctx: WorkerContext = {
+    index: init.index,
+    shared,
+    registry: new Registry(shared, init.index, init.count),
+    tls: null,
+    clients: new Map(),
+    shutdown: 0,
+    forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
+  };
+  let configured = false;
+
+  const janitor = setInterval(() => {
+    const now = Date.now();
+    ctx.registry.sweep(now);
+    const idleTx = ctx.registry.general.idle_client_in_transaction_timeout;
+    for (const c of sessions) {
+      if (c.state === 'login' && now - c.connectedAt > CLIENT_LOGIN_TIMEOUT_MS) {
+        c.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'login took too long', 'client_login_timeout');
+      } else if (idleTx > 0 && c.server && !c.server.busy && c.server.txStatus !== 0x49 && now - c.lastActivity > idleTx) {
+        c.fatal(SQLSTATE.IDLE_IN_TRANSACTION_TIMEOUT, `terminating connection due to idle-in-transaction timeout (${idleTx} ms)`, 'idle_client_in_transaction_timeout');
+      }
+    }
+    if (ctx.shutdown && sessions.size === 0) maybeStopped();
+  }, JANITOR_MS);
+
+  let stoppedSent = false;
+  const maybeStopped = () => {
+    if (stoppedSent || ctx.shutdown !== 2 || sessions.size > 0) return;
+    stoppedSent = true;
+    for (const sp of ctx.registry.servers.values()) sp.closeIdle('shutdown');
+    clearInterval(janitor);
+    setTimeout(() => post({ kind: 'stopped' }), 50);
+  };
+
+  port.on('message', (m: ToWorker) => {
+    switch (m.kind) {
+      case 'config': {
+        ctx.registry.update(m.cfg, m.slots);
+        const g = m.cfg.general;
+        if (g.tls_certificate && g.tls_private_key && !ctx.tls) {
+          ctx.tls = tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) });
+        }
+        if (!configured) {
+          configured = true;
+          post({ kind: 'ready' });
+        }
+        return;
+      }
+      case 'fd': {
+        const sock = new net.Socket({ fd: m.fd, readable: true, writable: true });
+        const c = new ClientSession(sock, ctx);
+        sessions.add(c);
+        c.onGone = () => {
+          sessions.delete(c);
+          Atomics.sub(shared.workerClients, init.index, 1);
+          maybeStopped();
+        };
+        return;
+      }
+      case 'cancel':
+        return cancelLocal(ctx, m.pid, m.secret);
+      case 'shutdown':
+        ctx.shutdown = m.fast ? 2 : Math.max(ctx.shutdown, 1);
+        if (m.fast) {
+          for (const c of [...sessions]) c.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection due to administrator command (openproxy shutting down)', 'shutdown');
+          for (const sp of ctx.registry.servers.values()) sp.rejectWaiters(Object.assign(new Error('openproxy is shutting down'), { sqlstate: SQLSTATE.ADMIN_SHUTDOWN, fromServer: false }));
+          maybeStopped();
+        }
+        return;
+    }
+  });
+  log.debug('proxy worker started');
+}

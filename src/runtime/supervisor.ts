@@ -1,0 +1,89 @@
+// Main thread: starts the proxy workers and the HA thread, feeds them config snapshots, relays
+// their logs and cross-worker cancels, and ends the process if a proxy worker dies (its server
+// connections' shared slots cannot be reconciled; systemd's Restart=always brings it back).
+
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import { log } from '../log';
+import type { Config } from '../config/types';
+import type { Slots } from '../pool/slots';
+import type { SharedState } from '../shared/state';
+import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import type { Level } from '../log';
+
+const WORKERS_DIR = join(__dirname, '..', '..', 'workers');
+
+export class Supervisor {
+  readonly workers: Worker[] = [];
+  private ha: Worker | null = null;
+  private stopping = false;
+  private stopped = 0;
+  onAllStopped?: () => void;
+
+  constructor(private readonly shared: SharedState, private readonly count: number, private readonly logLevel: Level) {}
+
+  async start(cfg: Config, slots: Slots): Promise<void> {
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < this.count; i++) {
+      const init: WorkerInit = { index: i, count: this.count, sab: this.shared.sab, logLevel: this.logLevel };
+      const w = new Worker(join(WORKERS_DIR, 'proxy.js'), { workerData: init });
+      this.workers.push(w);
+      ready.push(new Promise((resolve, reject) => {
+        w.on('message', (m: FromWorker) => {
+          if (m.kind === 'ready') resolve();
+          else this.onMessage(m);
+        });
+        w.once('error', reject);
+      }));
+      w.on('error', (e) => log.error('proxy worker crashed', { worker: i, error: e.stack ?? e.message }));
+      w.on('exit', (code) => {
+        if (this.stopping) return;
+        log.error('proxy worker exited unexpectedly; stopping openproxy so it can be restarted cleanly', { worker: i, code });
+        process.exit(70);
+      });
+      this.send(i, { kind: 'config', cfg, slots });
+    }
+    this.startHa();
+    await Promise.all(ready);
+  }
+
+  private startHa(): void {
+    const ha = new Worker(join(WORKERS_DIR, 'ha.js'));
+    this.ha = ha;
+    ha.on('message', (m: FromWorker) => this.onMessage(m));
+    ha.on('error', (e) => log.error('HA thread crashed', { error: e.message }));
+    ha.on('exit', (code) => {
+      if (this.stopping) return;
+      log.warn('HA thread exited; restarting it', { code });
+      setTimeout(() => this.startHa(), 1000);
+    });
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.kind) {
+      case 'log':
+        return log.forward(m.record);
+      case 'cancel':
+        if (m.worker < this.workers.length) this.send(m.worker, { kind: 'cancel', pid: m.pid, secret: m.secret });
+        return;
+      case 'stopped':
+        if (++this.stopped === this.workers.length) this.onAllStopped?.();
+        return;
+      default:
+        return;
+    }
+  }
+
+  send(i: number, m: ToWorker): void {
+    this.workers[i].postMessage(m);
+  }
+
+  broadcast(m: ToWorker): void {
+    for (let i = 0; i < this.workers.length; i++) this.send(i, m);
+  }
+
+  async terminate(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.workers, ...(this.ha ? [this.ha] : [])].map((w) => w.terminate()));
+  }
+}

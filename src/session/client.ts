@@ -1,0 +1,380 @@
+// One client connection: startup (TLS, cancel, auth), server assignment, then the data phase
+// where client messages are framed and forwarded to the server it holds (session pooling), and
+// server chunks are forwarded back unchanged. Every disconnect goes through disconnect(reason).
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomInt } from 'node:crypto';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, parameterStatus, READY_IDLE } from '../protocol/backend';
+import { FrameReader } from '../protocol/frame-reader';
+import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
+import { SQLSTATE } from '../protocol/sqlstate';
+import { MAX_MESSAGE_LENGTH, ServerConn, ServerConnError, ServerOwner, sendCancel } from '../pool/server-conn';
+import type { UserPool } from '../pool/registry';
+import { chooseSessionServer } from '../pool/choose';
+import { STAT } from '../shared/layout';
+import { log } from '../log';
+import { ClientAuth } from './auth';
+import { clientGucs, setStatement } from './startup-params';
+import { WorkerContext, encodePid, workerOfPid } from './context';
+
+const enum Phase {
+  Startup,
+  Auth,
+  Waiting,
+  Active,
+  Closed,
+}
+
+const TERMINATE = 0x58;
+const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
+let seq = 0;
+
+export class ClientSession implements ServerOwner {
+  private sock: net.Socket;
+  private phase = Phase.Startup;
+  /** Startup-phase bytes (untyped packets) not yet decoded. */
+  private startupBuf: Buffer = Buffer.alloc(0);
+  private readonly frames = new FrameReader(MAX_MESSAGE_LENGTH);
+  private auth: ClientAuth | null = null;
+  /** The BackendKeyData openproxy gave this client. */
+  readonly pid: number;
+  readonly secret = randomInt(0, 0x7fffffff);
+  readonly connectedAt = Date.now();
+  params = new Map<string, string>();
+  userPool: UserPool | null = null;
+  server: ServerConn | null = null;
+  private serverPool: import('../pool/server-pool').ServerPool | null = null;
+  /** Stats row base index in the shared stats table. */
+  private stat = -1;
+  /** performance.now() when the current query / transaction started; -1 = none running. */
+  private queryStart = -1;
+  private xactStart = -1;
+  transactions = 0;
+  queries = 0;
+  errors = 0;
+  /** Last time the client sent anything (ms epoch); for idle-in-transaction checks. */
+  lastActivity = Date.now();
+  private readonly onClientDrain = () => this.server?.socket.resume();
+  private readonly onServerDrain = () => this.sock.resume();
+
+  constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
+    this.sock = sock;
+    this.pid = encodePid(ctx.index, ++seq);
+    sock.setNoDelay(true);
+    this.listen(sock);
+  }
+
+  private listen(sock: net.Socket): void {
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('error', (e) => this.disconnect(`client socket error: ${e.message}`));
+    sock.on('close', () => this.disconnect('client closed the connection'));
+  }
+
+  get remote(): string {
+    return `${this.sock.remoteAddress}:${this.sock.remotePort}`;
+  }
+
+  get state(): string {
+    if (this.phase === Phase.Waiting) return 'waiting';
+    if (this.phase !== Phase.Active) return 'login';
+    return this.server?.busy ? 'active' : 'idle';
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    if (this.phase === Phase.Startup) return this.onStartupBytes(chunk);
+    if (this.phase === Phase.Closed) return;
+    if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.received] += chunk.length;
+    this.frames.push(chunk);
+    if (this.phase === Phase.Auth) return this.onAuthMessages();
+    if (this.phase === Phase.Active) this.forwardToServer();
+  }
+
+  // ---- startup ---------------------------------------------------------------------------
+
+  private onStartupBytes(chunk: Buffer): void {
+    this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
+    if (this.startupBuf.length < 4) return;
+    const len = this.startupBuf.readInt32BE(0);
+    if (len < 8 || len > MAX_STARTUP_LENGTH) {
+      return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, `invalid startup packet length ${len}`, 'bad startup packet');
+    }
+    if (this.startupBuf.length < len) return;
+    const pkt = this.startupBuf.subarray(0, len);
+    const rest = this.startupBuf.subarray(len);
+    this.startupBuf = Buffer.alloc(0);
+    const d = decodeStartup(pkt);
+    switch (d.kind) {
+      case 'invalid':
+        return this.fatal(d.code, d.reason, 'bad startup packet');
+      case 'gssenc':
+        this.sock.write(SSL_NO);
+        break;
+      case 'ssl':
+        if (rest.length > 0) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'data after SSLRequest before the answer', 'bad startup packet');
+        if (this.ctx.tls && !(this.sock instanceof tls.TLSSocket)) return this.upgradeTls();
+        this.sock.write(SSL_NO);
+        break;
+      case 'cancel':
+        this.handleCancel(d.pid, d.secret);
+        this.close('cancel request handled');
+        return;
+      case 'startup':
+        this.params = d.params;
+        if (rest.length) this.frames.push(rest);
+        return void this.login();
+    }
+    if (rest.length) this.onStartupBytes(rest);
+  }
+
+  private upgradeTls(): void {
+    const raw = this.sock;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('error');
+    raw.removeAllListeners('close');
+    raw.write(SSL_YES);
+    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls! });
+    this.sock = t;
+    raw.on('error', () => undefined);
+    this.listen(t);
+  }
+
+  private handleCancel(pid: number, secret: number): void {
+    const worker = workerOfPid(pid);
+    if (worker === this.ctx.index) cancelLocal(this.ctx, pid, secret);
+    else this.ctx.forwardCancel(worker, pid, secret);
+  }
+
+  private login(): void {
+    const user = this.params.get('user')!;
+    const db = this.params.get('database') || user;
+    if (this.params.has('replication') && this.params.get('replication') !== 'false') {
+      return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, 'replication connections are not supported through openproxy', 'replication connection');
+    }
+    if (this.ctx.shutdown) return this.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'openproxy is shutting down', 'login during shutdown');
+    if (ADMIN_DATABASES.has(db)) {
+      return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, `the admin console (database "${db}") is not available in this version of openproxy`, 'admin console');
+    }
+    const up = this.ctx.registry.find(db, user);
+    if (!up) {
+      if (!this.ctx.registry.hasDatabase(db)) return this.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
+      return this.fatal(SQLSTATE.INVALID_AUTHORIZATION, `no such user: "${user}" in pool "${db}"`, 'unknown user');
+    }
+    this.userPool = up;
+    this.auth = new ClientAuth(this.ctx.registry.general.auth_type, user, up.user.password);
+    this.phase = Phase.Auth;
+    this.authStep(this.auth.start());
+    if (this.frames.pending) this.onAuthMessages();
+  }
+
+  private onAuthMessages(): void {
+    while (this.phase === Phase.Auth && this.frames.next()) {
+      if (this.frames.type !== 0x70) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, `expected a password message, got message type ${String.fromCharCode(this.frames.type)}`, 'bad auth message');
+      this.authStep(this.auth!.step(this.frames.body()));
+    }
+    if (this.frames.error) this.fatal(SQLSTATE.PROTOCOL_VIOLATION, this.frames.error, 'bad message');
+  }
+
+  private authStep(step: ReturnType<ClientAuth['start']>): void {
+    if (step.kind === 'send') {
+      this.sock.write(step.data);
+      return;
+    }
+    if (step.kind === 'fail') {
+      log.warn('client authentication failed', { client: this.remote, user: this.params.get('user'), database: this.params.get('database'), reason: step.message });
+      return this.fatal(step.code, step.message, 'authentication failed');
+    }
+    if (step.data) this.sock.write(step.data);
+    this.sock.write(AUTH_OK);
+    this.auth = null;
+    void this.attachServer();
+  }
+
+  // ---- server assignment ----------------------------------------------------------------
+
+  private async attachServer(): Promise<void> {
+    const up = this.userPool!;
+    this.phase = Phase.Waiting;
+    this.stat = this.ctx.shared.statBase(this.ctx.index, up.statSlot);
+    this.ctx.shared.stats[this.stat + STAT.logins] += 1;
+    this.ctx.clients.set(this.pid, this);
+    const gucs = clientGucs(this.params);
+    if (typeof gucs === 'string') return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, gucs, 'bad startup options');
+    const waitStart = performance.now();
+    let conn: ServerConn;
+    try {
+      const pick = await chooseSessionServer(up);
+      conn = pick.conn;
+      this.serverPool = pick.pool;
+    } catch (e) {
+      const err = e as ServerConnError;
+      this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+      return this.fatal(err.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, err.message, 'no server connection');
+    }
+    this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
+    if ((this.phase as Phase) === Phase.Closed) return this.releaseServer(conn, this.serverPool!);
+    const sql = setStatement(gucs, conn.params);
+    if (sql) {
+      const r = await conn.run(sql, this.userPool!.pool.connect_timeout + 5000);
+      if (!r.ok) {
+        if (r.error) this.sock.write(errorWithSeverity(r.error, 'FATAL'));
+        this.releaseServer(conn, this.serverPool!);
+        return this.close(`startup parameters rejected by the server`);
+      }
+      if ((this.phase as Phase) === Phase.Closed) return this.releaseServer(conn, this.serverPool!);
+    }
+    this.server = conn;
+    conn.owner = this;
+    conn.socket.on('drain', this.onServerDrain);
+    this.sock.on('drain', this.onClientDrain);
+    const out: Buffer[] = [];
+    for (const [k, v] of conn.params) out.push(parameterStatus(k, v));
+    out.push(backendKeyData(this.pid, this.secret), READY_IDLE);
+    this.sock.write(Buffer.concat(out));
+    this.phase = Phase.Active;
+    if (this.ctx.registry.general.log_client_connections) {
+      log.info('client logged in', { client: this.remote, user: up.user.username, database: up.pool.name, server_id: conn.id });
+    }
+    if (this.frames.pending) this.forwardToServer();
+  }
+
+  // ---- data phase -------------------------------------------------------------------------
+
+  /** Forwards every complete client message; Terminate ends the session. */
+  private forwardToServer(): void {
+    const f = this.frames;
+    const server = this.server!;
+    let runStart = f.off;
+    while (f.next()) {
+      if (f.type === TERMINATE) {
+        if (f.start > runStart) server.write(f.view(runStart, f.start));
+        return this.disconnect('client sent Terminate');
+      }
+      if (this.queryStart < 0) {
+        this.queryStart = performance.now();
+        if (this.xactStart < 0) this.xactStart = this.queryStart;
+      }
+    }
+    if (f.error) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
+    // Complete messages only: a partial one stays buffered until its last byte arrives.
+    if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
+  }
+
+  onServerData(chunk: Buffer): void {
+    this.ctx.shared.stats[this.stat + STAT.sent] += chunk.length;
+    if (!this.sock.write(chunk)) this.server?.socket.pause();
+  }
+
+  onReady(status: number): void {
+    const now = performance.now();
+    const st = this.ctx.shared.stats;
+    this.queries++;
+    st[this.stat + STAT.query_count] += 1;
+    if (this.queryStart >= 0) st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
+    this.queryStart = -1;
+    if (status === 0x49) {
+      this.transactions++;
+      st[this.stat + STAT.xact_count] += 1;
+      if (this.xactStart >= 0) st[this.stat + STAT.xact_time_us] += Math.round((now - this.xactStart) * 1000);
+      this.xactStart = -1;
+    }
+  }
+
+  onServerError(): void {
+    this.errors++;
+    this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+  }
+
+  onServerClosed(reason: string): void {
+    const boundary = this.server?.atMessageBoundary ?? true;
+    this.server = null;
+    log.warn('server connection lost under a client', { client: this.remote, reason });
+    if (boundary) this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed unexpectedly: ${reason}`, 'server connection lost');
+    else this.disconnect(`server connection lost mid-message: ${reason}`);
+  }
+
+  // ---- ending -----------------------------------------------------------------------------
+
+  /** Sends a FATAL ErrorResponse (only at a message boundary) and disconnects. */
+  fatal(code: string, message: string, reason: string): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.sock.writable && (this.server === null || this.server.atMessageBoundary)) {
+      this.sock.write(errorResponse({ severity: 'FATAL', code, message }));
+    }
+    this.disconnect(`${reason}: ${message}`);
+  }
+
+  private close(reason: string): void {
+    this.disconnect(reason);
+  }
+
+  /** The one way out: frees the server connection (reset or closed), unregisters, closes the socket. */
+  disconnect(reason: string): void {
+    if (this.phase === Phase.Closed) return;
+    const wasActive = this.phase === Phase.Active;
+    this.phase = Phase.Closed;
+    this.ctx.clients.delete(this.pid);
+    if (this.sock.writable) this.sock.end();
+    setTimeout(() => this.sock.destroy(), 1000).unref();
+    this.sock.removeListener('drain', this.onClientDrain);
+    const server = this.server;
+    this.server = null;
+    if (server && this.serverPool) {
+      server.socket.removeListener('drain', this.onServerDrain);
+      server.socket.resume();
+      this.releaseServer(server, this.serverPool);
+    }
+    if (wasActive && this.ctx.registry.general.log_client_disconnections) {
+      log.info('client disconnected', { client: this.remote, user: this.params.get('user'), reason, age_s: Math.round((Date.now() - this.connectedAt) / 1000) });
+    } else {
+      log.debug('client disconnected', { client: this.remote, reason });
+    }
+    this.onGone?.();
+  }
+
+  /** Session end: a clean server is reset with DISCARD ALL and pooled; anything else is closed. */
+  private releaseServer(conn: ServerConn, pool: import('../pool/server-pool').ServerPool): void {
+    conn.owner = null;
+    if (!conn.clean) {
+      conn.close('client left mid-statement or inside a transaction');
+      return;
+    }
+    conn.run('DISCARD ALL', this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
+      if (r.ok && conn.clean) pool.release(conn);
+      else conn.close('reset (DISCARD ALL) failed');
+    });
+  }
+
+  /** Set by the worker: called once after disconnect. */
+  onGone?: () => void;
+}
+
+/** Cancels the running query of a local session if pid/secret match (silently ignored otherwise, like PostgreSQL). */
+export function cancelLocal(ctx: WorkerContext, pid: number, secret: number): void {
+  const c = ctx.clients.get(pid);
+  if (!c || c.secret !== secret || !c.server) return;
+  const s = c.server;
+  void sendCancel(s.login.host, s.login.port, s.backendPid, s.backendSecret, s.login.connectTimeout);
+}
+
+/** Re-labels a server's ErrorResponse body with another severity (e.g. a failed startup SET becomes FATAL). */
+function errorWithSeverity(body: Buffer, severity: string): Buffer {
+  const fields: Buffer[] = [];
+  let i = 0;
+  while (i < body.length && body[i] !== 0) {
+    const end = body.indexOf(0, i + 1);
+    if (end < 0) break;
+    const t = body[i];
+    if (t === 0x53 || t === 0x56) fields.push(Buffer.from([t]), Buffer.from(severity + '\0'));
+    else fields.push(body.subarray(i, end + 1));
+    i = end + 1;
+  }
+  fields.push(Buffer.from([0]));
+  const b = Buffer.concat(fields);
+  const out = Buffer.allocUnsafe(5 + b.length);
+  out[0] = 0x45;
+  out.writeInt32BE(b.length + 4, 1);
+  b.copy(out, 5);
+  return out;
+}

@@ -1,0 +1,80 @@
+// Starts a real openproxy process on a config for one test, and stops it by PID.
+
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, PgCluster, SUPERPASS, SUPERUSER } from '../../src/testing/pg-cluster';
+
+export const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
+
+export interface Proxy {
+  port: number;
+  proc: ChildProcess;
+  configPath: string;
+  dir: string;
+  output(): string;
+  waitFor(re: RegExp, ms?: number): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface PoolOptions {
+  name?: string;
+  pool_mode?: 'session' | 'transaction';
+  pool_size?: number;
+  min_pool_size?: number;
+  extraPool?: string;
+  extraUser?: string;
+}
+
+/** A config with one pool (default name "postgres") in front of the cluster's primary and replicas. */
+export function configFor(cluster: PgCluster, port: number, general = '', pools: PoolOptions[] = [{}]): string {
+  const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "${n.role}"]`).join(', ');
+  let out = `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nadmin_username = "admin"\nadmin_password = "adminpass"\n${general}\n`;
+  for (const p of pools) {
+    const name = p.name ?? 'postgres';
+    out += `\n[pools.${name}]\npool_mode = "${p.pool_mode ?? 'session'}"\n${p.extraPool ?? ''}\n`;
+    out += `\n[pools.${name}.users.0]\nusername = "${SUPERUSER}"\npassword = "${SUPERPASS}"\npool_size = ${p.pool_size ?? 5}\nmin_pool_size = ${p.min_pool_size ?? 0}\n${p.extraUser ?? ''}\n`;
+    out += `\n[pools.${name}.shards.0]\ndatabase = "postgres"\nservers = [${servers}]\n`;
+  }
+  return out;
+}
+
+export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}): Promise<Proxy> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'openproxy-test-'));
+  const configPath = join(dir, 'openproxy.toml');
+  writeFileSync(configPath, typeof toml === 'string' ? toml : toml(port));
+  const proc = spawn(process.execPath, [MAIN, configPath, '--log-target', 'stdout', '-l', 'debug', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (b) => (out += b));
+  proc.stderr!.on('data', (b) => (out += b));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const p: Proxy = {
+    port,
+    proc,
+    configPath,
+    dir,
+    output: () => out,
+    waitFor: (re, ms = 15000) =>
+      new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        const tick = () => {
+          if (re.test(out)) return resolve();
+          if (proc.exitCode !== null) return reject(new Error(`openproxy exited (${proc.exitCode}) before ${re}:\n${out}`));
+          if (Date.now() - t0 > ms) return reject(new Error(`timed out waiting for ${re}:\n${out}`));
+          setTimeout(tick, 20);
+        };
+        tick();
+      }),
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+  await p.waitFor(/openproxy listening/);
+  return p;
+}
