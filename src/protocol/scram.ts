@@ -120,7 +120,8 @@ export class ScramClient {
   /** Checks the server's signature: proves the server knew the password too. */
   verify(serverFinal: string): void {
     const v = attrs(serverFinal).get('v');
-    if (!v || !this.serverSignature || !timingSafeEqual(Buffer.from(v, 'base64'), this.serverSignature)) {
+    const got = v ? Buffer.from(v, 'base64') : Buffer.alloc(0);
+    if (!this.serverSignature || got.length !== this.serverSignature.length || !timingSafeEqual(got, this.serverSignature)) {
       throw new Error('SCRAM: server signature does not match');
     }
   }

@@ -1,0 +1,178 @@
+// Config table and loader: the seed's example and a PgCat file load; bad values are named.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseConfig, ConfigError, configRows } from '../src/config/load';
+import { CONFIG_TABLE } from '../src/config/table';
+
+const SEED_EXAMPLE = `
+[general]
+port = 6432
+admin_username = "postgres"
+admin_password = "postgres"
+autoreload = 5000
+worker_threads = 3
+
+[pools.postgres]
+pool_mode = "transaction"
+query_parser_enabled = true
+query_parser_read_write_splitting = true
+
+[pools.postgres.users.0]
+username = "postgres"
+password = "postgres"
+server_username = "postgres"
+server_password = "postgres"
+pool_size = 10
+statement_timeout = 0
+
+[pools.postgres.shards.0]
+database = "postgres"
+servers = [
+  ["172.176.0.2", 5432, "auto"],
+  ["172.176.0.3", 5432, "auto"],
+  ["172.176.0.4", 5432, "auto"]
+]
+use_patroni = true
+
+## virtual-ip
+[general.virtual_router]
+interface = "eth0"
+router_id = 50
+priority = 50
+advert_int = 3
+vip_addresses = ["178.176.0.200/24"]
+`;
+
+// The shape of PgCat's own example pgcat.toml (abridged to the keys that matter).
+const PGCAT_EXAMPLE = `
+[general]
+host = "0.0.0.0"
+port = 6432
+enable_prometheus_exporter = true
+prometheus_exporter_port = 9930
+connect_timeout = 5000
+healthcheck_timeout = 1000
+healthcheck_delay = 30000
+shutdown_timeout = 60000
+ban_time = 60
+log_client_connections = false
+log_client_disconnections = false
+autoreload = 15000
+worker_threads = 5
+tcp_keepalives_idle = 5
+tcp_keepalives_count = 5
+tcp_keepalives_interval = 5
+admin_username = "admin_user"
+admin_password = "admin_pass"
+
+[pools.sharded_db]
+pool_mode = "transaction"
+default_role = "any"
+query_parser_enabled = true
+primary_reads_enabled = true
+sharding_function = "pg_bigint_hash"
+automatic_sharding_key = "data.id"
+idle_timeout = 40000
+connect_timeout = 3000
+
+[pools.sharded_db.users.0]
+username = "sharding_user"
+password = "sharding_user"
+pool_size = 5
+statement_timeout = 0
+
+[pools.sharded_db.users.1]
+username = "other_user"
+password = "other_user"
+pool_size = 21
+min_pool_size = 1
+pool_mode = "session"
+server_lifetime = 60000
+
+[pools.sharded_db.shards.0]
+servers = [["127.0.0.1", 5432, "primary"], ["localhost", 5432, "replica"]]
+database = "shard0"
+
+[pools.sharded_db.shards.1]
+servers = [["127.0.0.1", 5432, "primary"], ["localhost", 5432, "replica"]]
+database = "shard1"
+`;
+
+test('the seed example config loads, with its alias spellings', () => {
+  const c = parseConfig(SEED_EXAMPLE, 'seed.toml');
+  assert.equal(c.general.port, 6432);
+  assert.equal(c.general.admin_userpassword, 'postgres');
+  assert.equal(c.general.renew_interval, 5000);
+  assert.equal(c.general.worker_threads, 3);
+  assert.equal(c.general.connect_timeout, 1000, 'default from the table');
+  assert.equal(c.virtual_router?.router_id, 50);
+  assert.deepEqual(c.virtual_router?.vip_addresses, ['178.176.0.200/24']);
+  const p = c.pools[0];
+  assert.equal(p.name, 'postgres');
+  assert.equal(p.pool_mode, 'transaction');
+  assert.equal(p.users[0].pool_size, 10);
+  assert.equal(p.users[0].pool_mode, 'transaction', 'user inherits the pool mode');
+  assert.deepEqual(p.shards[0].servers.map((s) => s.role), ['auto', 'auto', 'auto']);
+  assert.equal(p.shards[0].use_patroni, true);
+  assert.deepEqual(c.warnings, []);
+});
+
+test('a PgCat config loads; PgCat-only keys are warned about by name', () => {
+  const c = parseConfig(PGCAT_EXAMPLE, 'pgcat.toml');
+  assert.equal(c.pools[0].shards.length, 2);
+  assert.equal(c.pools[0].users[1].pool_mode, 'session');
+  assert.equal(c.pools[0].users[1].server_lifetime, 60000);
+  assert.equal(c.pools[0].users[0].server_username, 'sharding_user', 'server_username falls back to username');
+  assert.equal(c.pools[0].connect_timeout, 3000);
+  assert.ok(c.warnings.some((w) => w.startsWith('general.enable_prometheus_exporter')), c.warnings.join('\n'));
+});
+
+const bad: [string, string, RegExp][] = [
+  ['port as string', '[general]\nport = "x"', /general\.port: invalid value "x"; expected an integer from 1 to 65535/],
+  ['port out of range', '[general]\nport = 70000', /general\.port: invalid value 70000/],
+  ['negative timeout', '[general]\nconnect_timeout = -5', /general\.connect_timeout: invalid value -5; expected an integer >= 1 \(ms\)/],
+  ['bad enum', '[general]\nauth_type = "trust"', /general\.auth_type: invalid value "trust"; expected one of "md5", "scram-sha-256"/],
+  ['bool as string', '[general]\nserver_tls = "yes"', /general\.server_tls: invalid value "yes"; expected true or false/],
+  ['pool without shards', '[pools.a]\n[pools.a.users.0]\nusername="u"\npassword="p"', /pools\.a\.shards: missing/],
+  ['bad role', '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "leader"]]', /pools\.a\.shards\.0\.servers\[0\]\[2\]: invalid value "leader"/],
+  ['bad server port', '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 0, "primary"]]', /servers\[0\]\[1\]: invalid value 0/],
+  ['missing username', '[pools.a.users.0]\npassword="p"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /pools\.a\.users\.0\.username: missing/],
+  ['min above max', '[pools.a.users.0]\nusername="u"\npool_size=2\nmin_pool_size=3\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /min_pool_size: invalid value 3; expected at most pool_size \(2\)/],
+  ['duplicate user', '[pools.a.users.0]\nusername="u"\n[pools.a.users.1]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /appears twice/],
+  ['alias and key both', '[general]\nadmin_password="a"\nadmin_userpassword="b"', /duplicates general\.admin_password/],
+  ['bad vip', '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1"]', /vip_addresses\[0\]: invalid value "10\.0\.0\.1"/],
+  ['router id range', '[general.virtual_router]\ninterface="eth0"\nrouter_id=300\nvip_addresses=["10.0.0.1/24"]', /router_id: invalid value 300; expected an integer from 1 to 255/],
+  ['TOML syntax', '[general\nport = 1', /TOML syntax error/],
+  ['only a certificate', '[general]\ntls_certificate = "/x.pem"', /only one is set/],
+  ['users not numbered', '[pools.a.users.x]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /pools\.a\.users\.x: invalid value "x"; expected a numeric index/],
+];
+for (const [name, toml, re] of bad) {
+  test(`config error names key, value and expectation: ${name}`, () => {
+    assert.throws(() => parseConfig(toml, 't.toml'), (e: unknown) => e instanceof ConfigError && re.test((e as Error).message));
+  });
+}
+
+test('unknown keys and sections are warned about by name, never fatal', () => {
+  const c = parseConfig('[general]\nportt = 1\n[extra]\nx=1\n[pools.a]\nfoo=1\n[pools.a.users.0]\nusername="u"\nbar=2\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', 't');
+  assert.deepEqual([...c.warnings].sort(), ['extra: unknown section, ignored', 'general.portt: unknown key, ignored', 'pools.a.foo: unknown key, ignored', 'pools.a.users.0.bar: unknown key, ignored'].sort());
+});
+
+test('roles are case-insensitive and default to primary', () => {
+  const c = parseConfig('[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "Replica"], ["g", 5433]]', 't');
+  assert.deepEqual(c.pools[0].shards[0].servers.map((s) => s.role), ['replica', 'primary']);
+});
+
+test('SHOW CONFIG rows redact secrets and cover every general and pool key', () => {
+  const c = parseConfig(SEED_EXAMPLE, 'seed.toml');
+  const rows = configRows(c);
+  assert.equal(rows.find((r) => r.key === 'admin_userpassword')?.value, '********');
+  for (const d of CONFIG_TABLE.filter((x) => x.section === 'general')) assert.ok(rows.some((r) => r.key === d.key), d.key);
+  assert.equal(rows.find((r) => r.key === 'pools.postgres.query_parser_max_length')?.value, 'unlimited');
+});
+
+test('the config is frozen: a snapshot cannot be changed under a worker', () => {
+  const c = parseConfig(SEED_EXAMPLE, 'seed.toml');
+  assert.throws(() => {
+    (c.general as { port: number }).port = 1;
+  });
+});
