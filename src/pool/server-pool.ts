@@ -64,10 +64,17 @@ export class ServerPool {
     });
   }
 
+  /** Most recently used idle connection that is still within server_lifetime. */
   private takeIdle(): ServerConn | undefined {
+    const lifetime = this.settings.lifetime;
     while (this.idle.length > 0) {
       const conn = this.idle.pop()!;
-      if (!conn.closed) return conn;
+      if (conn.closed) continue;
+      if (lifetime > 0 && Date.now() - conn.createdAt >= lifetime) {
+        conn.close('server_lifetime reached');
+        continue;
+      }
+      return conn;
     }
     return undefined;
   }

@@ -4,7 +4,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, PgCluster, SUPERPASS, SUPERUSER } from '../../src/testing/pg-cluster';
+import { freePort, PgCluster } from '../../src/testing/pg-cluster';
+import { APP_PASS, APP_USER } from './db';
 
 export const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
 
@@ -25,6 +26,8 @@ export interface PoolOptions {
   min_pool_size?: number;
   extraPool?: string;
   extraUser?: string;
+  username?: string;
+  password?: string;
 }
 
 /** A config with one pool (default name "postgres") in front of the cluster's primary and replicas. */
@@ -34,7 +37,7 @@ export function configFor(cluster: PgCluster, port: number, general = '', pools:
   for (const p of pools) {
     const name = p.name ?? 'postgres';
     out += `\n[pools.${name}]\npool_mode = "${p.pool_mode ?? 'session'}"\n${p.extraPool ?? ''}\n`;
-    out += `\n[pools.${name}.users.0]\nusername = "${SUPERUSER}"\npassword = "${SUPERPASS}"\npool_size = ${p.pool_size ?? 5}\nmin_pool_size = ${p.min_pool_size ?? 0}\n${p.extraUser ?? ''}\n`;
+    out += `\n[pools.${name}.users.0]\nusername = "${p.username ?? APP_USER}"\npassword = "${p.password ?? APP_PASS}"\npool_size = ${p.pool_size ?? 5}\nmin_pool_size = ${p.min_pool_size ?? 0}\n${p.extraUser ?? ''}\n`;
     out += `\n[pools.${name}.shards.0]\ndatabase = "postgres"\nservers = [${servers}]\n`;
   }
   return out;

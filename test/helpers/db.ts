@@ -1,0 +1,54 @@
+// Small client helpers for tests: real drivers only.
+
+import pg from 'pg';
+import { PgCluster, PgNode } from '../../src/testing/pg-cluster';
+
+export const APP_USER = 'app';
+export const APP_PASS = 'app-secret';
+
+/** A role the tests route through openproxy, so its server connections can be counted apart from the test's own. */
+export function createAppRole(c: PgCluster): void {
+  c.psql(c.primary, `CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASS}'; GRANT ALL ON SCHEMA public TO ${APP_USER};`);
+}
+
+export function client(port: number, opts: Partial<pg.ClientConfig> = {}): pg.Client {
+  return new pg.Client({ host: '127.0.0.1', port, user: APP_USER, password: APP_PASS, database: 'postgres', connectionTimeoutMillis: 10000, ...opts });
+}
+
+export async function query<T = Record<string, unknown>>(port: number, sql: string, opts: Partial<pg.ClientConfig> = {}): Promise<T[]> {
+  const c = client(port, opts);
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** The error a connection attempt fails with (throws if it succeeds). */
+export async function connectError(port: number, opts: Partial<pg.ClientConfig> = {}): Promise<{ code?: string; message: string }> {
+  const c = client(port, opts);
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+  } catch (e) {
+    return e as { code?: string; message: string };
+  }
+  await c.end();
+  throw new Error('connection unexpectedly succeeded');
+}
+
+/** Server connections the app role holds on a node (seen directly, not through the proxy). */
+export function appBackends(c: PgCluster, n: PgNode): number {
+  return Number(c.psql(n, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${APP_USER}' AND backend_type = 'client backend'`));
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
