@@ -1,0 +1,154 @@
+// Hostile and broken clients cost nothing but their own connection: each gets a proper
+// ErrorResponse where the protocol allows one, and a normal client is served right after.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { PgCluster } from '../src/testing/pg-cluster';
+import { createAppRole, query } from './helpers/db';
+import { Proxy, configFor, startProxy } from './helpers/proxy';
+
+let cluster: PgCluster;
+let proxy: Proxy;
+
+before(async () => {
+  cluster = await PgCluster.start();
+  createAppRole(cluster);
+  proxy = await startProxy((port) => configFor(cluster, port));
+});
+after(async () => {
+  await proxy?.stop();
+  cluster?.stop();
+});
+
+/** Sends bytes, collects everything until the proxy closes (or ms pass). */
+function exchange(chunks: Buffer[], ms = 3000, closeAfterSend = false): Promise<{ data: Buffer; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect(proxy.port, '127.0.0.1');
+    const got: Buffer[] = [];
+    let closedByServer = false;
+    const t = setTimeout(() => s.destroy(), ms);
+    s.on('data', (b) => got.push(b));
+    s.on('end', () => (closedByServer = true));
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve({ data: Buffer.concat(got), closedByServer });
+    });
+    s.on('connect', async () => {
+      for (const c of chunks) {
+        s.write(c);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (closeAfterSend) s.destroy();
+    });
+  });
+}
+
+function sqlstate(data: Buffer): string | null {
+  if (data[0] !== 0x45) return null;
+  const i = data.indexOf(Buffer.from('\0C'));
+  return data.toString('latin1', i + 2, i + 7);
+}
+
+function startup(params: Record<string, string>, version = 196608): Buffer {
+  const body = Buffer.concat([...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
+  const h = Buffer.alloc(8);
+  h.writeInt32BE(8 + body.length, 0);
+  h.writeInt32BE(version, 4);
+  return Buffer.concat([h, body]);
+}
+
+const lengthPrefix = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n, 0);
+  return b;
+};
+
+async function stillServes(): Promise<void> {
+  assert.deepEqual(await query(proxy.port, 'SELECT 1 AS x'), [{ x: 1 }]);
+}
+
+test('garbage bytes: protocol violation, connection closed', async () => {
+  const r = await exchange([Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]);
+  assert.equal(sqlstate(r.data), '08P01');
+  assert.ok(r.closedByServer);
+  await stillServes();
+});
+
+test('startup length below 8 or above 10000: 08P01', async () => {
+  for (const n of [0, 4, 7, 10001, 0x7fffffff, -1]) {
+    const r = await exchange([lengthPrefix(n)]);
+    assert.equal(sqlstate(r.data), '08P01', `length ${n}`);
+  }
+  await stillServes();
+});
+
+test('truncated startup packet and a client that leaves mid-handshake cost nothing', async () => {
+  const pkt = startup({ user: 'app', database: 'postgres' });
+  await exchange([pkt.subarray(0, 10)], 300, true);
+  await exchange([pkt], 300, true); // leaves while the proxy waits for the password
+  await stillServes();
+});
+
+test('unsupported protocol version: 0A000', async () => {
+  const r = await exchange([startup({ user: 'app' }, 2 << 16)]);
+  assert.equal(sqlstate(r.data), '0A000');
+});
+
+test('no user in the startup packet: 28000', async () => {
+  const r = await exchange([startup({ database: 'postgres' })]);
+  assert.equal(sqlstate(r.data), '28000');
+});
+
+test('SSLRequest and GSSENCRequest without TLS configured are answered N and startup continues', async () => {
+  const ssl = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+  const gss = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]);
+  const r = await exchange([ssl, gss, startup({ user: 'app', database: 'postgres' })], 500);
+  assert.equal(r.data.toString('latin1', 0, 2), 'NN');
+  assert.equal(r.data[2], 0x52, 'then an authentication request');
+});
+
+test('a non-password message during authentication: 08P01', async () => {
+  const q = Buffer.concat([Buffer.from('Q'), lengthPrefix(13), Buffer.from('select 1\0')]);
+  const r = await exchange([startup({ user: 'app', database: 'postgres' }), q]);
+  const err = r.data.subarray(r.data.indexOf(0x45));
+  assert.equal(sqlstate(err), '08P01');
+});
+
+test('a hostile message length after login closes only that client', async () => {
+  // Log in with a real driver, then poison its socket with a 2 GB message header.
+  const pg = await import('pg');
+  const cl = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' });
+  cl.on('error', () => undefined);
+  await cl.connect();
+  const sock = (cl as unknown as { connection: { stream: net.Socket } }).connection.stream;
+  const closed = new Promise<Buffer>((resolve) => {
+    const got: Buffer[] = [];
+    sock.on('data', (b: Buffer) => got.push(b));
+    sock.on('close', () => resolve(Buffer.concat(got)));
+  });
+  sock.write(Buffer.concat([Buffer.from('Q'), lengthPrefix(0x7ffffff0)]));
+  const data = await closed;
+  assert.equal(sqlstate(data.subarray(data.indexOf(0x45))), '08P01');
+  await stillServes();
+});
+
+test('an unknown pool answers 3D000 after login attempt, a cancel with a bogus key is ignored', async () => {
+  const r = await exchange([startup({ user: 'app', database: 'nope' })]);
+  assert.equal(sqlstate(r.data), '3D000');
+  const cancel = Buffer.alloc(16);
+  cancel.writeInt32BE(16, 0);
+  cancel.writeInt32BE(80877102, 4);
+  cancel.writeInt32BE(0x3fffff, 8);
+  cancel.writeInt32BE(1, 12);
+  const c = await exchange([cancel]);
+  assert.equal(c.data.length, 0);
+  assert.ok(c.closedByServer);
+  await stillServes();
+});
+
+test('500 connections opened and dropped at once leave the proxy serving', async () => {
+  await Promise.all(Array.from({ length: 500 }, (_, i) => exchange(i % 2 ? [Buffer.from([0, 0])] : [], 200, true)));
+  await stillServes();
+  assert.ok(proxy.proc.exitCode === null);
+});
