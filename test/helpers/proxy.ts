@@ -43,7 +43,7 @@ export function configFor(cluster: PgCluster, port: number, general = '', pools:
   return out;
 }
 
-export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}): Promise<Proxy> {
+export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}, ready = /openproxy listening/): Promise<Proxy> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'openproxy-test-'));
   const configPath = join(dir, 'openproxy.toml');
@@ -78,6 +78,6 @@ export async function startProxy(toml: string | ((port: number) => string), args
       return code;
     },
   };
-  await p.waitFor(/openproxy listening/);
+  await p.waitFor(ready);
   return p;
 }
