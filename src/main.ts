@@ -9,6 +9,7 @@ import { parseCli, CliOptions } from './cli';
 import { ConfigError, loadConfig } from './config/load';
 import { keysOf } from './config/table';
 import type { Config } from './config/types';
+import { pendingFeatureWarnings } from './config/pending';
 import { LogSink, log, setLogSink } from './log';
 import { SlotAllocator } from './pool/slots';
 import { SharedState } from './shared/state';
@@ -80,7 +81,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(EXIT.CONFIG);
   }
   setLogSink(sink);
-  for (const w of cfg.warnings) log.warn(`config: ${w}`);
+  for (const w of [...cfg.warnings, ...pendingFeatureWarnings(cfg)]) log.warn(`config: ${w}`);
 
   const workers = cfg.general.worker_threads;
   const shared = SharedState.create(workers);
@@ -113,7 +114,7 @@ export async function main(argv: string[]): Promise<void> {
       log.error('config reload rejected; the running configuration stays', { trigger: why, error: msg });
       return msg;
     }
-    for (const w of next.warnings) log.warn(`config: ${w}`);
+    for (const w of [...next.warnings, ...pendingFeatureWarnings(next)]) log.warn(`config: ${w}`);
     cfg = next;
     log.info('configuration reloaded', { trigger: why, pools: cfg.pools.map((p) => p.name).join(',') });
     return null;
