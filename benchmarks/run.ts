@@ -78,10 +78,20 @@ async function main(): Promise<void> {
   const pgbouncerBin = ensurePgBouncer();
   const maxClients = Math.max(...CLIENTS);
   process.stdout.write(`bench: ${SECONDS}s per run, clients ${CLIENTS.join('/')}, pool mode ${MODE}\n`);
-  const cluster = await PgCluster.start({ settings: { max_connections: maxClients * 2 + 50 } });
+  const cluster = await PgCluster.start({ settings: { max_connections: maxClients * 3 + 50 } });
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-bench-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
+  const abort = () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+    setTimeout(() => {
+      cluster.stop();
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    }, 500);
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'; GRANT CREATE ON DATABASE postgres TO ${USER}; GRANT ALL ON SCHEMA public TO ${USER}`);
     const init = spawnSync('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } });

@@ -120,7 +120,7 @@ export async function main(argv: string[]): Promise<void> {
     return null;
   };
 
-  const poll = setInterval(() => {
+  const pollFile = () => {
     if (!cfg.general.reload_toml) return;
     try {
       const m = statSync(cfg.path).mtimeMs;
@@ -131,7 +131,14 @@ export async function main(argv: string[]): Promise<void> {
     } catch {
       /* file briefly missing while an editor replaces it: try next time */
     }
-  }, cfg.general.renew_interval);
+    if (cfg.general.renew_interval !== pollEvery) {
+      pollEvery = cfg.general.renew_interval;
+      clearInterval(poll);
+      poll = setInterval(pollFile, pollEvery);
+    }
+  };
+  let pollEvery = cfg.general.renew_interval;
+  let poll = setInterval(pollFile, pollEvery);
 
   let shuttingDown = false;
   const finish = async (code: number) => {
@@ -171,7 +178,11 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => shutdown(false));
   process.on('SIGTERM', () => shutdown(true));
   process.on('SIGHUP', () => {
-    mtime = statSync(cfg.path).mtimeMs;
+    try {
+      mtime = statSync(cfg.path).mtimeMs;
+    } catch {
+      /* reload() reports the missing file */
+    }
     reload('SIGHUP');
   });
 }

@@ -3,13 +3,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgCluster, freePort } from '../src/testing/pg-cluster';
 import { APP_PASS, client, connectError, createAppRole, query, sleep, until } from './helpers/db';
-import { MAIN, configFor, startProxy } from './helpers/proxy';
+import { MAIN, configFor, startProxy, tempDir } from './helpers/proxy';
 
 let cluster: PgCluster;
 before(async () => {
@@ -39,7 +38,7 @@ describe('command line', () => {
   });
 
   test('a missing config file is named, with where to find an example and the demo', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'op-'));
+    const dir = tempDir('op-');
     const r = run([], {}, dir);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /openproxy\.toml not found/);
@@ -56,7 +55,7 @@ describe('command line', () => {
 
   test('an invalid config exits non-zero before anything listens, naming key, value and expectation', async () => {
     const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'op-'));
+    const dir = tempDir('op-');
     const file = join(dir, 'bad.toml');
     writeFileSync(file, configFor(cluster, port).replace('pool_size = 5', 'pool_size = "lots"'));
     const r = run([file]);
@@ -74,7 +73,7 @@ describe('command line', () => {
 
 describe('logging', () => {
   test('structured format writes JSON lines to a file in --log-dir; passwords never appear', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'op-logs-'));
+    const dir = tempDir('op-logs-');
     const p = await startProxy((port) => configFor(cluster, port, 'log_client_connections = true\nlog_client_disconnections = true'), ['--log-target', 'both', '--log-dir', dir, '-F', 'structured']);
     try {
       await query(p.port, 'SELECT 1');
@@ -93,7 +92,7 @@ describe('logging', () => {
   });
 
   test('files rotate and at most --max-logfile-num are kept', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'op-rot-'));
+    const dir = tempDir('op-rot-');
     const p = await startProxy((port) => configFor(cluster, port), ['--log-target', 'both', '--log-dir', dir, '--max-logfile-num', '3', '-l', 'debug'], { OPENPROXY_LOG_ROTATE_BYTES: '600' });
     try {
       for (let i = 0; i < 15; i++) await query(p.port, 'SELECT 1');

@@ -297,6 +297,33 @@ describe('session state never crosses clients', () => {
   });
 });
 
+describe('timeouts', () => {
+  test('idle_client_in_transaction_timeout disconnects with 25P03 and the connection is not pooled dirty', async () => {
+    const proxy = await startProxy((port) => configFor(cluster, port, 'idle_client_in_transaction_timeout = 300', [{ pool_size: 1 }]));
+    try {
+      const a = client(proxy.port);
+      const errors: { code?: string }[] = [];
+      a.on('error', (e) => errors.push(e as { code?: string }));
+      await a.connect();
+      await a.query('BEGIN');
+      await a.query('SELECT 1');
+      await until(() => errors.length > 0, 3000, 'idle-in-transaction disconnect');
+      assert.equal(errors[0].code, '25P03');
+      // now() = statement_timestamp() only outside an earlier-started transaction block
+      const rows = await query<{ fresh: boolean }>(proxy.port, 'SELECT now() = statement_timestamp() AS fresh');
+      assert.deepEqual(rows, [{ fresh: true }], 'the next client is not inside the abandoned transaction');
+      // a client that is idle but not in a transaction is left alone
+      const b = client(proxy.port);
+      await b.connect();
+      await sleep(600);
+      assert.deepEqual((await b.query('SELECT 1 AS x')).rows, [{ x: 1 }]);
+      await b.end();
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
 describe('pool maintenance', () => {
   test('min_pool_size connections are opened with no clients; idle_timeout closes the rest', async () => {
     const proxy = await startProxy((port) => configFor(cluster, port, 'idle_timeout = 600', [{ pool_size: 5, min_pool_size: 2 }]));

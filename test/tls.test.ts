@@ -3,12 +3,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync } from 'node:fs';
 import { join } from 'node:path';
 import { PgCluster } from '../src/testing/pg-cluster';
 import { APP_PASS, APP_USER, connectError, createAppRole, query } from './helpers/db';
-import { configFor, startProxy } from './helpers/proxy';
+import { configFor, startProxy, tempDir } from './helpers/proxy';
 
 let cluster: PgCluster;
 let certDir: string;
@@ -21,7 +20,7 @@ function selfSigned(dir: string, name: string): { cert: string; key: string } {
 }
 
 before(async () => {
-  certDir = mkdtempSync(join(tmpdir(), 'op-tls-'));
+  certDir = tempDir('op-tls-');
   const srv = selfSigned(certDir, 'server');
   if (process.getuid?.() === 0) {
     const id = execFileSync('id', ['postgres'], { encoding: 'utf8' });

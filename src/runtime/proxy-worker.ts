@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
+import { ServerConnError } from '../pool/server-conn';
 import { SharedState } from '../shared/state';
 import { ClientSession, cancelLocal } from '../session/client';
 import type { WorkerContext } from '../session/context';
@@ -87,7 +88,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
         ctx.shutdown = m.fast ? 2 : Math.max(ctx.shutdown, 1);
         if (m.fast) {
           for (const c of [...sessions]) c.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection due to administrator command (openproxy shutting down)', 'shutdown');
-          for (const sp of ctx.registry.servers.values()) sp.rejectWaiters(Object.assign(new Error('openproxy is shutting down'), { sqlstate: SQLSTATE.ADMIN_SHUTDOWN, fromServer: false }));
+          for (const sp of ctx.registry.servers.values()) sp.rejectWaiters(new ServerConnError('openproxy is shutting down', SQLSTATE.ADMIN_SHUTDOWN));
           maybeStopped();
         }
         return;

@@ -1,13 +1,25 @@
 // Starts a real openproxy process on a config for one test, and stops it by PID.
 
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, PgCluster } from '../../src/testing/pg-cluster';
 import { APP_PASS, APP_USER } from './db';
 
 export const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
+
+const temps: string[] = [];
+process.on('exit', () => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp dir removed when the test process exits. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  temps.push(d);
+  return d;
+}
 
 export interface Proxy {
   port: number;
@@ -45,7 +57,7 @@ export function configFor(cluster: PgCluster, port: number, general = '', pools:
 
 export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}, ready = /openproxy listening/): Promise<Proxy> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'openproxy-test-'));
+  const dir = tempDir('openproxy-test-');
   const configPath = join(dir, 'openproxy.toml');
   writeFileSync(configPath, typeof toml === 'string' ? toml : toml(port));
   const proc = spawn(process.execPath, [MAIN, configPath, '--log-target', 'stdout', '-l', 'debug', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
