@@ -8,6 +8,7 @@ import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { FrameReader } from '../protocol/frame-reader';
+import { queryMessage } from '../protocol/backend';
 import { MessageScanner, ScanSink } from '../protocol/scanner';
 import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
@@ -258,12 +259,7 @@ export class ServerConn implements ScanSink {
           resolve({ ok: false, params: changed });
         },
       };
-      const q = Buffer.from(sql + '\0', 'utf8');
-      const msg = Buffer.allocUnsafe(5 + q.length);
-      msg[0] = 0x51;
-      msg.writeInt32BE(q.length + 4, 1);
-      q.copy(msg, 5);
-      this.write(msg);
+      this.write(queryMessage(sql));
     });
   }
 

@@ -9,7 +9,8 @@ export const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
 export const READY_IN_TX = Buffer.from([0x5a, 0, 0, 0, 5, 0x54]);
 export const READY_FAILED_TX = Buffer.from([0x5a, 0, 0, 0, 5, 0x45]);
 
-function message(type: string, body: Buffer): Buffer {
+/** Frames a body as one typed protocol message (either direction). */
+export function message(type: string, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = type.charCodeAt(0);
   out.writeInt32BE(body.length + 4, 1);
@@ -99,3 +100,22 @@ export function dataRow(values: (string | null)[]): Buffer {
 }
 
 export const commandComplete = (tag: string) => message('C', cstr(tag));
+
+/** Frontend Query message: openproxy's own statements to a server (reset, SET). */
+export const queryMessage = (sql: string) => message('Q', cstr(sql));
+
+/** A server's ErrorResponse body re-sent with another severity (a failed startup SET becomes FATAL). */
+export function withSeverity(errorBody: Buffer, severity: Severity): Buffer {
+  const fields: Buffer[] = [];
+  let i = 0;
+  while (i < errorBody.length && errorBody[i] !== 0) {
+    const end = errorBody.indexOf(0, i + 1);
+    if (end < 0) break;
+    const t = errorBody[i];
+    if (t === 0x53 || t === 0x56) fields.push(Buffer.from([t]), cstr(severity));
+    else fields.push(errorBody.subarray(i, end + 1));
+    i = end + 1;
+  }
+  fields.push(Buffer.from([0]));
+  return message('E', Buffer.concat(fields));
+}

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, parameterStatus, READY_IDLE } from '../protocol/backend';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, parameterStatus, READY_IDLE, withSeverity } from '../protocol/backend';
 import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
@@ -118,7 +118,7 @@ export class ClientSession implements ServerOwner {
         break;
       case 'cancel':
         this.handleCancel(d.pid, d.secret);
-        this.close('cancel request handled');
+        this.disconnect('cancel request handled');
         return;
       case 'startup':
         this.params = d.params;
@@ -218,9 +218,9 @@ export class ClientSession implements ServerOwner {
     if (sql) {
       const r = await conn.run(sql, this.userPool!.pool.connect_timeout + 5000);
       if (!r.ok) {
-        if (r.error) this.sock.write(errorWithSeverity(r.error, 'FATAL'));
+        if (r.error) this.sock.write(withSeverity(r.error, 'FATAL'));
         this.releaseServer(conn, this.serverPool!);
-        return this.close(`startup parameters rejected by the server`);
+        return this.disconnect('startup parameters rejected by the server');
       }
       if ((this.phase as Phase) === Phase.Closed) return this.releaseServer(conn, this.serverPool!);
     }
@@ -305,10 +305,6 @@ export class ClientSession implements ServerOwner {
     this.disconnect(`${reason}: ${message}`);
   }
 
-  private close(reason: string): void {
-    this.disconnect(reason);
-  }
-
   /** The one way out: frees the server connection (reset or closed), unregisters, closes the socket. */
   disconnect(reason: string): void {
     if (this.phase === Phase.Closed) return;
@@ -356,25 +352,4 @@ export function cancelLocal(ctx: WorkerContext, pid: number, secret: number): vo
   if (!c || c.secret !== secret || !c.server) return;
   const s = c.server;
   void sendCancel(s.login.host, s.login.port, s.backendPid, s.backendSecret, s.login.connectTimeout);
-}
-
-/** Re-labels a server's ErrorResponse body with another severity (e.g. a failed startup SET becomes FATAL). */
-function errorWithSeverity(body: Buffer, severity: string): Buffer {
-  const fields: Buffer[] = [];
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const end = body.indexOf(0, i + 1);
-    if (end < 0) break;
-    const t = body[i];
-    if (t === 0x53 || t === 0x56) fields.push(Buffer.from([t]), Buffer.from(severity + '\0'));
-    else fields.push(body.subarray(i, end + 1));
-    i = end + 1;
-  }
-  fields.push(Buffer.from([0]));
-  const b = Buffer.concat(fields);
-  const out = Buffer.allocUnsafe(5 + b.length);
-  out[0] = 0x45;
-  out.writeInt32BE(b.length + 4, 1);
-  b.copy(out, 5);
-  return out;
 }
