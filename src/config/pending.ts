@@ -6,14 +6,11 @@ import type { Config } from './types';
 export function pendingFeatureWarnings(cfg: Config): string[] {
   const out: string[] = [];
   for (const pool of cfg.pools) {
-    const tx = pool.users.filter((u) => u.pool_mode === 'transaction').map((u) => u.username);
-    if (tx.length) out.push(`pools.${pool.name}: pool_mode "transaction" is not implemented yet; users ${tx.join(', ')} get session pooling (one server connection per client)`);
     if (pool.query_parser_enabled || pool.query_parser_read_write_splitting) out.push(`pools.${pool.name}: query routing is not implemented yet; every session goes to the primary`);
     if (pool.shards.length > 1) out.push(`pools.${pool.name}: sharding is not implemented yet; only shards.0 is used`);
     if (pool.shards.some((s) => s.use_patroni)) out.push(`pools.${pool.name}: use_patroni is not implemented yet; auto servers are told apart by in_hot_standby at login`);
-    if (pool.users.some((u) => u.statement_timeout > 0)) out.push(`pools.${pool.name}: statement_timeout enforcement by the proxy is not implemented yet`);
   }
   if (cfg.virtual_router) out.push('general.virtual_router: VRRP is not implemented yet; no virtual IP is held');
-  if (cfg.general.prepared_statements_cache_size > 0) out.push('general.prepared_statements_cache_size: needs transaction pooling, not implemented yet');
+  if (cfg.general.prepared_statements_cache_size > 0) out.push('general.prepared_statements_cache_size: the prepared-statement cache is not implemented yet; in transaction mode a client that names a statement is pinned to its server connection instead');
   return out;
 }

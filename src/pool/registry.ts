@@ -48,6 +48,7 @@ export class Registry {
               lifetime: user.server_lifetime,
               connectTimeout: pool.connect_timeout,
               label: `${pool.name}_shard_${shard.index}_${role === 'auto' ? `auto_${i}` : role}`,
+              workers: this.workerCount,
               login: {
                 host: address.host,
                 port: address.port,

@@ -16,10 +16,10 @@ import { setKeepAlive } from '../net/sockopt';
 
 /** PostgreSQL's own maximum message size (1 GB). */
 export const MAX_MESSAGE_LENGTH = 0x3fffffff;
-const WANT = MessageScanner.want('ZSE');
 const Z = 0x5a;
 const S = 0x53;
 const E = 0x45;
+const D = 0x44;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 export interface ServerLogin {
@@ -44,6 +44,8 @@ export interface ServerOwner {
   onServerError(body: Buffer): void;
   /** The connection broke (not called for close() we asked for). */
   onServerClosed(reason: string): void;
+  /** The server socket drained after a write returned false. */
+  onServerDrain?(): void;
 }
 
 export class ServerConnError extends Error {
@@ -59,6 +61,10 @@ export class ServerConn implements ScanSink {
   readonly id = nextServerId++;
   /** ParameterStatus values as the server last reported them. */
   readonly params = new Map<string, string>();
+  /** The same values by lower-case name (GUC names are case-insensitive). */
+  readonly reported = new Map<string, string>();
+  /** GUCs openproxy knows were set on this connection beyond its defaults (name → current_setting). */
+  gucs = new Map<string, string>();
   /** The server's BackendKeyData, for forwarding CancelRequests. */
   backendPid = 0;
   backendSecret = 0;
@@ -76,7 +82,10 @@ export class ServerConn implements ScanSink {
   queries = 0;
   bytesSent = 0;
   bytesReceived = 0;
-  private readonly scanner = new MessageScanner(WANT, MAX_MESSAGE_LENGTH);
+  /** Message types whose bodies the scanner hands over: Z, S, E always; D only during run(). */
+  private readonly wanted = MessageScanner.want('ZSE');
+  private readonly scanner = new MessageScanner(this.wanted, MAX_MESSAGE_LENGTH);
+  private rows: string[][] | null = null;
 
   private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
 
@@ -143,6 +152,7 @@ export class ServerConn implements ScanSink {
               return;
             case 'parameterStatus':
               conn.params.set(m.parameterName, m.parameterValue);
+              conn.reported.set(m.parameterName.toLowerCase(), m.parameterValue);
               return;
             case 'backendKeyData':
               conn.backendPid = m.processID;
@@ -187,16 +197,19 @@ export class ServerConn implements ScanSink {
     this.socket.on('data', onServerSocketData);
     this.socket.on('error', onServerSocketError);
     this.socket.on('close', onServerSocketClose);
+    this.socket.on('drain', onServerSocketDrain);
     (this.socket as SocketWithConn)[CONN] = this;
   }
 
   onData(chunk: Buffer): void {
     this.bytesReceived += chunk.length;
+    // The owner at the start of the chunk gets all of it, even if ReadyForQuery inside it ends its hold.
+    const owner = this.owner;
     if (!this.scanner.scan(chunk, this)) {
       this.close(`protocol error from server: ${this.scanner.error}`, true);
       return;
     }
-    this.owner?.onServerData(chunk);
+    owner?.onServerData(chunk);
   }
 
   /** ScanSink: a watched message from the server. */
@@ -210,9 +223,16 @@ export class ServerConn implements ScanSink {
     } else if (type === S) {
       const k = body.indexOf(0);
       const v = body.indexOf(0, k + 1);
-      if (k > 0 && v > k) this.params.set(body.toString('utf8', 0, k), body.toString('utf8', k + 1, v));
+      if (k > 0 && v > k) {
+        const name = body.toString('utf8', 0, k);
+        const value = body.toString('utf8', k + 1, v);
+        this.params.set(name, value);
+        this.reported.set(name.toLowerCase(), value);
+      }
     } else if (type === E) {
       this.owner?.onServerError(body);
+    } else if (type === D && this.rows) {
+      this.rows.push(decodeDataRow(body));
     }
   }
 
@@ -234,29 +254,39 @@ export class ServerConn implements ScanSink {
   }
 
   /** Runs one simple-protocol statement without a client attached (reset, SET); resolves at ReadyForQuery. */
-  run(sql: string, timeoutMs: number): Promise<{ ok: boolean; error?: Buffer; params: [string, string][] }> {
+  run(sql: string, timeoutMs: number): Promise<{ ok: boolean; error?: Buffer; params: [string, string][]; rows: string[][] }> {
+    const rows: string[][] = [];
+    this.rows = rows;
+    this.wanted[D] = 1;
+    const done = () => {
+      this.rows = null;
+      this.wanted[D] = 0;
+    };
     return new Promise((resolve) => {
       const changed: [string, string][] = [];
       const before = new Map(this.params);
       let error: Buffer | undefined;
       const timer = setTimeout(() => {
+        done();
         this.owner = null;
         this.close(`no answer to ${sql.slice(0, 40)} within ${timeoutMs} ms`);
-        resolve({ ok: false, params: changed });
+        resolve({ ok: false, params: changed, rows });
       }, timeoutMs);
       this.owner = {
         onServerData: () => undefined,
         onServerError: (body) => (error = Buffer.from(body)),
         onReady: () => {
           clearTimeout(timer);
+          done();
           this.owner = null;
           for (const [k, v] of this.params) if (before.get(k) !== v) changed.push([k, v]);
-          resolve({ ok: error === undefined, error, params: changed });
+          resolve({ ok: error === undefined, error, params: changed, rows });
         },
         onServerClosed: () => {
           clearTimeout(timer);
+          done();
           this.owner = null;
-          resolve({ ok: false, params: changed });
+          resolve({ ok: false, params: changed, rows });
         },
       };
       this.write(queryMessage(sql));
@@ -292,6 +322,26 @@ function onServerSocketError(this: SocketWithConn, err: Error): void {
 }
 function onServerSocketClose(this: SocketWithConn): void {
   this[CONN]!.close('server closed the connection', true);
+}
+function onServerSocketDrain(this: SocketWithConn): void {
+  this[CONN]!.owner?.onServerDrain?.();
+}
+
+/** DataRow body → column texts (NULL as ''): only for openproxy's own queries. */
+function decodeDataRow(body: Buffer): string[] {
+  const n = body.readInt16BE(0);
+  const out: string[] = [];
+  let i = 2;
+  for (let c = 0; c < n; c++) {
+    const len = body.readInt32BE(i);
+    i += 4;
+    if (len < 0) out.push('');
+    else {
+      out.push(body.toString('utf8', i, i + len));
+      i += len;
+    }
+  }
+  return out;
 }
 
 /** Sends a CancelRequest for a server backend over a new connection. */

@@ -18,6 +18,8 @@ export interface ServerPoolSettings {
   login: ServerLogin;
   /** Label for logs and SHOW DATABASES: postgres_shard_0_primary. */
   label: string;
+  /** Proxy worker threads: a worker holding more than pool_size / workers gives slots to waiters elsewhere. */
+  workers: number;
 }
 
 interface Waiter {
@@ -62,6 +64,11 @@ export class ServerPool {
       Atomics.add(this.shared.serverWaiters, this.slot, 1);
       this.watch();
     });
+  }
+
+  /** An idle connection right now, without waiting (undefined if none); the transaction-mode fast path. */
+  takeIdleNow(): ServerConn | undefined {
+    return this.waiters.length === 0 ? this.takeIdle() : undefined;
   }
 
   /** Most recently used idle connection that is still within server_lifetime. */
@@ -167,6 +174,10 @@ export class ServerPool {
     const now = Date.now();
     if (this.retired) return conn.close('pool removed by reload');
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
+    const remoteWaiters = Atomics.load(this.shared.serverWaiters, this.slot) - this.waiters.length;
+    if (remoteWaiters > 0 && this.all.size > Math.ceil(this.settings.poolSize / this.settings.workers)) {
+      return conn.close('above this worker\'s share while clients wait on another worker');
+    }
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
       this.dequeue(w);

@@ -38,7 +38,9 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     const now = Date.now();
     ctx.registry.sweep(now);
     const idleTx = ctx.registry.general.idle_client_in_transaction_timeout;
+    const perfNow = performance.now();
     for (const c of sessions) {
+      c.checkStatementTimeout(perfNow);
       if (c.state === 'login' && now - c.connectedAt > CLIENT_LOGIN_TIMEOUT_MS) {
         c.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'login took too long', 'client_login_timeout');
       } else if (idleTx > 0 && c.server && !c.server.busy && c.server.txStatus !== 0x49 && now - c.lastActivity > idleTx) {

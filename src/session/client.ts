@@ -15,7 +15,9 @@ import { chooseSessionServer } from '../pool/choose';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { ClientAuth } from './auth';
-import { clientGucs, setStatement } from './startup-params';
+import { clientGucs } from './startup-params';
+import { gucReadStatement, gucSyncStatement } from './guc-sync';
+import { NO_EFFECT, PinReason, stateEffects } from './state-effects';
 import { WorkerContext, encodePid, workerOfPid } from './context';
 
 const enum Phase {
@@ -26,7 +28,17 @@ const enum Phase {
   Closed,
 }
 
-const TERMINATE = 0x58;
+// Frontend message types the data phase looks at.
+const TERMINATE = 0x58; // X
+const QUERY = 0x51; // Q
+const PARSE = 0x50; // P
+const BIND = 0x42; // B
+const EXECUTE = 0x45; // E
+const DESCRIBE = 0x44; // D
+const CLOSE = 0x43; // C
+const FLUSH = 0x48; // H
+const SYNC = 0x53; // S
+const FUNCTION_CALL = 0x46; // F
 const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 let seq = 0;
 
@@ -55,8 +67,26 @@ export class ClientSession implements ServerOwner {
   errors = 0;
   /** Last time the client sent anything (ms epoch); for idle-in-transaction checks. */
   lastActivity = Date.now();
-  private readonly onClientDrain = () => this.server?.socket.resume();
-  private readonly onServerDrain = () => this.sock.resume();
+  /** Transaction pooling: the server is held per transaction, not per session. */
+  txMode = false;
+  /** GUCs the client asked for at startup, and what it wants now (name → current_setting form). */
+  private readonly startupGucs = new Map<string, string>();
+  gucs = new Map<string, string>();
+  /** Why this client keeps its server connection between transactions (dedicated mode). */
+  readonly pins = new Set<PinReason>();
+  private readonly unpinLater = new Set<PinReason>();
+  /** GUCs the current transaction may have changed; RESET ALL / DISCARD ALL seen. */
+  private readonly touched = new Set<string>();
+  private resetAll = false;
+  /** ReadyForQuery messages the server still owes (one per Query, Sync, FunctionCall forwarded). */
+  private pendingReady = 0;
+  /** Extended-protocol messages forwarded since the last Sync. */
+  private sinceSync = 0;
+  private acquiring = false;
+  private releasePending = false;
+  /** openproxy's own statement runs on the held server: client messages wait. */
+  private syncing = false;
+  private timeoutCancelled = false;
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -69,6 +99,7 @@ export class ClientSession implements ServerOwner {
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e) => this.disconnect(`client socket error: ${e.message}`));
     sock.on('close', () => this.disconnect('client closed the connection'));
+    sock.on('drain', () => this.server?.socket.resume());
   }
 
   get remote(): string {
@@ -88,7 +119,7 @@ export class ClientSession implements ServerOwner {
     if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.received] += chunk.length;
     this.frames.push(chunk);
     if (this.phase === Phase.Auth) return this.onAuthMessages();
-    if (this.phase === Phase.Active) this.forwardToServer();
+    if (this.phase === Phase.Active) this.onClientBytes();
   }
 
   // ---- startup ---------------------------------------------------------------------------
@@ -196,11 +227,14 @@ export class ClientSession implements ServerOwner {
   private async attachServer(): Promise<void> {
     const up = this.userPool!;
     this.phase = Phase.Waiting;
+    this.txMode = up.user.pool_mode === 'transaction';
     this.stat = this.ctx.shared.statBase(this.ctx.index, up.statSlot);
     this.ctx.shared.stats[this.stat + STAT.logins] += 1;
     this.ctx.clients.set(this.pid, this);
     const gucs = clientGucs(this.params);
     if (typeof gucs === 'string') return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, gucs, 'bad startup options');
+    for (const [k, v] of gucs) this.startupGucs.set(k.toLowerCase(), v);
+    this.gucs = new Map(this.startupGucs);
     const waitStart = performance.now();
     let conn: ServerConn;
     try {
@@ -214,45 +248,131 @@ export class ClientSession implements ServerOwner {
     }
     this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
     if ((this.phase as Phase) === Phase.Closed) return this.releaseServer(conn, this.serverPool!);
-    const sql = setStatement(gucs, conn.params);
-    if (sql) {
-      const r = await conn.run(sql, this.userPool!.pool.connect_timeout + 5000);
-      if (!r.ok) {
-        if (r.error) this.sock.write(withSeverity(r.error, 'FATAL'));
-        this.releaseServer(conn, this.serverPool!);
-        return this.disconnect('startup parameters rejected by the server');
-      }
-      if ((this.phase as Phase) === Phase.Closed) return this.releaseServer(conn, this.serverPool!);
-    }
-    this.server = conn;
-    conn.owner = this;
-    conn.socket.on('drain', this.onServerDrain);
-    this.sock.on('drain', this.onClientDrain);
+    if (!(await this.matchGucs(conn, true))) return;
+    this.attach(conn);
     const out: Buffer[] = [];
     for (const [k, v] of conn.params) out.push(parameterStatus(k, v));
     out.push(backendKeyData(this.pid, this.secret), READY_IDLE);
     this.sock.write(Buffer.concat(out));
     this.phase = Phase.Active;
     if (this.ctx.registry.general.log_client_connections) {
-      log.info('client logged in', { client: this.remote, user: up.user.username, database: up.pool.name, server_id: conn.id });
+      log.info('client logged in', { client: this.remote, user: up.user.username, database: up.pool.name, server_id: conn.id, pool_mode: up.user.pool_mode });
     }
-    if (this.frames.pending) this.forwardToServer();
+    if (this.txMode) this.endTransaction();
+    else if (this.frames.pending) this.forwardToServer();
+  }
+
+  /**
+   * Makes the connection's GUCs match this client's (one statement, only differences). On failure
+   * the client gets the server's error as FATAL at login, or as an ErrorResponse later, and is
+   * disconnected; the connection is reset or closed. Returns false when the client is gone.
+   */
+  private async matchGucs(conn: ServerConn, atLogin: boolean): Promise<boolean> {
+    const sql = gucSyncStatement(conn.gucs, this.gucs, conn.reported);
+    if (!sql) return true;
+    const r = await conn.run(sql, this.userPool!.pool.connect_timeout + 5000);
+    if (r.ok) conn.gucs = new Map(this.gucs);
+    if ((this.phase as Phase) === Phase.Closed || !r.ok) {
+      if (!r.ok && r.error && this.sock.writable) this.sock.write(withSeverity(r.error, atLogin ? 'FATAL' : 'ERROR'));
+      this.releaseServer(conn, this.serverPool!);
+      if ((this.phase as Phase) !== Phase.Closed) this.disconnect('session parameters rejected by the server');
+      return false;
+    }
+    return true;
+  }
+
+  private attach(conn: ServerConn): void {
+    this.server = conn;
+    conn.owner = this;
   }
 
   // ---- data phase -------------------------------------------------------------------------
 
-  /** Forwards every complete client message; Terminate ends the session. */
+  private onClientBytes(): void {
+    if (this.server) this.forwardToServer();
+    else if (this.txMode) this.beginTransaction();
+  }
+
+  /** Transaction mode: the client sent something and holds no server; take one. */
+  private beginTransaction(): void {
+    if (this.acquiring || this.phase !== Phase.Active) return;
+    const f = this.frames;
+    if (f.pending === 0) return;
+    if (f.pending >= 5 && f.buf[f.off] === TERMINATE) return this.disconnect('client sent Terminate');
+    const pool = this.serverPool!;
+    const idle = pool.takeIdleNow();
+    if (idle && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
+      this.attach(idle);
+      this.forwardToServer();
+      return;
+    }
+    this.acquiring = true;
+    const waitStart = performance.now();
+    (idle ? Promise.resolve(idle) : pool.acquire()).then(
+      async (conn) => {
+        this.acquiring = false;
+        this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
+        if (this.phase === Phase.Closed) return pool.release(conn);
+        if (!(await this.matchGucs(conn, false))) return;
+        this.attach(conn);
+        this.forwardToServer();
+      },
+      (e: ServerConnError) => {
+        this.acquiring = false;
+        this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+        this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
+      },
+    );
+  }
+
+  /**
+   * Forwards every complete client message, noting what each one obliges: Query, Sync and
+   * FunctionCall each get one ReadyForQuery; extended-protocol messages since the last Sync keep
+   * the server held; statements that change session state are noted or pin the client.
+   */
   private forwardToServer(): void {
+    if (this.syncing) return;
     const f = this.frames;
     const server = this.server!;
-    let runStart = f.off;
+    const runStart = f.off;
     while (f.next()) {
-      if (f.type === TERMINATE) {
-        if (f.start > runStart) server.write(f.view(runStart, f.start));
-        return this.disconnect('client sent Terminate');
+      switch (f.type) {
+        case TERMINATE:
+          if (f.start > runStart) server.write(f.view(runStart, f.start));
+          return this.disconnect('client sent Terminate');
+        case QUERY:
+          this.pendingReady++;
+          if (this.txMode) this.noteSql(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1));
+          break;
+        case PARSE: {
+          this.sinceSync++;
+          if (!this.txMode) break;
+          const nameEnd = f.buf.indexOf(0, f.start + 5);
+          if (nameEnd > f.start + 5) this.pin('named_statement');
+          const textEnd = f.buf.indexOf(0, nameEnd + 1);
+          if (textEnd > nameEnd) this.noteSql(f.buf.toString('utf8', nameEnd + 1, textEnd));
+          break;
+        }
+        case SYNC:
+          this.pendingReady++;
+          this.sinceSync = 0;
+          break;
+        case FUNCTION_CALL:
+          this.pendingReady++;
+          break;
+        case BIND:
+        case EXECUTE:
+        case DESCRIBE:
+        case CLOSE:
+        case FLUSH:
+          this.sinceSync++;
+          break;
+        default:
+          break; // CopyData / CopyDone / CopyFail belong to the running COPY
       }
       if (this.queryStart < 0) {
         this.queryStart = performance.now();
+        this.timeoutCancelled = false;
         if (this.xactStart < 0) this.xactStart = this.queryStart;
       }
     }
@@ -261,15 +381,42 @@ export class ClientSession implements ServerOwner {
     if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
   }
 
+  /** Records what a statement does to session state (transaction mode). */
+  private noteSql(sql: string): void {
+    const fx = stateEffects(sql);
+    if (fx === NO_EFFECT) return;
+    for (const g of fx.gucs) this.touched.add(g);
+    if (fx.resetAll) this.resetAll = true;
+    for (const r of fx.pin) this.pin(r);
+    for (const r of fx.unpin) this.unpinLater.add(r);
+  }
+
+  /** Dedicated mode: this client keeps its server connection until the state is gone. */
+  private pin(reason: PinReason): void {
+    if (this.pins.has(reason)) return;
+    this.pins.add(reason);
+    this.ctx.shared.stats[this.stat + STAT.pins] += 1;
+    log.info('client pinned to its server connection', { client: this.remote, user: this.userPool?.user.username, reason, server_id: this.server?.id });
+  }
+
   onServerData(chunk: Buffer): void {
     this.ctx.shared.stats[this.stat + STAT.sent] += chunk.length;
     if (!this.sock.write(chunk)) this.server?.socket.pause();
+    if (this.releasePending) {
+      this.releasePending = false;
+      this.endTransaction();
+    }
+  }
+
+  onServerDrain(): void {
+    this.sock.resume();
   }
 
   onReady(status: number): void {
     const now = performance.now();
     const st = this.ctx.shared.stats;
     this.queries++;
+    if (this.pendingReady > 0) this.pendingReady--;
     st[this.stat + STAT.query_count] += 1;
     if (this.queryStart >= 0) st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
     this.queryStart = -1;
@@ -278,7 +425,59 @@ export class ClientSession implements ServerOwner {
       st[this.stat + STAT.xact_count] += 1;
       if (this.xactStart >= 0) st[this.stat + STAT.xact_time_us] += Math.round((now - this.xactStart) * 1000);
       this.xactStart = -1;
+      // Transaction mode: the server owes nothing more once every Sync/Query was answered.
+      if (this.txMode && this.pendingReady === 0 && this.sinceSync === 0) this.releasePending = true;
     }
+  }
+
+  /**
+   * Transaction mode, at ReadyForQuery 'I' with nothing outstanding: read back GUCs the transaction
+   * may have changed, apply unpins, then return the connection unless the client is pinned.
+   */
+  private endTransaction(): void {
+    const conn = this.server;
+    if (!conn || this.phase === Phase.Closed) return;
+    if (this.touched.size > 0 || this.resetAll) {
+      this.captureGucs(conn);
+      return;
+    }
+    for (const r of this.unpinLater) this.pins.delete(r);
+    this.unpinLater.clear();
+    if (this.pins.size > 0 || !conn.clean) {
+      if (this.frames.pending) this.forwardToServer();
+      return;
+    }
+    this.server = null;
+    conn.owner = null;
+    this.sock.resume();
+    conn.socket.resume();
+    this.serverPool!.release(conn);
+    if (this.frames.pending) this.beginTransaction();
+  }
+
+  private captureGucs(conn: ServerConn): void {
+    if (this.resetAll) {
+      this.gucs = new Map(this.startupGucs);
+      conn.gucs.clear();
+      for (const n of this.startupGucs.keys()) this.touched.add(n);
+      this.resetAll = false;
+    }
+    const names = [...this.touched];
+    this.touched.clear();
+    if (names.length === 0) return this.endTransaction();
+    this.syncing = true;
+    conn.run(gucReadStatement(names), this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
+      this.syncing = false;
+      if ((this.phase as Phase) === Phase.Closed) return;
+      if (!r.ok || r.rows.length !== 1) return this.fatal(SQLSTATE.INTERNAL_ERROR, 'openproxy could not read back session settings', 'GUC capture failed');
+      if (this.server === conn) conn.owner = this; // run() borrowed it
+      names.forEach((n, i) => {
+        const v = r.rows[0][i];
+        this.gucs.set(n, v);
+        conn.gucs.set(n, v);
+      });
+      this.endTransaction();
+    });
   }
 
   onServerError(): void {
@@ -292,6 +491,18 @@ export class ClientSession implements ServerOwner {
     log.warn('server connection lost under a client', { client: this.remote, reason });
     if (boundary) this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed unexpectedly: ${reason}`, 'server connection lost');
     else this.disconnect(`server connection lost mid-message: ${reason}`);
+  }
+
+  /** Janitor: per-user statement_timeout, enforced by cancelling the statement on the server. */
+  checkStatementTimeout(now: number): void {
+    const limit = this.userPool?.user.statement_timeout ?? 0;
+    if (limit <= 0 || !this.server || this.queryStart < 0 || this.timeoutCancelled) return;
+    if (now - this.queryStart < limit) return;
+    this.timeoutCancelled = true;
+    this.ctx.shared.stats[this.stat + STAT.statement_timeouts] += 1;
+    const s = this.server;
+    log.warn('statement_timeout reached; cancelling the statement on the server', { client: this.remote, user: this.userPool!.user.username, statement_timeout_ms: limit, server_id: s.id });
+    void sendCancel(s.login.host, s.login.port, s.backendPid, s.backendSecret, s.login.connectTimeout);
   }
 
   // ---- ending -----------------------------------------------------------------------------
@@ -313,11 +524,9 @@ export class ClientSession implements ServerOwner {
     this.ctx.clients.delete(this.pid);
     if (this.sock.writable) this.sock.end();
     setTimeout(() => this.sock.destroy(), 1000).unref();
-    this.sock.removeListener('drain', this.onClientDrain);
     const server = this.server;
     this.server = null;
     if (server && this.serverPool) {
-      server.socket.removeListener('drain', this.onServerDrain);
       server.socket.resume();
       this.releaseServer(server, this.serverPool);
     }
@@ -337,6 +546,7 @@ export class ClientSession implements ServerOwner {
       return;
     }
     conn.run('DISCARD ALL', this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
+      conn.gucs.clear();
       if (r.ok && conn.clean) pool.release(conn);
       else conn.close('reset (DISCARD ALL) failed');
     });

@@ -1,11 +1,8 @@
-// Turns a client's startup parameters into the SET statement that makes a pooled server
-// connection match that client, sending only what differs from the server's current values.
+// The GUCs a client asks for in its startup packet (its own parameters and `options=-c …`).
 
 /** Startup keys that are not GUCs. */
 const NOT_GUC = new Set(['user', 'database', 'options', 'replication']);
 
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
-const literal = (s: string) => "'" + s.replace(/'/g, "''") + "'";
 
 /** `-c name=value` and `--name=value` pairs from the `options` startup parameter (backslash escapes spaces). */
 export function parseOptions(options: string): [string, string][] | string {
@@ -55,16 +52,4 @@ export function clientGucs(params: Map<string, string>): [string, string][] | st
     for (const [k, v] of parsed) out.set(k, v);
   }
   return [...out];
-}
-
-/** One statement setting every GUC that differs from what the server reports; '' when none does. */
-export function setStatement(gucs: [string, string][], server: Map<string, string>): string {
-  const lower = new Map<string, string>();
-  for (const [k, v] of server) lower.set(k.toLowerCase(), v);
-  const parts: string[] = [];
-  for (const [k, v] of gucs) {
-    if (lower.get(k.toLowerCase()) === v) continue;
-    parts.push(`SET ${ident(k)} TO ${literal(v)}`);
-  }
-  return parts.length ? parts.join('; ') : '';
 }

@@ -20,8 +20,12 @@ export const STAT = {
   errors: 7,
   /** Clients that logged in to this pool. */
   logins: 8,
+  /** Times a client was pinned to its server connection (dedicated mode). */
+  pins: 9,
+  /** Statements cancelled because they ran past statement_timeout. */
+  statement_timeouts: 10,
 } as const;
-export const STAT_COUNT = 9;
+export const STAT_COUNT = 11;
 
 interface Region {
   offset: number;
