@@ -77,6 +77,7 @@ export class ClientSession implements ServerOwner {
   private readonly unpinLater = new Set<PinReason>();
   /** GUCs the current transaction may have changed; RESET ALL / DISCARD ALL seen. */
   private readonly touched = new Set<string>();
+  private readonly resets = new Set<string>();
   private resetAll = false;
   /** ReadyForQuery messages the server still owes (one per Query, Sync, FunctionCall forwarded). */
   private pendingReady = 0;
@@ -90,6 +91,7 @@ export class ClientSession implements ServerOwner {
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
+    this.remote = `${sock.remoteAddress}:${sock.remotePort}`;
     this.pid = encodePid(ctx.index, ++seq);
     sock.setNoDelay(true);
     this.listen(sock);
@@ -102,9 +104,8 @@ export class ClientSession implements ServerOwner {
     sock.on('drain', () => this.server?.socket.resume());
   }
 
-  get remote(): string {
-    return `${this.sock.remoteAddress}:${this.sock.remotePort}`;
-  }
+  /** Peer address, kept from the start (a destroyed socket no longer knows it). */
+  readonly remote: string;
 
   get state(): string {
     if (this.phase === Phase.Waiting) return 'waiting';
@@ -386,6 +387,7 @@ export class ClientSession implements ServerOwner {
     const fx = stateEffects(sql);
     if (fx === NO_EFFECT) return;
     for (const g of fx.gucs) this.touched.add(g);
+    for (const g of fx.resets) this.resets.add(g);
     if (fx.resetAll) this.resetAll = true;
     for (const r of fx.pin) this.pin(r);
     for (const r of fx.unpin) this.unpinLater.add(r);
@@ -437,13 +439,25 @@ export class ClientSession implements ServerOwner {
   private endTransaction(): void {
     const conn = this.server;
     if (!conn || this.phase === Phase.Closed) return;
-    if (this.touched.size > 0 || this.resetAll) {
+    if (this.touched.size > 0 || this.resets.size > 0 || this.resetAll) {
       this.captureGucs(conn);
       return;
     }
     for (const r of this.unpinLater) this.pins.delete(r);
     this.unpinLater.clear();
     if (this.pins.size > 0 || !conn.clean) {
+      // Pinned: the connection stays, but a RESET may have left it behind the client's settings.
+      if (conn.clean && gucSyncStatement(conn.gucs, this.gucs, conn.reported) !== '') {
+        this.syncing = true;
+        void this.matchGucs(conn, false).then((ok) => {
+          this.syncing = false;
+          if (ok && this.server === conn) {
+            conn.owner = this;
+            if (this.frames.pending) this.forwardToServer();
+          }
+        });
+        return;
+      }
       if (this.frames.pending) this.forwardToServer();
       return;
     }
@@ -455,13 +469,25 @@ export class ClientSession implements ServerOwner {
     if (this.frames.pending) this.beginTransaction();
   }
 
+  /**
+   * After RESET / RESET ALL the connection is at its own defaults and the client wants its startup
+   * values back (PostgreSQL's session defaults): record that, and let the next match apply them.
+   * GUCs SET in the transaction are read back from the server, which also covers rollbacks.
+   */
   private captureGucs(conn: ServerConn): void {
     if (this.resetAll) {
       this.gucs = new Map(this.startupGucs);
       conn.gucs.clear();
-      for (const n of this.startupGucs.keys()) this.touched.add(n);
       this.resetAll = false;
     }
+    for (const n of this.resets) {
+      if (this.touched.has(n)) continue;
+      conn.gucs.delete(n);
+      const startup = this.startupGucs.get(n);
+      if (startup === undefined) this.gucs.delete(n);
+      else this.gucs.set(n, startup);
+    }
+    this.resets.clear();
     const names = [...this.touched];
     this.touched.clear();
     if (names.length === 0) return this.endTransaction();

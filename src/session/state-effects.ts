@@ -7,18 +7,20 @@
 export type PinReason = 'temp_table' | 'advisory_lock' | 'listen' | 'with_hold_cursor' | 'sql_prepare' | 'load' | 'named_statement' | 'set_config';
 
 export interface StateEffects {
-  /** GUC names (lower-case) a session-level SET / RESET / set_config may have changed. */
+  /** GUC names (lower-case) a session-level SET / set_config may have changed. */
   gucs: string[];
+  /** GUC names RESET to their session default (for a client: its startup value). */
+  resets: string[];
   /** RESET ALL or DISCARD ALL: every GUC back to its default. */
   resetAll: boolean;
   pin: PinReason[];
   unpin: PinReason[];
 }
 
-export const NO_EFFECT: StateEffects = Object.freeze({ gucs: [], resetAll: false, pin: [], unpin: [] }) as StateEffects;
+export const NO_EFFECT: StateEffects = Object.freeze({ gucs: [], resets: [], resetAll: false, pin: [], unpin: [] }) as StateEffects;
 
 /** Cheap pre-filter: can this text change session state at all? Most statements fail it in one regex. */
-const MAYBE = /\b(set|reset|discard|temp|temporary|pg_temp|listen|unlisten|hold|prepare|deallocate|load|advisory|set_config|close)\b/i;
+const MAYBE = /\b(set|reset|discard|temp|temporary|listen|unlisten|hold|prepare|deallocate|load|close)\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
 
 /** Splits SQL into statements, skipping quotes, dollar quotes and comments; returns each statement's text with comments and quoted text blanked. */
 export function statements(sql: string): string[] {
@@ -92,7 +94,7 @@ const SET_FORMS: [RegExp, string[]][] = [
 /** Session state effects of one SQL text (a simple Query or a Parse). */
 export function stateEffects(sql: string): StateEffects {
   if (!MAYBE.test(sql)) return NO_EFFECT;
-  const fx: StateEffects = { gucs: [], resetAll: false, pin: [], unpin: [] };
+  const fx: StateEffects = { gucs: [], resets: [], resetAll: false, pin: [], unpin: [] };
   for (const raw of statements(sql)) {
     const s = raw.toLowerCase().replace(/\s+/g, ' ');
     if (/^set\s+(local|transaction|constraints)\b/.test(s)) continue;
@@ -107,11 +109,11 @@ export function stateEffects(sql: string): StateEffects {
     }
     if (s.startsWith('reset ')) {
       if (/^reset\s+all\b/.test(s)) fx.resetAll = true;
-      else if (/^reset\s+session\s+authorization\b/.test(s)) fx.gucs.push('session_authorization', 'role');
-      else if (/^reset\s+time\s+zone\b/.test(s)) fx.gucs.push('timezone');
+      else if (/^reset\s+session\s+authorization\b/.test(s)) fx.resets.push('session_authorization', 'role');
+      else if (/^reset\s+time\s+zone\b/.test(s)) fx.resets.push('timezone');
       else {
         const m = /^reset\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$.]*)/.exec(s);
-        if (m) fx.gucs.push(m[1].startsWith('"') ? m[1].slice(1, -1) : m[1]);
+        if (m) fx.resets.push(m[1].startsWith('"') ? m[1].slice(1, -1) : m[1]);
       }
       continue;
     }
@@ -151,5 +153,5 @@ function setConfigNames(blanked: string, sql: string, fx: StateEffects): void {
 }
 
 export function hasEffect(fx: StateEffects): boolean {
-  return fx !== NO_EFFECT && (fx.gucs.length > 0 || fx.resetAll || fx.pin.length > 0 || fx.unpin.length > 0);
+  return fx !== NO_EFFECT && (fx.gucs.length > 0 || fx.resets.length > 0 || fx.resetAll || fx.pin.length > 0 || fx.unpin.length > 0);
 }

@@ -45,7 +45,8 @@ export interface PoolOptions {
 /** A config with one pool (default name "postgres") in front of the cluster's primary and replicas. */
 export function configFor(cluster: PgCluster, port: number, general = '', pools: PoolOptions[] = [{}]): string {
   const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "${n.role}"]`).join(', ');
-  let out = `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nadmin_username = "admin"\nadmin_password = "adminpass"\n${general}\n`;
+  const workers = /worker_threads/.test(general) ? '' : 'worker_threads = 2\n';
+  let out = `[general]\nhost = "127.0.0.1"\nport = ${port}\n${workers}admin_username = "admin"\nadmin_password = "adminpass"\n${general}\n`;
   for (const p of pools) {
     const name = p.name ?? 'postgres';
     out += `\n[pools.${name}]\npool_mode = "${p.pool_mode ?? 'session'}"\n${p.extraPool ?? ''}\n`;

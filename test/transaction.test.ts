@@ -1,0 +1,339 @@
+// Transaction pooling against real PostgreSQL: correctness of the hold/release points, session
+// state that never crosses clients, dedicated mode for unmovable state, statement_timeout.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import postgres from 'postgres';
+import pg from 'pg';
+import { PgCluster } from '../src/testing/pg-cluster';
+import { APP_PASS, APP_USER, appBackends, client, createAppRole, query, sleep, until } from './helpers/db';
+import { Proxy, configFor, startProxy } from './helpers/proxy';
+
+let cluster: PgCluster;
+
+before(async () => {
+  cluster = await PgCluster.start();
+  createAppRole(cluster);
+  cluster.psql(cluster.primary, `CREATE SCHEMA s_a AUTHORIZATION ${APP_USER}; CREATE SCHEMA s_b AUTHORIZATION ${APP_USER}; CREATE TABLE s_a.which(v text); INSERT INTO s_a.which VALUES ('a'); CREATE TABLE s_b.which(v text); INSERT INTO s_b.which VALUES ('b'); GRANT ALL ON ALL TABLES IN SCHEMA s_a, s_b TO ${APP_USER}; CREATE TABLE tx_rows(x int); GRANT ALL ON tx_rows TO ${APP_USER}; GRANT CREATE ON DATABASE postgres TO ${APP_USER}`);
+});
+after(() => cluster?.stop());
+
+const tx = (size: number, general = '', extraUser = '') => (port: number) => configFor(cluster, port, `connect_timeout = 10000\n${general}`, [{ pool_mode: 'transaction', pool_size: size, extraUser }]);
+
+describe('hold and release points', () => {
+  let proxy: Proxy;
+  before(async () => {
+    proxy = await startProxy(tx(2));
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  test('30 clients share 2 server connections; pg_stat_activity never shows more', async () => {
+    let max = 0;
+    let done = false;
+    const watcher = (async () => {
+      while (!done) {
+        max = Math.max(max, appBackends(cluster, cluster.primary));
+        await sleep(20);
+      }
+    })();
+    const clients = await Promise.all(Array.from({ length: 30 }, async () => {
+      const c = client(proxy.port);
+      await c.connect();
+      return c;
+    }));
+    try {
+      await Promise.all(clients.map(async (c, i) => {
+        for (let k = 0; k < 5; k++) {
+          const r = await c.query('SELECT $1::int * 10 AS v, pg_sleep(0.01)', [i + k]);
+          assert.equal(r.rows[0].v, (i + k) * 10);
+        }
+      }));
+    } finally {
+      done = true;
+      await watcher;
+      await Promise.all(clients.map((c) => c.end()));
+    }
+    assert.ok(max <= 2, `saw ${max} server connections for pool_size 2`);
+  });
+
+  test('an explicit transaction keeps its server connection until COMMIT, across round trips', async () => {
+    const a = client(proxy.port);
+    const b = client(proxy.port);
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('BEGIN');
+      const p1 = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p;
+      await b.query('SELECT 1'); // another client runs in between
+      await a.query('INSERT INTO tx_rows VALUES (1)');
+      const p2 = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p;
+      assert.equal(p1, p2);
+      await assert.rejects(a.query('SELECT 1/0'));
+      await assert.rejects(a.query('SELECT 1'), /current transaction is aborted/, 'still the same failed transaction');
+      await a.query('ROLLBACK');
+      assert.deepEqual((await b.query('SELECT count(*)::int AS n FROM tx_rows')).rows, [{ n: 0 }]);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+
+  test('pipelined extended-protocol queries (postgres.js, unnamed statements) all come back in order', async () => {
+    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, pass: APP_PASS, database: 'postgres', max: 1, prepare: false });
+    try {
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => sql`SELECT ${i}::int AS i`));
+      assert.deepEqual(results.map((r) => r[0].i), Array.from({ length: 100 }, (_, i) => i));
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test('portal suspension (cursor with row batches) passes through', async () => {
+    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, pass: APP_PASS, database: 'postgres', max: 1, prepare: false });
+    try {
+      let seen = 0;
+      let batches = 0;
+      await sql.begin(async (t) => {
+        for await (const rows of t`SELECT g FROM generate_series(1, 1000) g`.cursor(100)) {
+          seen += rows.length;
+          batches++;
+        }
+      });
+      assert.equal(seen, 1000);
+      assert.equal(batches, 10);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test('large results, 16 MB values and COPY in both directions', async () => {
+    const c = client(proxy.port);
+    await c.connect();
+    try {
+      assert.equal((await c.query('SELECT g FROM generate_series(1, 150000) g')).rowCount, 150000);
+      const v = (await c.query("SELECT repeat('y', 16 * 1024 * 1024) AS v")).rows[0].v as string;
+      assert.equal(v.length, 16 * 1024 * 1024);
+      const big = 'z'.repeat(16 * 1024 * 1024);
+      assert.equal((await c.query('SELECT length($1::text) AS n', [big])).rows[0].n, big.length);
+    } finally {
+      await c.end();
+    }
+    const r = spawnSync('psql', ['-X', '-q', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, '-d', 'postgres', '-v', 'ON_ERROR_STOP=1'], {
+      encoding: 'utf8',
+      env: { ...process.env, PGPASSWORD: APP_PASS },
+      input: 'BEGIN;\nCREATE TEMP TABLE c(a int, b text) ON COMMIT DROP;\nCOPY c FROM STDIN;\n1\tone\n2\ttwo\n\\.\nCOPY c TO STDOUT;\nCOMMIT;\n',
+      timeout: 20000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '1\tone\n2\ttwo');
+  });
+
+  test('pgbench simple and extended through 2 server connections: no failed transactions', () => {
+    const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', APP_USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS } });
+    assert.equal(init.status, 0, init.stderr);
+    for (const mode of ['simple', 'extended']) {
+      const r = spawnSync('pgbench', ['-n', '-c', '12', '-j', '2', '-T', '2', '-M', mode, '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS }, timeout: 60000 });
+      assert.equal(r.status, 0, `${mode}: ${r.stderr}`);
+      assert.match(r.stdout, /number of failed transactions: 0 /, r.stdout);
+    }
+  });
+});
+
+describe('session state never crosses clients', () => {
+  test('two clients racing on one server connection each always see their own settings', async () => {
+    const defaultTz = cluster.psql(cluster.primary, 'SHOW TimeZone');
+    const proxy = await startProxy(tx(1, 'worker_threads = 1'));
+    const a = client(proxy.port, { application_name: 'client-a' });
+    const b = client(proxy.port, { application_name: 'client-b' });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query("SET search_path = s_a; SET statement_timeout = '7s'; SET TIME ZONE 'Asia/Seoul'; SET work_mem = '8MB'");
+      await b.query('SET search_path = s_b');
+      const check = async (c: pg.Client, want: Record<string, string>) => {
+        const r = (await c.query("SELECT (SELECT v FROM which) AS which, current_setting('statement_timeout') AS st, current_setting('TimeZone') AS tz, current_setting('work_mem') AS wm, current_setting('application_name') AS app, pg_backend_pid() AS pid")).rows[0];
+        const { pid, ...rest } = r;
+        assert.deepEqual(rest, want);
+        return pid as number;
+      };
+      const pids = new Set<number>();
+      for (let i = 0; i < 10; i++) {
+        const [pa, pb] = await Promise.all([
+          check(a, { which: 'a', st: '7s', tz: 'Asia/Seoul', wm: '8MB', app: 'client-a' }),
+          check(b, { which: 'b', st: '0', tz: defaultTz, wm: '4MB', app: 'client-b' }),
+        ]);
+        pids.add(pa).add(pb);
+      }
+      assert.equal(pids.size, 1, 'both clients really shared one server connection');
+      await a.query('RESET work_mem');
+      await a.query('BEGIN; SET search_path = s_b; ROLLBACK');
+      const r = (await a.query("SELECT (SELECT v FROM which) AS which, current_setting('work_mem') AS wm")).rows[0];
+      assert.deepEqual(r, { which: 'a', wm: '4MB' }, 'RESET and a rolled-back SET are tracked');
+      await a.query('RESET ALL');
+      assert.equal((await a.query("SELECT current_setting('application_name') AS app")).rows[0].app, 'client-a', 'RESET ALL returns to the startup value');
+      await a.query("SELECT set_config('search_path', 's_b', false)");
+      assert.equal((await a.query('SELECT v FROM which')).rows[0].v, 'b', 'set_config with a literal name is tracked');
+      assert.equal((await b.query('SELECT v FROM which')).rows[0].v, 'b');
+    } finally {
+      await a.end();
+      await b.end();
+      await proxy.stop();
+    }
+  });
+
+  test('startup options (-c) and client_encoding follow the client onto any connection', async () => {
+    const proxy = await startProxy(tx(1));
+    const a = client(proxy.port, { options: '-c search_path=s_a -c client_encoding=LATIN1' } as never);
+    const b = client(proxy.port);
+    await a.connect();
+    await b.connect();
+    try {
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual((await a.query("SELECT v, current_setting('client_encoding') AS enc FROM which")).rows, [{ v: 'a', enc: 'LATIN1' }]);
+        assert.deepEqual((await b.query("SELECT current_setting('search_path') AS sp, current_setting('client_encoding') AS enc")).rows, [{ sp: '"$user", public', enc: 'UTF8' }]);
+      }
+    } finally {
+      await a.end();
+      await b.end();
+      await proxy.stop();
+    }
+  });
+});
+
+describe('dedicated mode (pinning) for state that cannot move', () => {
+  test('a temp table keeps its client on one server connection; nobody else sees it, nothing survives the client', async () => {
+    const proxy = await startProxy(tx(2));
+    const a = client(proxy.port);
+    const b = client(proxy.port);
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('CREATE TEMP TABLE mine(x int)');
+      await a.query('INSERT INTO mine VALUES (42)');
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual((await a.query('SELECT x FROM mine')).rows, [{ x: 42 }]);
+        assert.deepEqual((await b.query("SELECT to_regclass('pg_temp.mine') IS NULL AS gone")).rows, [{ gone: true }]);
+      }
+      await a.end();
+      await sleep(200);
+      const c = client(proxy.port);
+      await c.connect();
+      const seen = await Promise.all([0, 1, 2, 3].map(() => c.query("SELECT to_regclass('pg_temp.mine') IS NULL AS gone, (SELECT count(*)::int FROM pg_class WHERE relpersistence = 't') AS temps")));
+      for (const r of seen) assert.deepEqual(r.rows, [{ gone: true, temps: 0 }]);
+      await c.end();
+      assert.match(proxy.output(), /client pinned to its server connection .*reason=temp_table/);
+    } finally {
+      await b.end();
+      await proxy.stop();
+    }
+  });
+
+  test('a session advisory lock is released when its client vanishes', async () => {
+    const proxy = await startProxy(tx(2));
+    try {
+      const a = client(proxy.port);
+      a.on('error', () => undefined);
+      await a.connect();
+      await a.query('SELECT pg_advisory_lock(777)');
+      await a.query('SELECT 1');
+      (a as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      await sleep(300);
+      assert.deepEqual(await query(proxy.port, 'SELECT pg_try_advisory_lock(777) AS got'), [{ got: true }]);
+      assert.match(proxy.output(), /reason=advisory_lock/);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('LISTEN keeps its connection, so notifications arrive', async () => {
+    const proxy = await startProxy(tx(2));
+    const a = client(proxy.port);
+    const b = client(proxy.port);
+    await a.connect();
+    await b.connect();
+    try {
+      const got = new Promise<string>((resolve) => a.on('notification', (n) => resolve(n.payload ?? '')));
+      await a.query('LISTEN chan');
+      await b.query('SELECT 1');
+      await b.query("NOTIFY chan, 'hello'");
+      assert.equal(await got, 'hello');
+    } finally {
+      await a.end();
+      await b.end();
+      await proxy.stop();
+    }
+  });
+
+  test('SQL PREPARE / EXECUTE and WITH HOLD cursors work across transactions', async () => {
+    const proxy = await startProxy(tx(2));
+    const a = client(proxy.port);
+    const b = client(proxy.port);
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('PREPARE twice(int) AS SELECT $1 * 2 AS v');
+      await b.query('SELECT 1');
+      assert.deepEqual((await a.query('EXECUTE twice(21)')).rows, [{ v: 42 }]);
+      await a.query('BEGIN; DECLARE cur CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 3) g; COMMIT');
+      await b.query('SELECT 1');
+      assert.deepEqual((await a.query('FETCH 2 FROM cur')).rows, [{ g: 1 }, { g: 2 }]);
+    } finally {
+      await a.end();
+      await b.end();
+      await proxy.stop();
+    }
+  });
+
+  test('a client killed mid-transaction leaves no rows and no open transaction behind', async () => {
+    const proxy = await startProxy(tx(1));
+    try {
+      const a = client(proxy.port);
+      a.on('error', () => undefined);
+      await a.connect();
+      await a.query('BEGIN');
+      await a.query('INSERT INTO tx_rows VALUES (99)');
+      (a as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      await sleep(200);
+      assert.deepEqual(await query(proxy.port, 'SELECT count(*)::int AS n, now() = statement_timestamp() AS fresh FROM tx_rows WHERE x = 99'), [{ n: 0, fresh: true }]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+describe('timeouts', () => {
+  test('per-user statement_timeout: the statement is cancelled on the server, the client keeps working', async () => {
+    const proxy = await startProxy(tx(2, '', 'statement_timeout = 300'));
+    const a = client(proxy.port);
+    await a.connect();
+    try {
+      const t0 = Date.now();
+      await assert.rejects(a.query('SELECT pg_sleep(5)'), (e: { code: string }) => e.code === '57014');
+      assert.ok(Date.now() - t0 < 2500, `cancelled after ${Date.now() - t0} ms`);
+      assert.deepEqual((await a.query('SELECT 1 AS x')).rows, [{ x: 1 }]);
+      assert.match(proxy.output(), /statement_timeout reached/);
+    } finally {
+      await a.end();
+      await proxy.stop();
+    }
+  });
+
+  test('idle_client_in_transaction_timeout in transaction mode frees the held connection', async () => {
+    const proxy = await startProxy(tx(1, 'idle_client_in_transaction_timeout = 300'));
+    try {
+      const a = client(proxy.port);
+      const errors: { code?: string }[] = [];
+      a.on('error', (e) => errors.push(e as { code?: string }));
+      await a.connect();
+      await a.query('BEGIN');
+      await until(() => errors.length > 0, 3000, 'idle-in-transaction disconnect');
+      assert.equal(errors[0].code, '25P03');
+      assert.deepEqual(await query(proxy.port, 'SELECT 1 AS x'), [{ x: 1 }], 'the only server connection is usable again');
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
