@@ -4,6 +4,7 @@
 
 import { log } from '../log';
 import type { SharedState } from '../shared/state';
+import { STARVING_MS } from '../shared/layout';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { ServerConn, ServerConnError, ServerLogin } from './server-conn';
 
@@ -26,6 +27,10 @@ interface Waiter {
   resolve(conn: ServerConn): void;
   reject(err: ServerConnError): void;
   deadline: number;
+  /** Date.now() when it started waiting. */
+  since: number;
+  /** Counted in the shared serverStarving table. */
+  starving: boolean;
   timer: NodeJS.Timeout;
 }
 
@@ -58,6 +63,8 @@ export class ServerPool {
         resolve,
         reject,
         deadline: Date.now() + timeout,
+        since: Date.now(),
+        starving: false,
         timer: setTimeout(() => this.expire(w), timeout),
       };
       this.waiters.push(w);
@@ -117,6 +124,27 @@ export class ServerPool {
     this.waiters.splice(i, 1);
     clearTimeout(w.timer);
     Atomics.sub(this.shared.serverWaiters, this.slot, 1);
+    if (w.starving) Atomics.sub(this.shared.serverStarving, this.slot, 1);
+  }
+
+  /** Marks local waiters older than STARVING_MS as starving (shared count); returns how many are. */
+  private markStarving(now: number): number {
+    let n = 0;
+    for (const w of this.waiters) {
+      if (!w.starving && now - w.since >= STARVING_MS) {
+        w.starving = true;
+        Atomics.add(this.shared.serverStarving, this.slot, 1);
+      }
+      if (w.starving) n++;
+    }
+    return n;
+  }
+
+  /** Starving waiters on other workers. */
+  private remoteStarving(): number {
+    let local = 0;
+    for (const w of this.waiters) if (w.starving) local++;
+    return Atomics.load(this.shared.serverStarving, this.slot) - local;
   }
 
   private expire(w: Waiter): void {
@@ -156,7 +184,8 @@ export class ServerPool {
         this.watching = false;
         return;
       }
-      const r = Atomics.waitAsync(this.shared.serverSignal, this.slot, seen, 250);
+      this.markStarving(Date.now());
+      const r = Atomics.waitAsync(this.shared.serverSignal, this.slot, seen, STARVING_MS);
       if (r.async) r.value.then(loop);
       else setImmediate(loop);
     };
@@ -174,9 +203,11 @@ export class ServerPool {
     const now = Date.now();
     if (this.retired) return conn.close('pool removed by reload');
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
-    const remoteWaiters = Atomics.load(this.shared.serverWaiters, this.slot) - this.waiters.length;
-    if (remoteWaiters > 0 && this.all.size > Math.ceil(this.settings.poolSize / this.settings.workers)) {
-      return conn.close('above this worker\'s share while clients wait on another worker');
+    // Fairness across workers without churn: a slot moves (close here, open there) only to a client
+    // that has waited longer than STARVING_MS, and only from a worker above its share of the pool.
+    const starving = this.remoteStarving() > 0;
+    if (starving && (this.waiters.length === 0 || this.all.size > Math.ceil(this.settings.poolSize / this.settings.workers))) {
+      return conn.close('slot handed to a client starving on another worker');
     }
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
@@ -184,7 +215,6 @@ export class ServerPool {
       w.resolve(conn);
       return;
     }
-    if (Atomics.load(this.shared.serverWaiters, this.slot) > 0) return conn.close('slot handed to a client waiting on another worker');
     conn.lastUsed = now;
     this.idle.push(conn);
   }
@@ -196,9 +226,9 @@ export class ServerPool {
       const c = this.idle[i];
       const tooOld = s.lifetime > 0 && now - c.createdAt >= s.lifetime;
       const tooIdle = s.idleTimeout > 0 && now - c.lastUsed >= s.idleTimeout && this.all.size > minShare;
-      const wanted = Atomics.load(this.shared.serverWaiters, this.slot) > this.waiters.length;
+      const wanted = this.remoteStarving() > 0;
       if (this.retired || tooOld || tooIdle || wanted) {
-        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : 'slot handed to a client waiting on another worker');
+        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : 'slot handed to a client starving on another worker');
         continue; // close() removed it from idle
       }
       i++;
@@ -209,6 +239,11 @@ export class ServerPool {
         (e) => log.warn('cannot open min_pool_size connection', { server: s.label, error: (e as Error).message }),
       );
     }
+  }
+
+  /** Fast check (every few ms): an idle connection here while a client starves on another worker. */
+  giveIdleToStarving(): void {
+    if (this.idle.length > 0 && this.remoteStarving() > 0) this.idle[0].close('slot handed to a client starving on another worker');
   }
 
   /** Closes idle connections now (shutdown, reload removal). */

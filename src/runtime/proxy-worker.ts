@@ -11,6 +11,7 @@ import { SharedState } from '../shared/state';
 import { ClientSession, cancelLocal } from '../session/client';
 import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
+import { STARVING_MS } from '../shared/layout';
 import { log, setThreadLogging } from '../log';
 import type { FromWorker, ToWorker, WorkerInit } from './messages';
 
@@ -50,12 +51,18 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     if (ctx.shutdown && sessions.size === 0) maybeStopped();
   }, JANITOR_MS);
 
+  // Slots move between workers only to starving waiters; idle holders check for them often.
+  const starvingCheck = setInterval(() => {
+    for (const sp of ctx.registry.servers.values()) sp.giveIdleToStarving();
+  }, STARVING_MS);
+
   let stoppedSent = false;
   const maybeStopped = () => {
     if (stoppedSent || ctx.shutdown !== 2 || sessions.size > 0) return;
     stoppedSent = true;
     for (const sp of ctx.registry.servers.values()) sp.closeIdle('shutdown');
     clearInterval(janitor);
+    clearInterval(starvingCheck);
     setTimeout(() => post({ kind: 'stopped' }), 50);
   };
 

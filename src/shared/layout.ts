@@ -53,10 +53,15 @@ export const LAYOUT = regions({
   serverConns: [MAX_SERVER_SLOTS, 4],
   /** Clients waiting for a connection of a server slot, all workers. */
   serverWaiters: [MAX_SERVER_SLOTS, 4],
+  /** Clients that have waited longer than STARVING_MS for a server slot, all workers: only they move slots between workers. */
+  serverStarving: [MAX_SERVER_SLOTS, 4],
   /** Bumped + notified when a server slot frees a connection; waiters in other workers wake on it. */
   serverSignal: [MAX_SERVER_SLOTS, 4],
   /** STAT counters: [worker][pool slot][stat]. */
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
+
+/** A waiter older than this may take a slot from another worker (close-and-reopen there). */
+export const STARVING_MS = 20;

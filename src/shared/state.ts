@@ -8,6 +8,7 @@ export class SharedState {
   readonly serverConns: Int32Array;
   readonly serverWaiters: Int32Array;
   readonly serverSignal: Int32Array;
+  readonly serverStarving: Int32Array;
   readonly stats: Float64Array;
 
   constructor(readonly sab: SharedArrayBuffer) {
@@ -17,6 +18,7 @@ export class SharedState {
     this.serverConns = i32(LAYOUT.serverConns);
     this.serverWaiters = i32(LAYOUT.serverWaiters);
     this.serverSignal = i32(LAYOUT.serverSignal);
+    this.serverStarving = i32(LAYOUT.serverStarving);
     this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
   }
 
