@@ -11,6 +11,5 @@ export function pendingFeatureWarnings(cfg: Config): string[] {
     if (pool.shards.some((s) => s.use_patroni)) out.push(`pools.${pool.name}: use_patroni is not implemented yet; auto servers are told apart by in_hot_standby at login`);
   }
   if (cfg.virtual_router) out.push('general.virtual_router: VRRP is not implemented yet; no virtual IP is held');
-  if (cfg.general.prepared_statements_cache_size > 0) out.push('general.prepared_statements_cache_size: the prepared-statement cache is not implemented yet; in transaction mode a client that names a statement is pinned to its server connection instead');
   return out;
 }

@@ -46,6 +46,8 @@ export interface ServerOwner {
   onServerClosed(reason: string): void;
   /** The server socket drained after a write returned false. */
   onServerDrain?(): void;
+  /** ParseComplete ('1') or CloseComplete ('3') arrived: true = it answers openproxy's own message, drop it. */
+  dropResponse?(type: number): boolean;
 }
 
 export class ServerConnError extends Error {
@@ -86,6 +88,15 @@ export class ServerConn implements ScanSink {
   private readonly wanted = MessageScanner.want('ZSE');
   private readonly scanner = new MessageScanner(this.wanted, MAX_MESSAGE_LENGTH);
   private rows: string[][] | null = null;
+  /** Header bytes of a message split across reads, held back and scanned again with the next chunk. */
+  private held: Buffer | null = null;
+  /** Chunk being scanned and the [start, end) ranges of it to drop (answers to openproxy's own messages). */
+  private chunk: Buffer = Buffer.alloc(0);
+  private drops: number[] = [];
+  /** Server-side prepared statements on this connection, least recently used first (name → true). */
+  readonly prepared = new Map<string, true>();
+  /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
+  stalePlans = false;
 
   private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
 
@@ -201,15 +212,44 @@ export class ServerConn implements ScanSink {
     (this.socket as SocketWithConn)[CONN] = this;
   }
 
-  onData(chunk: Buffer): void {
-    this.bytesReceived += chunk.length;
+  onData(data: Buffer): void {
+    this.bytesReceived += data.length;
+    let chunk = data;
+    if (this.held) {
+      chunk = Buffer.concat([this.held, data]);
+      this.held = null;
+    }
     // The owner at the start of the chunk gets all of it, even if ReadyForQuery inside it ends its hold.
     const owner = this.owner;
+    this.chunk = chunk;
     if (!this.scanner.scan(chunk, this)) {
       this.close(`protocol error from server: ${this.scanner.error}`, true);
       return;
     }
-    owner?.onServerData(chunk);
+    let end = chunk.length;
+    const partial = this.scanner.takePartialHeader();
+    if (partial > 0) {
+      end -= partial;
+      this.held = Buffer.from(chunk.subarray(end));
+    }
+    if (!owner) return;
+    if (this.drops.length === 0) {
+      if (end > 0) owner.onServerData(end === chunk.length ? chunk : chunk.subarray(0, end));
+      return;
+    }
+    let from = 0;
+    for (let i = 0; i < this.drops.length; i += 2) {
+      if (this.drops[i] > from) owner.onServerData(chunk.subarray(from, this.drops[i]));
+      from = this.drops[i + 1];
+    }
+    this.drops.length = 0;
+    if (end > from) owner.onServerData(chunk.subarray(from, end));
+  }
+
+  /** Watch ParseComplete / CloseComplete (prepared-statement cache on), or not. */
+  trackStatementReplies(on: boolean): void {
+    this.wanted[0x31] = on ? 1 : 0;
+    this.wanted[0x33] = on ? 1 : 0;
   }
 
   /** ScanSink: a watched message from the server. */
@@ -233,6 +273,9 @@ export class ServerConn implements ScanSink {
       this.owner?.onServerError(body);
     } else if (type === D && this.rows) {
       this.rows.push(decodeDataRow(body));
+    } else if ((type === 0x31 || type === 0x33) && this.owner?.dropResponse?.(type)) {
+      const start = body.byteOffset - this.chunk.byteOffset - 5; // bodyless: header is in this chunk
+      this.drops.push(start, start + 5);
     }
   }
 

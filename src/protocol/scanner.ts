@@ -79,6 +79,17 @@ export class MessageScanner {
     return true;
   }
 
+  /**
+   * When a chunk ended inside a 5-byte header: forget those bytes (returns how many) so the caller
+   * can hold them back and scan them again in front of the next chunk. Every message then starts
+   * inside one forwarded chunk, which lets the caller drop whole small messages.
+   */
+  takePartialHeader(): number {
+    const n = this.hdrLen;
+    this.hdrLen = 0;
+    return n;
+  }
+
   /** True between messages (nothing partial pending). */
   get atBoundary(): boolean {
     return this.remaining === 0 && this.hdrLen === 0;

@@ -18,6 +18,7 @@ import { ClientAuth } from './auth';
 import { clientGucs } from './startup-params';
 import { gucReadStatement, gucSyncStatement } from './guc-sync';
 import { NO_EFFECT, PinReason, stateEffects } from './state-effects';
+import { PreparedStatements } from './prepared';
 import { WorkerContext, encodePid, workerOfPid } from './context';
 
 const enum Phase {
@@ -88,6 +89,8 @@ export class ClientSession implements ServerOwner {
   /** openproxy's own statement runs on the held server: client messages wait. */
   private syncing = false;
   private timeoutCancelled = false;
+  /** Transaction mode with prepared_statements_cache_size > 0: named statements are rewritten. */
+  private ps: PreparedStatements | null = null;
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -229,6 +232,8 @@ export class ClientSession implements ServerOwner {
     const up = this.userPool!;
     this.phase = Phase.Waiting;
     this.txMode = up.user.pool_mode === 'transaction';
+    const cacheSize = this.ctx.registry.general.prepared_statements_cache_size;
+    if (this.txMode && cacheSize > 0) this.ps = new PreparedStatements(cacheSize);
     this.stat = this.ctx.shared.statBase(this.ctx.index, up.statSlot);
     this.ctx.shared.stats[this.stat + STAT.logins] += 1;
     this.ctx.clients.set(this.pid, this);
@@ -285,6 +290,7 @@ export class ClientSession implements ServerOwner {
   private attach(conn: ServerConn): void {
     this.server = conn;
     conn.owner = this;
+    conn.trackStatementReplies(this.ps !== null);
   }
 
   // ---- data phase -------------------------------------------------------------------------
@@ -335,7 +341,8 @@ export class ClientSession implements ServerOwner {
     if (this.syncing) return;
     const f = this.frames;
     const server = this.server!;
-    const runStart = f.off;
+    const ps = this.ps;
+    let runStart = f.off;
     while (f.next()) {
       switch (f.type) {
         case TERMINATE:
@@ -343,13 +350,14 @@ export class ClientSession implements ServerOwner {
           return this.disconnect('client sent Terminate');
         case QUERY:
           this.pendingReady++;
+          ps?.noteSync();
           if (this.txMode) this.noteSql(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1));
           break;
         case PARSE: {
           this.sinceSync++;
           if (!this.txMode) break;
           const nameEnd = f.buf.indexOf(0, f.start + 5);
-          if (nameEnd > f.start + 5) this.pin('named_statement');
+          if (nameEnd > f.start + 5 && !ps) this.pin('named_statement');
           const textEnd = f.buf.indexOf(0, nameEnd + 1);
           if (textEnd > nameEnd) this.noteSql(f.buf.toString('utf8', nameEnd + 1, textEnd));
           break;
@@ -357,9 +365,11 @@ export class ClientSession implements ServerOwner {
         case SYNC:
           this.pendingReady++;
           this.sinceSync = 0;
+          ps?.noteSync();
           break;
         case FUNCTION_CALL:
           this.pendingReady++;
+          ps?.noteSync();
           break;
         case BIND:
         case EXECUTE:
@@ -370,6 +380,14 @@ export class ClientSession implements ServerOwner {
           break;
         default:
           break; // CopyData / CopyDone / CopyFail belong to the running COPY
+      }
+      if (ps && (f.type === PARSE || f.type === BIND || f.type === DESCRIBE || f.type === CLOSE)) {
+        const out = ps.rewrite(f.type, f.view(f.start, f.msgEnd), server);
+        if (out) {
+          if (f.start > runStart) server.write(f.view(runStart, f.start));
+          server.write(out);
+          runStart = f.msgEnd;
+        }
       }
       if (this.queryStart < 0) {
         this.queryStart = performance.now();
@@ -391,6 +409,11 @@ export class ClientSession implements ServerOwner {
     if (fx.resetAll) this.resetAll = true;
     for (const r of fx.pin) this.pin(r);
     for (const r of fx.unpin) this.unpinLater.add(r);
+    if (fx.unpin.includes('sql_prepare')) {
+      // DEALLOCATE ALL / DISCARD ALL also remove the protocol-level statements on the server.
+      this.server?.prepared.clear();
+      this.ps?.forgetAll();
+    }
   }
 
   /** Dedicated mode: this client keeps its server connection until the state is gone. */
@@ -414,10 +437,15 @@ export class ClientSession implements ServerOwner {
     this.sock.resume();
   }
 
+  dropResponse(type: number): boolean {
+    return this.ps !== null && this.ps.isOurs(type);
+  }
+
   onReady(status: number): void {
     const now = performance.now();
     const st = this.ctx.shared.stats;
     this.queries++;
+    this.ps?.onReady();
     if (this.pendingReady > 0) this.pendingReady--;
     st[this.stat + STAT.query_count] += 1;
     if (this.queryStart >= 0) st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
@@ -439,12 +467,28 @@ export class ClientSession implements ServerOwner {
   private endTransaction(): void {
     const conn = this.server;
     if (!conn || this.phase === Phase.Closed) return;
+    if (conn.closed) {
+      this.server = null;
+      return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed: ${conn.closeReason}`, 'server connection lost');
+    }
     if (this.touched.size > 0 || this.resets.size > 0 || this.resetAll) {
       this.captureGucs(conn);
       return;
     }
     for (const r of this.unpinLater) this.pins.delete(r);
     this.unpinLater.clear();
+    if (conn.stalePlans && conn.clean) {
+      this.syncing = true;
+      conn.run('DEALLOCATE ALL', this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
+        this.syncing = false;
+        conn.stalePlans = false;
+        conn.prepared.clear();
+        if (!r.ok) conn.close('DEALLOCATE ALL failed');
+        else if (this.server === conn) conn.owner = this;
+        if ((this.phase as Phase) !== Phase.Closed) this.endTransaction();
+      });
+      return;
+    }
     if (this.pins.size > 0 || !conn.clean) {
       // Pinned: the connection stays, but a RESET may have left it behind the client's settings.
       if (conn.clean && gucSyncStatement(conn.gucs, this.gucs, conn.reported) !== '') {
@@ -506,9 +550,17 @@ export class ClientSession implements ServerOwner {
     });
   }
 
-  onServerError(): void {
+  onServerError(body: Buffer): void {
     this.errors++;
     this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+    if (this.ps) {
+      this.ps.onError();
+      // The server's plan for a cached statement went stale (the table changed): drop them all
+      // before this connection is used again, so the next Parse prepares afresh.
+      if (this.server && errorField(body, 0x43) === '0A000' && /cached plan must not change result type/.test(errorField(body, 0x4d))) {
+        this.server.stalePlans = true;
+      }
+    }
   }
 
   onServerClosed(reason: string): void {
@@ -573,6 +625,7 @@ export class ClientSession implements ServerOwner {
     }
     conn.run('DISCARD ALL', this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
       conn.gucs.clear();
+      conn.prepared.clear();
       if (r.ok && conn.clean) pool.release(conn);
       else conn.close('reset (DISCARD ALL) failed');
     });
@@ -580,6 +633,18 @@ export class ClientSession implements ServerOwner {
 
   /** Set by the worker: called once after disconnect. */
   onGone?: () => void;
+}
+
+/** One field (by its type byte: C code, M message) of an ErrorResponse body. */
+function errorField(body: Buffer, field: number): string {
+  let i = 0;
+  while (i < body.length && body[i] !== 0) {
+    const end = body.indexOf(0, i + 1);
+    if (end < 0) return '';
+    if (body[i] === field) return body.toString('utf8', i + 1, end);
+    i = end + 1;
+  }
+  return '';
 }
 
 /** Cancels the running query of a local session if pid/secret match (silently ignored otherwise, like PostgreSQL). */
