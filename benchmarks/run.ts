@@ -2,8 +2,10 @@
 // interleaved in one run on one throwaway cluster; writes benchmarks/RESULTS.md with TPS and
 // latency (p50 / p99 from pgbench's per-transaction logs) and the ratios between them.
 //
-// Environment: BENCH_SECONDS (per run, default 10), BENCH_CLIENTS (default "10,100"),
-// BENCH_MODE (pool mode for both poolers, default session), BENCH_SCALE (pgbench -s, default 10).
+// Environment: BENCH_SECONDS (per run, default 10), BENCH_CLIENTS (default "10,100,500"),
+// BENCH_PROTOCOLS (default "simple,extended,prepared"), BENCH_MODE (pool mode for both poolers,
+// default transaction), BENCH_POOL (server connections, default 20 in transaction mode, the client
+// count in session mode), BENCH_SCALE (pgbench -s, default 10).
 
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -13,8 +15,9 @@ import { join } from 'node:path';
 import { PgCluster, freePort } from '../src/testing/pg-cluster';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
-const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100').split(',').map(Number);
-const MODE = process.env.BENCH_MODE ?? 'session';
+const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100,500').split(',').map(Number);
+const PROTOCOLS = (process.env.BENCH_PROTOCOLS ?? 'simple,extended,prepared').split(',');
+const MODE = process.env.BENCH_MODE ?? 'transaction';
 const SCALE = Number(process.env.BENCH_SCALE) || 10;
 const USER = 'bench';
 const PASS = 'bench-pass';
@@ -54,9 +57,20 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-function pgbench(port: number, clients: number, protocol: string, selectOnly: boolean, logDir: string): Result {
+/**
+ * pgbench threads: 2, except TPC-B with -M prepared: pgbench prepares each statement with a
+ * blocking PQprepare on first use, and in transaction pooling a thread blocked there while its
+ * other clients hold server connections inside BEGIN … END stalls every pooler (measured: 1 tps
+ * with 10 clients per thread and 20 connections). That row runs one client per thread.
+ */
+function threads(clients: number, protocol: string, selectOnly: boolean): number {
+  if (protocol !== 'prepared' || selectOnly || MODE !== 'transaction') return Math.min(2, clients);
+  return clients;
+}
+
+function pgbench(port: number, clients: number, protocol: string, selectOnly: boolean, logDir: string, jobs: number): Result {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
-  const args = ['-n', '-c', String(clients), '-j', '2', '-T', String(SECONDS), '-M', protocol, '-l', '--sampling-rate', '0.2', '--log-prefix', join(logDir, 'pgb'), '-h', '127.0.0.1', '-p', String(port), '-U', USER];
+  const args = ['-n', '-c', String(clients), '-j', String(jobs), '-T', String(SECONDS), '-M', protocol, '-l', '--sampling-rate', '0.2', '--log-prefix', join(logDir, 'pgb'), '-h', '127.0.0.1', '-p', String(port), '-U', USER];
   if (selectOnly) args.push('-S');
   args.push('postgres');
   const r = spawnSync('pgbench', args, { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS }, timeout: (SECONDS + 60) * 1000 });
@@ -77,8 +91,13 @@ function pgbench(port: number, clients: number, protocol: string, selectOnly: bo
 async function main(): Promise<void> {
   const pgbouncerBin = ensurePgBouncer();
   const maxClients = Math.max(...CLIENTS);
+  const pool = Number(process.env.BENCH_POOL) || (MODE === 'session' ? maxClients : 20);
+  const pbVersion = spawnSync(pgbouncerBin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+  const [maj, min] = (/(\d+)\.(\d+)/.exec(pbVersion) ?? ['', '1', '0']).slice(1).map(Number);
+  // Protocol-level prepared statements in transaction mode arrived in PgBouncer 1.21 (max_prepared_statements).
+  const pbPrepared = MODE !== 'transaction' || maj > 1 || min >= 21;
   process.stdout.write(`bench: ${SECONDS}s per run, clients ${CLIENTS.join('/')}, pool mode ${MODE}\n`);
-  const cluster = await PgCluster.start({ settings: { max_connections: maxClients * 3 + 50 } });
+  const cluster = await PgCluster.start({ settings: { max_connections: maxClients + 3 * pool + 50 } });
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-bench-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
@@ -99,7 +118,7 @@ async function main(): Promise<void> {
 
     const opPort = await freePort();
     const opConf = join(work, 'openproxy.toml');
-    writeFileSync(opConf, `[general]\nhost = "127.0.0.1"\nport = ${opPort}\nworker_threads = ${os.cpus().length}\n\n[pools.postgres]\npool_mode = "${MODE}"\n\n[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${MODE === 'session' ? maxClients : 20}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, "primary"]]\n`);
+    writeFileSync(opConf, `[general]\nhost = "127.0.0.1"\nport = ${opPort}\nworker_threads = ${os.cpus().length}\nconnect_timeout = 30000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${MODE}"\n\n[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, "primary"]]\n`);
     const op = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), opConf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
     procs.push(op);
 
@@ -107,7 +126,7 @@ async function main(): Promise<void> {
     const pbIni = join(work, 'pgbouncer.ini');
     const userlist = join(work, 'userlist.txt');
     writeFileSync(userlist, `"${USER}" "${PASS}"\n`);
-    writeFileSync(pbIni, `[databases]\npostgres = host=127.0.0.1 port=${cluster.primary.port} dbname=postgres\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${pbPort}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${userlist}\npool_mode = ${MODE}\ndefault_pool_size = ${MODE === 'session' ? maxClients : 20}\nmax_client_conn = ${maxClients * 2 + 100}\nlogfile = ${join(work, 'pgbouncer.log')}\npidfile = ${join(work, 'pgbouncer.pid')}\nlog_connections = 0\nlog_disconnections = 0\n`);
+    writeFileSync(pbIni, `[databases]\npostgres = host=127.0.0.1 port=${cluster.primary.port} dbname=postgres\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${pbPort}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${userlist}\npool_mode = ${MODE}\ndefault_pool_size = ${pool}\nmax_client_conn = ${maxClients * 2 + 100}\nlogfile = ${join(work, 'pgbouncer.log')}\npidfile = ${join(work, 'pgbouncer.pid')}\nlog_connections = 0\nlog_disconnections = 0\n`);
     if (isRoot) {
       const id = execFileSync('id', ['postgres'], { encoding: 'utf8' });
       const uid = Number(/uid=(\d+)/.exec(id)![1]);
@@ -122,26 +141,29 @@ async function main(): Promise<void> {
     spawnSync('mkdir', ['-p', logDir]);
     const targets: [string, number][] = [['direct', cluster.primary.port], ['openproxy', opPort], ['pgbouncer', pbPort]];
     const rows: string[] = [];
+    const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0 };
+    const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
     for (const selectOnly of [true, false]) {
-      for (const protocol of ['simple', 'extended']) {
+      for (const protocol of PROTOCOLS) {
         for (const clients of CLIENTS) {
+          const jobs = threads(clients, protocol, selectOnly);
           const res: Record<string, Result> = {};
           for (const [name, port] of targets) {
-            res[name] = pgbench(port, clients, protocol, selectOnly, logDir);
-            process.stdout.write(`${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} ${name}: ${res[name].tps.toFixed(0)} tps p99 ${res[name].p99.toFixed(2)} ms failed ${res[name].failed}\n`);
+            res[name] = name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared ? na : pgbench(port, clients, protocol, selectOnly, logDir, jobs);
+            process.stdout.write(`${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} j=${jobs} ${name}: ${fmt(res[name].tps)} tps p99 ${fmt(res[name].p99, 2)} ms failed ${res[name].failed}\n`);
           }
           const d = res.direct;
           const o = res.openproxy;
           const b = res.pgbouncer;
           rows.push(
-            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${d.tps.toFixed(0)} | ${o.tps.toFixed(0)} | ${b.tps.toFixed(0)} | **${(o.tps / b.tps).toFixed(2)}** | ${(o.tps / d.tps).toFixed(2)} | ${d.p99.toFixed(2)} / ${o.p99.toFixed(2)} / ${b.p99.toFixed(2)} | ${(o.p99 / b.p99).toFixed(2)} | ${o.failed + b.failed + d.failed} |`,
+            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} | **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ${fmt(o.p99 / b.p99, 2)} | ${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
           );
         }
       }
     }
     const cpu = os.cpus()[0]?.model ?? 'unknown';
     const pgv = cluster.psql(cluster.primary, 'SHOW server_version');
-    const pbv = spawnSync(pgbouncerBin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+    const pbv = pbVersion;
     const md = [
       '# Benchmark results',
       '',
@@ -149,14 +171,16 @@ async function main(): Promise<void> {
       '',
       `- Machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgv}; ${pbv}.`,
       `- One PostgreSQL primary (fsync off) on loopback; pgbench scale ${SCALE}, \`-j 2 -T ${SECONDS}\`, latency from \`-l --sampling-rate 0.2\`.`,
-      `- Pool mode **${MODE}** for both poolers; openproxy with worker_threads = ${os.cpus().length}, PgBouncer single process; pool size ${MODE === 'session' ? maxClients : 20}.`,
+      `- Pool mode **${MODE}** for both poolers; openproxy with worker_threads = ${os.cpus().length} and prepared_statements_cache_size = 100, PgBouncer single process; ${pool} server connections.`,
+      pbPrepared ? '' : `- ${pbVersion} predates protocol-level prepared statements in transaction mode (1.21, max_prepared_statements): its \`-M prepared\` rows are n/a.`,
+      '- pgbench threads (`j`): 2, except TPC-B-like with `-M prepared`, one thread per client: pgbench prepares with a blocking PQprepare on first use, and a thread blocked there while its other clients hold server connections inside BEGIN … END stalls any transaction pooler (measured: 1 tps with 10 clients per thread).',
       '- Targets run interleaved (direct, openproxy, PgBouncer) for each row, on the same cluster; pgbench, the pooler and PostgreSQL share the same cores.',
       '',
-      '| workload | protocol | clients | direct TPS | openproxy TPS | PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | failed |',
-      '|---|---|---|---|---|---|---|---|---|---|---|',
+      '| workload | protocol | clients | j | direct TPS | openproxy TPS | PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | failed |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
-      'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
+      'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
       '',
     ].join('\n');
     writeFileSync(join(root, 'benchmarks', 'RESULTS.md'), md);

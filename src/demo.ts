@@ -36,9 +36,10 @@ port = ${port}
 worker_threads = 2
 admin_username = "admin"
 admin_password = "admin"
+prepared_statements_cache_size = 100
 
 [pools.postgres]
-pool_mode = "session"
+pool_mode = "transaction"
 
 [pools.postgres.users.0]
 username = "${DEMO_USER}"

@@ -50,7 +50,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   g({ key: 'tcp_keepalives_interval', type: 'int', unit: 's', default: 5, min: 1, changeable: true, doc: 'Server sockets: time between TCP keepalive probes.' }),
   g({ key: 'tcp_keepalives_count', type: 'int', unit: 'count', default: 5, min: 1, changeable: true, doc: 'Server sockets: unanswered keepalive probes before the connection is dropped.' }),
   g({ key: 'auth_type', type: 'enum', values: ['md5', 'scram-sha-256'], default: 'md5', changeable: true, doc: 'How clients authenticate to openproxy.' }),
-  g({ key: 'prepared_statements_cache_size', type: 'int', unit: 'count', default: 0, min: 0, changeable: true, doc: 'Transaction mode: size of the global LRU of client prepared statements. 0 = off (only unnamed statements).' }),
+  g({ key: 'prepared_statements_cache_size', type: 'int', unit: 'count', default: 0, min: 0, changeable: true, doc: 'Transaction mode: protocol-level named prepared statements are shared across server connections, each connection keeping at most this many (LRU, evicted ones are closed). 0 = off: a client that names a statement is pinned to its server connection.' }),
   g({ key: 'admin_username', type: 'string', default: 'admin', changeable: true, doc: 'User name for the admin console (database openproxy).' }),
   g({ key: 'admin_userpassword', type: 'string', secret: true, aliases: ['admin_password'], changeable: true, doc: 'Password for the admin console.' }),
   g({ key: 'tls_certificate', type: 'string', changeable: false, doc: 'PEM certificate for client TLS; with tls_private_key, SSLRequest is answered S.' }),
@@ -74,7 +74,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   vr({ key: 'pre_demote_script', type: 'string', doc: 'Command run on MASTER to BACKUP before the VIPs are released.' }),
   vr({ key: 'unicast_peers', type: 'strings', doc: 'Peer IPv4 addresses for unicast VRRP where multicast is unavailable.' }),
 
-  p({ key: 'pool_mode', type: 'enum', values: ['session', 'transaction'], default: 'transaction', changeable: true, doc: 'session: one server connection per client; transaction: per transaction.' }),
+  p({ key: 'pool_mode', type: 'enum', values: ['session', 'transaction'], default: 'transaction', changeable: true, doc: 'session: one server connection per client; transaction: a server connection per transaction, with session state tracked and unmovable state pinned.' }),
   p({ key: 'load_balancing_mode', type: 'enum', values: ['random', 'loc', 'round_robin'], default: 'random', changeable: true, doc: 'How a replica is chosen for reads.' }),
   p({ key: 'default_role', type: 'enum', values: ['any', 'primary', 'replica'], default: 'any', changeable: true, doc: 'Role a query goes to when the parser does not decide.' }),
   p({ key: 'query_parser_enabled', type: 'bool', default: false, changeable: true, doc: 'Parse queries (routing, sharding keys).' }),
@@ -94,7 +94,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   u({ key: 'server_password', type: 'string', secret: true, changeable: true, doc: 'Password openproxy gives PostgreSQL; default: password.' }),
   u({ key: 'pool_size', type: 'int', unit: 'count', default: 10, min: 1, changeable: true, doc: 'Maximum server connections per server for this user, across all worker threads.' }),
   u({ key: 'min_pool_size', type: 'int', unit: 'count', default: 0, min: 0, changeable: true, doc: 'Server connections kept open even when idle.' }),
-  u({ key: 'statement_timeout', type: 'int', unit: 'ms', default: 0, min: 0, changeable: true, doc: 'Cancel statements running longer than this. 0 = off.' }),
+  u({ key: 'statement_timeout', type: 'int', unit: 'ms', default: 0, min: 0, changeable: true, doc: 'openproxy cancels a statement running longer than this on the server (the client gets 57014 and stays connected). 0 = off.' }),
   u({ key: 'pool_mode', type: 'enum', values: ['session', 'transaction'], changeable: true, doc: 'Per-user override of the pool mode.' }),
   u({ key: 'server_lifetime', type: 'int', unit: 'ms', min: 0, changeable: true, doc: 'Per-user override of server_lifetime.' }),
 

@@ -42,6 +42,8 @@ export class ServerPool {
   /** Connections being opened (sv_login). */
   opening = 0;
   private readonly waiters: Waiter[] = [];
+  /** How many of `waiters` are counted as starving (they are the oldest, at the head). */
+  private starvingHere = 0;
   private watching = false;
   /** Removed by a reload: connections close when released. */
   retired = false;
@@ -119,32 +121,33 @@ export class ServerPool {
   }
 
   private dequeue(w: Waiter): void {
-    const i = this.waiters.indexOf(w);
+    const i = this.waiters[0] === w ? 0 : this.waiters.indexOf(w);
     if (i < 0) return;
-    this.waiters.splice(i, 1);
+    if (i === 0) this.waiters.shift();
+    else this.waiters.splice(i, 1);
     clearTimeout(w.timer);
     Atomics.sub(this.shared.serverWaiters, this.slot, 1);
-    if (w.starving) Atomics.sub(this.shared.serverStarving, this.slot, 1);
+    if (w.starving) {
+      this.starvingHere--;
+      Atomics.sub(this.shared.serverStarving, this.slot, 1);
+    }
   }
 
-  /** Marks local waiters older than STARVING_MS as starving (shared count); returns how many are. */
-  private markStarving(now: number): number {
-    let n = 0;
-    for (const w of this.waiters) {
-      if (!w.starving && now - w.since >= STARVING_MS) {
-        w.starving = true;
-        Atomics.add(this.shared.serverStarving, this.slot, 1);
-      }
-      if (w.starving) n++;
+  /** Marks local waiters older than STARVING_MS as starving in the shared count (FIFO: the oldest are first). */
+  private markStarving(now: number): void {
+    for (let i = this.starvingHere; i < this.waiters.length; i++) {
+      const w = this.waiters[i];
+      if (w.starving) continue;
+      if (now - w.since < STARVING_MS) break;
+      w.starving = true;
+      this.starvingHere++;
+      Atomics.add(this.shared.serverStarving, this.slot, 1);
     }
-    return n;
   }
 
   /** Starving waiters on other workers. */
   private remoteStarving(): number {
-    let local = 0;
-    for (const w of this.waiters) if (w.starving) local++;
-    return Atomics.load(this.shared.serverStarving, this.slot) - local;
+    return Atomics.load(this.shared.serverStarving, this.slot) - this.starvingHere;
   }
 
   private expire(w: Waiter): void {
