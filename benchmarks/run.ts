@@ -133,7 +133,7 @@ async function main(): Promise<void> {
       const gid = Number(/gid=(\d+)/.exec(id)![1]);
       for (const f of [pbIni, userlist]) chownSync(f, uid, gid);
     }
-    const pb = isRoot ? spawn('runuser', ['-u', 'postgres', '--', pgbouncerBin, pbIni], { stdio: 'ignore' }) : spawn(pgbouncerBin, [pbIni], { stdio: 'ignore' });
+    const pb = isRoot ? spawn('setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', pgbouncerBin, pbIni], { stdio: 'ignore' }) : spawn(pgbouncerBin, [pbIni], { stdio: 'ignore' });
     procs.push(pb);
     await Promise.all([waitPort(opPort), waitPort(pbPort)]);
 
@@ -183,7 +183,17 @@ async function main(): Promise<void> {
       'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
       '',
     ].join('\n');
-    writeFileSync(join(root, 'benchmarks', 'RESULTS.md'), md);
+    // Keep the scale section written by `npm run bench:scale`.
+    const resultsPath = join(root, 'benchmarks', 'RESULTS.md');
+    let scale = '';
+    try {
+      const old = readFileSync(resultsPath, 'utf8');
+      const i = old.indexOf('\n## Scale');
+      if (i >= 0) scale = old.slice(i);
+    } catch {
+      /* first run */
+    }
+    writeFileSync(resultsPath, md + scale);
     process.stdout.write('\n' + md);
   } finally {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');

@@ -108,7 +108,8 @@ async function drive(name: string, port: number, pid: number): Promise<string> {
 
 async function main(): Promise<void> {
   const limit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
-  if (limit < CLIENTS * 2 + 1000) throw new Error(`RLIMIT_NOFILE is ${limit}; run through \`npm run bench:scale\` (it raises it with ulimit -n 65536)`);
+  // Each process (this load generator, the pooler) holds one descriptor per client.
+  if (limit < CLIENTS + 1000) throw new Error(`RLIMIT_NOFILE is ${limit}; run through \`npm run bench:scale\` (it raises it with ulimit -n) or lower SCALE_CLIENTS`);
   const cluster = await PgCluster.start({ settings: { max_connections: POOL * 3 + 20 } });
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-scale-'));
   chmodSync(work, 0o777);
@@ -125,6 +126,8 @@ async function main(): Promise<void> {
     writeFileSync(join(work, 'userlist.txt'), `"${USER}" "${PASS}"\n`);
     writeFileSync(pbIni, `[databases]\npostgres = host=127.0.0.1 port=${cluster.primary.port} dbname=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${pbPort}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${join(work, 'userlist.txt')}\npool_mode = transaction\ndefault_pool_size = ${POOL}\nmax_client_conn = ${CLIENTS + 1000}\nlisten_backlog = 4096\nquery_wait_timeout = 120\nlog_connections = 0\nlog_disconnections = 0\nlogfile = ${join(work, 'pgbouncer.log')}\n`);
     appendFileSync(pbIni, '');
+    // As root, PgBouncer runs as postgres via setpriv: runuser goes through PAM, which resets the
+    // open-files limit to 1024 and would cap PgBouncer at ~1000 clients.
     const isRoot = process.getuid?.() === 0;
     if (isRoot) {
       const id = execFileSync('id', ['postgres'], { encoding: 'utf8' });
@@ -132,7 +135,7 @@ async function main(): Promise<void> {
       const gid = Number(/gid=(\d+)/.exec(id)![1]);
       for (const f of [pbIni, join(work, 'userlist.txt')]) chownSync(f, uid, gid);
     }
-    const pb = isRoot ? spawn('runuser', ['-u', 'postgres', '--', '/usr/sbin/pgbouncer', pbIni], { stdio: 'ignore' }) : spawn('pgbouncer', [pbIni], { stdio: 'ignore' });
+    const pb = isRoot ? spawn('setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '/usr/sbin/pgbouncer', pbIni], { stdio: 'ignore' }) : spawn('pgbouncer', [pbIni], { stdio: 'ignore' });
     procs.push(pb);
     await Promise.all([waitPort(opPort), waitPort(pbPort)]);
     const pbPid = Number(spawnSync('pgrep', ['-f', `pgbouncer ${pbIni}`], { encoding: 'utf8' }).stdout.trim().split('\n').pop());
