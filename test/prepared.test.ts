@@ -129,7 +129,7 @@ describe('with the cache on', () => {
 });
 
 describe('with the cache off', () => {
-  test('unnamed statements pool normally; a client naming a statement is pinned and keeps working', async () => {
+  test('unnamed statements pool normally; a named one gets a clear 26000 error and the session goes on', async () => {
     const proxy = await startProxy(cfg(0, 2));
     try {
       const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, pass: APP_PASS, database: 'postgres', max: 4, prepare: false });
@@ -138,9 +138,16 @@ describe('with the cache off', () => {
       await sql.end();
       const c = client(proxy.port);
       await c.connect();
-      for (let k = 0; k < 3; k++) assert.equal((await c.query({ name: 'n1', text: 'SELECT $1::int AS v', values: [k] })).rows[0].v, k);
+      await assert.rejects(c.query({ name: 'n1', text: 'SELECT $1::int AS v', values: [1] }), (e: { code: string; message: string; hint?: string }) => {
+        assert.equal(e.code, '26000');
+        assert.match(e.message, /prepared statement "n1" cannot be used: named prepared statements need prepared_statements_cache_size > 0/);
+        assert.match(e.hint ?? '', /prepared_statements_cache_size/);
+        return true;
+      });
+      assert.deepEqual((await c.query('SELECT 2 AS v')).rows, [{ v: 2 }], 'the connection stays usable');
+      assert.deepEqual((await c.query('SELECT $1::int AS v', [3])).rows, [{ v: 3 }], 'unnamed extended still works');
       await c.end();
-      assert.match(proxy.output(), /client pinned to its server connection .*reason=named_statement/);
+      assert.doesNotMatch(proxy.output(), /client pinned/);
     } finally {
       await proxy.stop();
     }

@@ -50,7 +50,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   g({ key: 'tcp_keepalives_interval', type: 'int', unit: 's', default: 5, min: 1, changeable: true, doc: 'Server sockets: time between TCP keepalive probes.' }),
   g({ key: 'tcp_keepalives_count', type: 'int', unit: 'count', default: 5, min: 1, changeable: true, doc: 'Server sockets: unanswered keepalive probes before the connection is dropped.' }),
   g({ key: 'auth_type', type: 'enum', values: ['md5', 'scram-sha-256'], default: 'md5', changeable: true, doc: 'How clients authenticate to openproxy.' }),
-  g({ key: 'prepared_statements_cache_size', type: 'int', unit: 'count', default: 0, min: 0, changeable: true, doc: 'Transaction mode: protocol-level named prepared statements are shared across server connections, each connection keeping at most this many (LRU, evicted ones are closed). 0 = off: a client that names a statement is pinned to its server connection.' }),
+  g({ key: 'prepared_statements_cache_size', type: 'int', unit: 'count', default: 0, min: 0, changeable: true, doc: 'Transaction mode: protocol-level named prepared statements are shared across server connections, each connection keeping at most this many (LRU, evicted ones are closed). 0 = off: unnamed statements only; a named one gets error 26000 saying so.' }),
   g({ key: 'admin_username', type: 'string', default: 'admin', changeable: true, doc: 'User name for the admin console (database openproxy).' }),
   g({ key: 'admin_userpassword', type: 'string', secret: true, aliases: ['admin_password'], changeable: true, doc: 'Password for the admin console.' }),
   g({ key: 'tls_certificate', type: 'string', changeable: false, doc: 'PEM certificate for client TLS; with tls_private_key, SSLRequest is answered S.' }),

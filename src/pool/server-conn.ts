@@ -48,6 +48,8 @@ export interface ServerOwner {
   onServerDrain?(): void;
   /** ParseComplete ('1') or CloseComplete ('3') arrived: true = it answers openproxy's own message, drop it. */
   dropResponse?(type: number): boolean;
+  /** An ErrorResponse the owner may replace with its own (same position in the stream), or null. */
+  replaceError?(body: Buffer): Buffer | null;
 }
 
 export class ServerConnError extends Error {
@@ -93,6 +95,8 @@ export class ServerConn implements ScanSink {
   /** Chunk being scanned and the [start, end) ranges of it to drop (answers to openproxy's own messages). */
   private chunk: Buffer = Buffer.alloc(0);
   private drops: number[] = [];
+  /** Replacement bytes for each dropped range (null = just drop), parallel to drops' pairs. */
+  private inserts: (Buffer | null)[] = [];
   /** Server-side prepared statements on this connection, least recently used first (name → true). */
   readonly prepared = new Map<string, true>();
   /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
@@ -240,9 +244,12 @@ export class ServerConn implements ScanSink {
     let from = 0;
     for (let i = 0; i < this.drops.length; i += 2) {
       if (this.drops[i] > from) owner.onServerData(chunk.subarray(from, this.drops[i]));
+      const insert = this.inserts[i / 2];
+      if (insert) owner.onServerData(insert);
       from = this.drops[i + 1];
     }
     this.drops.length = 0;
+    this.inserts.length = 0;
     if (end > from) owner.onServerData(chunk.subarray(from, end));
   }
 
@@ -270,12 +277,22 @@ export class ServerConn implements ScanSink {
         this.reported.set(name.toLowerCase(), value);
       }
     } else if (type === E) {
+      const replacement = this.owner?.replaceError?.(body) ?? null;
+      // Only an error whose bytes all lie in this chunk can be swapped; others pass unchanged.
+      if (replacement && body.buffer === this.chunk.buffer) {
+        const start = body.byteOffset - this.chunk.byteOffset - 5;
+        if (start >= 0) {
+          this.drops.push(start, start + 5 + body.length);
+          this.inserts.push(replacement);
+        }
+      }
       this.owner?.onServerError(body);
     } else if (type === D && this.rows) {
       this.rows.push(decodeDataRow(body));
     } else if ((type === 0x31 || type === 0x33) && this.owner?.dropResponse?.(type)) {
       const start = body.byteOffset - this.chunk.byteOffset - 5; // bodyless: header is in this chunk
       this.drops.push(start, start + 5);
+      this.inserts.push(null);
     }
   }
 

@@ -58,7 +58,7 @@ export class ServerPool {
   acquire(): Promise<ServerConn> {
     const conn = this.takeIdle();
     if (conn) return Promise.resolve(conn);
-    if (this.waiters.length === 0 && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return this.openWithSlot();
+    if (this.waiters.length === 0 && this.mayTakeSlot() && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return this.openWithSlot();
     return new Promise((resolve, reject) => {
       const timeout = this.settings.connectTimeout;
       const w: Waiter = {
@@ -145,6 +145,14 @@ export class ServerPool {
     }
   }
 
+  /**
+   * A worker at or above its share of the pool leaves freed slots to workers whose clients starve;
+   * otherwise a slot given away would come straight back and connections would churn.
+   */
+  private mayTakeSlot(): boolean {
+    return this.all.size + this.opening < Math.ceil(this.settings.poolSize / this.settings.workers) || this.remoteStarving() <= 0;
+  }
+
   /** Starving waiters on other workers. */
   private remoteStarving(): number {
     return Atomics.load(this.shared.serverStarving, this.slot) - this.starvingHere;
@@ -165,7 +173,7 @@ export class ServerPool {
         w.resolve(conn);
         continue;
       }
-      if (!this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return;
+      if (!this.mayTakeSlot() || !this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return;
       const w = this.waiters[0];
       this.dequeue(w);
       this.openWithSlot().then(w.resolve, w.reject);

@@ -25,6 +25,8 @@ export const SQLSTATE = {
   IDLE_IN_TRANSACTION_TIMEOUT: '25P03',
   /** 57014: statement cancelled (statement_timeout). */
   QUERY_CANCELED: '57014',
+  /** 26000: a prepared statement that cannot be used (named statements with the cache off). */
+  INVALID_SQL_STATEMENT_NAME: '26000',
   /** XX000: internal error. */
   INTERNAL_ERROR: 'XX000',
 } as const;

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, parameterStatus, READY_IDLE, withSeverity } from '../protocol/backend';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, message, parameterStatus, READY_IDLE, withSeverity } from '../protocol/backend';
 import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
@@ -40,6 +40,14 @@ const CLOSE = 0x43; // C
 const FLUSH = 0x48; // H
 const SYNC = 0x53; // S
 const FUNCTION_CALL = 0x46; // F
+
+/**
+ * Stands in for a named Parse when the prepared-statement cache is off: it fails at analysis
+ * (a relation that cannot exist; the name is under 64 bytes, so no truncation notice) and that
+ * error is replaced by a clear one in order with every other reply.
+ */
+const NAMED_STATEMENT_MARKER = 'openproxy_named_statement_refused_3f9c2a';
+const NAMED_STATEMENT_PROBE = message('P', Buffer.from(`\0SELECT FROM ${NAMED_STATEMENT_MARKER}\0\0\0`, 'utf8'));
 const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 let seq = 0;
 
@@ -91,6 +99,8 @@ export class ClientSession implements ServerOwner {
   private timeoutCancelled = false;
   /** Transaction mode with prepared_statements_cache_size > 0: named statements are rewritten. */
   private ps: PreparedStatements | null = null;
+  /** Cache off: names of refused named statements whose error is still to come, in order. */
+  private readonly namedRefused: string[] = [];
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -357,7 +367,15 @@ export class ClientSession implements ServerOwner {
           this.sinceSync++;
           if (!this.txMode) break;
           const nameEnd = f.buf.indexOf(0, f.start + 5);
-          if (nameEnd > f.start + 5 && !ps) this.pin('named_statement');
+          if (nameEnd > f.start + 5 && !ps) {
+            // Cache off: a named statement cannot follow the client to another connection. Send
+            // a Parse that fails at analysis instead; its error is swapped for a clear one.
+            if (f.start > runStart) server.write(f.view(runStart, f.start));
+            server.write(NAMED_STATEMENT_PROBE);
+            this.namedRefused.push(f.buf.toString('utf8', f.start + 5, nameEnd));
+            runStart = f.msgEnd;
+            break;
+          }
           const textEnd = f.buf.indexOf(0, nameEnd + 1);
           if (textEnd > nameEnd) this.noteSql(f.buf.toString('utf8', nameEnd + 1, textEnd));
           break;
@@ -441,12 +459,24 @@ export class ClientSession implements ServerOwner {
     return this.ps !== null && this.ps.isOurs(type);
   }
 
+  replaceError(body: Buffer): Buffer | null {
+    if (this.namedRefused.length === 0 || !errorField(body, 0x4d).includes(NAMED_STATEMENT_MARKER)) return null;
+    const name = this.namedRefused.shift()!;
+    return errorResponse({
+      severity: 'ERROR',
+      code: SQLSTATE.INVALID_SQL_STATEMENT_NAME,
+      message: `prepared statement "${name}" cannot be used: named prepared statements need prepared_statements_cache_size > 0 in transaction pooling`,
+      hint: 'Set general.prepared_statements_cache_size in openproxy (e.g. 500), use unnamed statements, or use pool_mode = "session".',
+    });
+  }
+
   onReady(status: number): void {
     const now = performance.now();
     const st = this.ctx.shared.stats;
     this.queries++;
     this.ps?.onReady();
     if (this.pendingReady > 0) this.pendingReady--;
+    if (this.pendingReady === 0) this.namedRefused.length = 0; // settled: answered or skipped
     st[this.stat + STAT.query_count] += 1;
     if (this.queryStart >= 0) st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
     this.queryStart = -1;
@@ -552,6 +582,8 @@ export class ClientSession implements ServerOwner {
 
   onServerError(body: Buffer): void {
     this.errors++;
+    // The server skips to the next Sync: refused Parses after this error produce no error of their own.
+    if (this.namedRefused.length && !errorField(body, 0x4d).includes(NAMED_STATEMENT_MARKER)) this.namedRefused.length = 0;
     this.ctx.shared.stats[this.stat + STAT.errors] += 1;
     if (this.ps) {
       this.ps.onError();

@@ -4,7 +4,7 @@
 // server connection matching its client, and to pin ("dedicated mode") a client whose state
 // cannot move. Statements that touch nothing of this return NO_EFFECT without allocating.
 
-export type PinReason = 'temp_table' | 'advisory_lock' | 'listen' | 'with_hold_cursor' | 'sql_prepare' | 'load' | 'named_statement' | 'set_config';
+export type PinReason = 'temp_table' | 'advisory_lock' | 'listen' | 'with_hold_cursor' | 'sql_prepare' | 'load' | 'set_config';
 
 export interface StateEffects {
   /** GUC names (lower-case) a session-level SET / set_config may have changed. */
