@@ -13,6 +13,7 @@ import { MessageScanner, ScanSink } from '../protocol/scanner';
 import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
 import { setKeepAlive } from '../net/sockopt';
+import { onreadOptions, writeView } from '../net/read-buffer';
 
 /** PostgreSQL's own maximum message size (1 GB). */
 export const MAX_MESSAGE_LENGTH = 0x3fffffff;
@@ -107,7 +108,10 @@ export class ServerConn implements ScanSink {
   static open(login: ServerLogin): Promise<ServerConn> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      const raw = net.connect({ host: login.host, port: login.port, noDelay: true });
+      // Plain connections read into the thread's reused buffer (onread); TLS keeps the stream path.
+      const raw = login.tls
+        ? net.connect({ host: login.host, port: login.port, noDelay: true })
+        : net.connect({ host: login.host, port: login.port, noDelay: true, onread: onreadOptions(onServerRead) } as net.NetConnectOpts);
       let sock: net.Socket = raw;
       const timer = setTimeout(() => done(new ServerConnError(`timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`, '08006')), login.connectTimeout);
       const done = (err: Error | null, conn?: ServerConn) => {
@@ -176,20 +180,22 @@ export class ServerConn implements ScanSink {
             case 'error':
               return done(new ServerConnError(`server ${login.host}:${login.port}: ${m.message}`, m.code ?? '08006', true));
             case 'readyForQuery': {
+              delete (raw as SocketWithConn)[LOGIN];
               s.removeAllListeners('data');
               s.removeAllListeners('error');
               s.removeAllListeners('close');
               raw.removeAllListeners('error');
               raw.removeAllListeners('close');
               conn.attachStream();
-              if (frames.pending > 0) conn.onData(frames.view(frames.off, frames.end));
+              if (frames.pending > 0) conn.onData(Buffer.from(frames.view(frames.off, frames.end)));
+              frames.off = frames.end;
               return done(null, conn);
             }
             default:
               return; // NoticeResponse during login: ignore
           }
         };
-        s.on('data', (chunk: Buffer) => {
+        const onLoginData = (chunk: Buffer) => {
           frames.push(chunk);
           try {
             while (!settled && frames.next()) parser.parse(frames.view(frames.start, frames.msgEnd), onMessage);
@@ -197,7 +203,10 @@ export class ServerConn implements ScanSink {
             return done(new ServerConnError(`login to ${login.host}:${login.port} failed: ${(e as Error).message}`, '08006'));
           }
           if (frames.error) done(new ServerConnError(`server ${login.host}:${login.port} sent an invalid message: ${frames.error}`, '08P01'));
-        });
+          frames.detach();
+        };
+        if (s === raw && !login.tls) (raw as SocketWithConn)[LOGIN] = onLoginData;
+        else s.on('data', onLoginData);
         if (s !== raw) {
           s.once('error', (e) => done(new ServerConnError(`server ${login.host}:${login.port}: ${e.message}`, '08006')));
           s.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, '08006')));
@@ -300,7 +309,7 @@ export class ServerConn implements ScanSink {
   write(data: Buffer): boolean {
     this.busy = true;
     this.bytesSent += data.length;
-    return this.socket.write(data);
+    return writeView(this.socket, data);
   }
 
   /** Between server messages: an ErrorResponse of ours may be sent to the client now. */
@@ -372,7 +381,17 @@ export class ServerConn implements ScanSink {
 }
 
 const CONN = Symbol('serverConn');
-type SocketWithConn = net.Socket & { [CONN]?: ServerConn };
+const LOGIN = Symbol('serverLogin');
+type SocketWithConn = net.Socket & { [CONN]?: ServerConn; [LOGIN]?: (chunk: Buffer) => void };
+
+/** `onread` callback of plain server sockets (`this` is the socket): login handler, then the pipe. */
+function onServerRead(this: net.Socket, nread: number, buf: Buffer): void {
+  const s = this as SocketWithConn;
+  const chunk = buf.subarray(0, nread);
+  const login = s[LOGIN];
+  if (login) login(chunk);
+  else s[CONN]?.onData(chunk);
+}
 
 function onServerSocketData(this: SocketWithConn, chunk: Buffer): void {
   this[CONN]!.onData(chunk);

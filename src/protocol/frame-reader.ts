@@ -73,6 +73,21 @@ export class FrameReader {
     return this.buf.subarray(from, to);
   }
 
+  /**
+   * Copies unconsumed bytes out of a buffer the reader does not own (a reused read buffer), so
+   * they survive the next read. Call when the chunk's callback is about to return.
+   */
+  detach(): void {
+    if (this.owned || this.off === this.end) return;
+    const pending = this.end - this.off;
+    const next = Buffer.allocUnsafe(Math.max(pending, 4096));
+    this.buf.copy(next, 0, this.off, this.end);
+    this.buf = next;
+    this.off = 0;
+    this.end = pending;
+    this.owned = true;
+  }
+
   /** Bytes buffered that do not yet form a complete message. */
   get pending(): number {
     return this.end - this.off;

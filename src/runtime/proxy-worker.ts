@@ -8,7 +8,8 @@ import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
 import { ServerConnError } from '../pool/server-conn';
 import { SharedState } from '../shared/state';
-import { ClientSession, cancelLocal } from '../session/client';
+import { ClientSession, cancelLocal, onClientRead } from '../session/client';
+import { onreadOptions } from '../net/read-buffer';
 import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { STARVING_MS } from '../shared/layout';
@@ -81,7 +82,9 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
         return;
       }
       case 'fd': {
-        const sock = new net.Socket({ fd: m.fd, readable: true, writable: true });
+        // Plain sockets read into the thread's reused buffer (onread); a socket that may turn into
+        // TLS (certificate configured) keeps the stream path the TLS layer needs.
+        const sock = ctx.tls ? new net.Socket({ fd: m.fd, readable: true, writable: true }) : new net.Socket({ fd: m.fd, readable: true, writable: true, onread: onreadOptions(onClientRead) } as net.SocketConstructorOpts);
         const c = new ClientSession(sock, ctx);
         sessions.add(c);
         c.onGone = () => {

@@ -19,6 +19,15 @@ import { clientGucs } from './startup-params';
 import { gucReadStatement, gucSyncStatement } from './guc-sync';
 import { NO_EFFECT, PinReason, stateEffects } from './state-effects';
 import { PreparedStatements } from './prepared';
+import { writeView } from '../net/read-buffer';
+
+const SESSION = Symbol('clientSession');
+type SessionSocket = net.Socket & { [SESSION]?: ClientSession };
+
+/** `onread` callback of plain client sockets (`this` is the socket). */
+export function onClientRead(this: net.Socket, nread: number, buf: Buffer): void {
+  (this as SessionSocket)[SESSION]?.onData(buf.subarray(0, nread));
+}
 import { WorkerContext, encodePid, workerOfPid } from './context';
 
 const enum Phase {
@@ -111,7 +120,8 @@ export class ClientSession implements ServerOwner {
   }
 
   private listen(sock: net.Socket): void {
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    (sock as SessionSocket)[SESSION] = this;
+    sock.on('data', (chunk: Buffer) => this.onData(chunk)); // TLS sockets; plain ones use onread
     sock.on('error', (e) => this.disconnect(`client socket error: ${e.message}`));
     sock.on('close', () => this.disconnect('client closed the connection'));
     sock.on('drain', () => this.server?.socket.resume());
@@ -126,14 +136,17 @@ export class ClientSession implements ServerOwner {
     return this.server?.busy ? 'active' : 'idle';
   }
 
-  private onData(chunk: Buffer): void {
+  /** Client bytes (possibly a view of the thread's reused read buffer: nothing may keep it). */
+  onData(chunk: Buffer): void {
     this.lastActivity = Date.now();
-    if (this.phase === Phase.Startup) return this.onStartupBytes(chunk);
-    if (this.phase === Phase.Closed) return;
-    if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.received] += chunk.length;
-    this.frames.push(chunk);
-    if (this.phase === Phase.Auth) return this.onAuthMessages();
-    if (this.phase === Phase.Active) this.onClientBytes();
+    if (this.phase === Phase.Startup) this.onStartupBytes(Buffer.from(chunk));
+    else if (this.phase !== Phase.Closed) {
+      if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.received] += chunk.length;
+      this.frames.push(chunk);
+      if (this.phase === Phase.Auth) this.onAuthMessages();
+      else if (this.phase === Phase.Active) this.onClientBytes();
+    }
+    this.frames.detach();
   }
 
   // ---- startup ---------------------------------------------------------------------------
@@ -444,7 +457,7 @@ export class ClientSession implements ServerOwner {
 
   onServerData(chunk: Buffer): void {
     this.ctx.shared.stats[this.stat + STAT.sent] += chunk.length;
-    if (!this.sock.write(chunk)) this.server?.socket.pause();
+    if (!writeView(this.sock, chunk)) this.server?.socket.pause();
     if (this.releasePending) {
       this.releasePending = false;
       this.endTransaction();
