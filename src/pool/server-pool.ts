@@ -216,10 +216,7 @@ export class ServerPool {
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
     // Fairness across workers without churn: a slot moves (close here, open there) only to a client
     // that has waited longer than STARVING_MS, and only from a worker above its share of the pool.
-    const starving = this.remoteStarving() > 0;
-    if (starving && (this.waiters.length === 0 || this.all.size > Math.ceil(this.settings.poolSize / this.settings.workers))) {
-      return conn.close('slot handed to a client starving on another worker');
-    }
+    if (this.shouldGiveSlot(this.waiters.length === 0)) return conn.close('slot handed to a client starving on another worker');
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
       this.dequeue(w);
@@ -237,7 +234,7 @@ export class ServerPool {
       const c = this.idle[i];
       const tooOld = s.lifetime > 0 && now - c.createdAt >= s.lifetime;
       const tooIdle = s.idleTimeout > 0 && now - c.lastUsed >= s.idleTimeout && this.all.size > minShare;
-      const wanted = this.remoteStarving() > 0;
+      const wanted = this.shouldGiveSlot(true);
       if (this.retired || tooOld || tooIdle || wanted) {
         c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : 'slot handed to a client starving on another worker');
         continue; // close() removed it from idle
@@ -254,7 +251,18 @@ export class ServerPool {
 
   /** Fast check (every few ms): an idle connection here while a client starves on another worker. */
   giveIdleToStarving(): void {
-    if (this.idle.length > 0 && this.remoteStarving() > 0) this.idle[0].close('slot handed to a client starving on another worker');
+    if (this.idle.length > 0 && this.shouldGiveSlot(true)) this.idle[0].close('slot handed to a client starving on another worker');
+  }
+
+  /**
+   * Whether to close one connection so a client starving on another worker gets the slot: only
+   * from above this worker's share (above the floor share when nobody here needs it), so workers
+   * converge on pool_size / workers each instead of trading connections.
+   */
+  private shouldGiveSlot(noneWaitingHere: boolean): boolean {
+    if (this.remoteStarving() <= 0) return false;
+    const per = this.settings.poolSize / this.settings.workers;
+    return this.all.size > Math.ceil(per) || (noneWaitingHere && this.all.size > Math.floor(per));
   }
 
   /** Closes idle connections now (shutdown, reload removal). */
