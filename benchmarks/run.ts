@@ -7,12 +7,12 @@
 // default transaction), BENCH_POOL (server connections, default 20 in transaction mode, the client
 // count in session mode), BENCH_SCALE (pgbench -s, default 10).
 
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import net from 'node:net';
+import { ChildProcess, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster } from '../src/testing/pg-cluster';
+import { pgbouncerBinary, startOpenproxy, startPgBouncer } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100,500').split(',').map(Number);
@@ -30,27 +30,6 @@ interface Result {
   failed: number;
 }
 
-const isRoot = process.getuid?.() === 0;
-
-function ensurePgBouncer(): string {
-  const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
-  if (found) return found;
-  process.stdout.write('installing pgbouncer from Debian packages…\n');
-  execFileSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null'], { stdio: 'inherit' });
-  return '/usr/sbin/pgbouncer';
-}
-
-function waitPort(port: number, ms = 15000): Promise<void> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const tryOnce = () => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve()));
-      s.once('error', () => (Date.now() - t0 > ms ? reject(new Error(`port ${port} not open`)) : setTimeout(tryOnce, 100)));
-    };
-    tryOnce();
-  });
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -89,7 +68,7 @@ function pgbench(port: number, clients: number, protocol: string, selectOnly: bo
 }
 
 async function main(): Promise<void> {
-  const pgbouncerBin = ensurePgBouncer();
+  const pgbouncerBin = pgbouncerBinary();
   const maxClients = Math.max(...CLIENTS);
   const pool = Number(process.env.BENCH_POOL) || (MODE === 'session' ? maxClients : 20);
   const pbVersion = spawnSync(pgbouncerBin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
@@ -116,26 +95,12 @@ async function main(): Promise<void> {
     const init = spawnSync('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } });
     if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
 
-    const opPort = await freePort();
-    const opConf = join(work, 'openproxy.toml');
-    writeFileSync(opConf, `[general]\nhost = "127.0.0.1"\nport = ${opPort}\nworker_threads = ${os.cpus().length}\nconnect_timeout = 30000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${MODE}"\n\n[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, "primary"]]\n`);
-    const op = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), opConf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
-    procs.push(op);
-
-    const pbPort = await freePort();
-    const pbIni = join(work, 'pgbouncer.ini');
-    const userlist = join(work, 'userlist.txt');
-    writeFileSync(userlist, `"${USER}" "${PASS}"\n`);
-    writeFileSync(pbIni, `[databases]\npostgres = host=127.0.0.1 port=${cluster.primary.port} dbname=postgres\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${pbPort}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${userlist}\npool_mode = ${MODE}\ndefault_pool_size = ${pool}\nmax_client_conn = ${maxClients * 2 + 100}\nlogfile = ${join(work, 'pgbouncer.log')}\npidfile = ${join(work, 'pgbouncer.pid')}\nlog_connections = 0\nlog_disconnections = 0\n`);
-    if (isRoot) {
-      const id = execFileSync('id', ['postgres'], { encoding: 'utf8' });
-      const uid = Number(/uid=(\d+)/.exec(id)![1]);
-      const gid = Number(/gid=(\d+)/.exec(id)![1]);
-      for (const f of [pbIni, userlist]) chownSync(f, uid, gid);
-    }
-    const pb = isRoot ? spawn('setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', pgbouncerBin, pbIni], { stdio: 'ignore' }) : spawn(pgbouncerBin, [pbIni], { stdio: 'ignore' });
-    procs.push(pb);
-    await Promise.all([waitPort(opPort), waitPort(pbPort)]);
+    const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, MODE, pool);
+    procs.push(op.proc);
+    const pb = await startPgBouncer(work, cluster.primary.port, USER, PASS, MODE, pool, maxClients * 2 + 100);
+    procs.push(pb.proc);
+    const opPort = op.port;
+    const pbPort = pb.port;
 
     const logDir = join(work, 'pgbench-logs');
     spawnSync('mkdir', ['-p', logDir]);

@@ -5,15 +5,16 @@
 //
 // Environment: SCALE_CLIENTS (default 10000), SCALE_QUERIES per client (default 3), SCALE_POOL (20).
 
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync, chmodSync } from 'node:fs';
+import { ChildProcess, execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { serialize } from 'pg-protocol';
 import { FrameReader } from '../src/protocol/frame-reader';
 import { md5Response, md5Stored } from '../src/protocol/md5';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster } from '../src/testing/pg-cluster';
+import { startOpenproxy, startPgBouncer } from './poolers';
 
 const CLIENTS = Number(process.env.SCALE_CLIENTS) || 10000;
 const QUERIES = Number(process.env.SCALE_QUERIES) || 3;
@@ -71,19 +72,6 @@ function rssMb(pid: number): number {
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
 }
 
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 150; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), r(true)));
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
 async function drive(name: string, port: number, pid: number): Promise<string> {
   let release!: () => void;
   const hold = new Promise<void>((r) => (release = r));
@@ -116,30 +104,15 @@ async function main(): Promise<void> {
   const procs: ChildProcess[] = [];
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'`);
-    const opPort = await freePort();
-    const opConf = join(work, 'openproxy.toml');
-    writeFileSync(opConf, `[general]\nhost = "127.0.0.1"\nport = ${opPort}\nworker_threads = ${os.cpus().length}\nconnect_timeout = 60000\n\n[pools.postgres]\npool_mode = "transaction"\n\n[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${POOL}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, "primary"]]\n`);
-    const op = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), opConf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
-    procs.push(op);
-    const pbPort = await freePort();
+    const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, 'transaction', POOL);
+    procs.push(op.proc);
+    const pb = await startPgBouncer(work, cluster.primary.port, USER, PASS, 'transaction', POOL, CLIENTS + 1000, 'query_wait_timeout = 120\n');
+    procs.push(pb.proc);
     const pbIni = join(work, 'pgbouncer.ini');
-    writeFileSync(join(work, 'userlist.txt'), `"${USER}" "${PASS}"\n`);
-    writeFileSync(pbIni, `[databases]\npostgres = host=127.0.0.1 port=${cluster.primary.port} dbname=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${pbPort}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${join(work, 'userlist.txt')}\npool_mode = transaction\ndefault_pool_size = ${POOL}\nmax_client_conn = ${CLIENTS + 1000}\nlisten_backlog = 4096\nquery_wait_timeout = 120\nlog_connections = 0\nlog_disconnections = 0\nlogfile = ${join(work, 'pgbouncer.log')}\n`);
-    appendFileSync(pbIni, '');
-    // As root, PgBouncer runs as postgres via setpriv: runuser goes through PAM, which resets the
-    // open-files limit to 1024 and would cap PgBouncer at ~1000 clients.
-    const isRoot = process.getuid?.() === 0;
-    if (isRoot) {
-      const id = execFileSync('id', ['postgres'], { encoding: 'utf8' });
-      const uid = Number(/uid=(\d+)/.exec(id)![1]);
-      const gid = Number(/gid=(\d+)/.exec(id)![1]);
-      for (const f of [pbIni, join(work, 'userlist.txt')]) chownSync(f, uid, gid);
-    }
-    const pb = isRoot ? spawn('setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '/usr/sbin/pgbouncer', pbIni], { stdio: 'ignore' }) : spawn('pgbouncer', [pbIni], { stdio: 'ignore' });
-    procs.push(pb);
-    await Promise.all([waitPort(opPort), waitPort(pbPort)]);
     const pbPid = Number(spawnSync('pgrep', ['-f', `pgbouncer ${pbIni}`], { encoding: 'utf8' }).stdout.trim().split('\n').pop());
-    const rows = [await drive('openproxy', opPort, op.pid!), await drive('PgBouncer', pbPort, pbPid)];
+    const opPort = op.port;
+    const pbPort = pb.port;
+    const rows = [await drive('openproxy', opPort, op.pid()), await drive('PgBouncer', pbPort, pbPid)];
     const pbv = spawnSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
     const md = [
       '',

@@ -142,6 +142,30 @@ describe('hold and release points', () => {
   });
 });
 
+describe('fairness across worker threads', () => {
+  test('a client on one worker is served while the other worker holds every connection idle', async () => {
+    const proxy = await startProxy(tx(2));
+    // Least-loaded hand-off with ties to the lowest index: clients alternate worker 0, 1, 0, 1.
+    const cs = [];
+    for (let i = 0; i < 4; i++) {
+      const c = client(proxy.port);
+      await c.connect();
+      cs.push(c);
+    }
+    try {
+      await Promise.all([cs[0].query('SELECT pg_sleep(0.2)'), cs[2].query('SELECT pg_sleep(0.2)')]);
+      assert.equal(appBackends(cluster, cluster.primary), 2, 'worker 0 holds both connections');
+      const t0 = Date.now();
+      assert.deepEqual((await cs[1].query('SELECT 1 AS x')).rows, [{ x: 1 }]);
+      assert.ok(Date.now() - t0 < 2000, `served after ${Date.now() - t0} ms (connect_timeout is 10 s)`);
+      assert.ok(appBackends(cluster, cluster.primary) <= 2);
+    } finally {
+      await Promise.all(cs.map((c) => c.end()));
+      await proxy.stop();
+    }
+  });
+});
+
 describe('session state never crosses clients', () => {
   test('two clients racing on one server connection each always see their own settings', async () => {
     const defaultTz = cluster.psql(cluster.primary, 'SHOW TimeZone');
