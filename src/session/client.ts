@@ -371,11 +371,22 @@ export class ClientSession implements ServerOwner {
         case TERMINATE:
           if (f.start > runStart) server.write(f.view(runStart, f.start));
           return this.disconnect('client sent Terminate');
-        case QUERY:
+        case QUERY: {
           this.pendingReady++;
-          ps?.noteSync();
-          if (this.txMode) this.noteSql(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1));
+          if (!this.txMode) break;
+          const sql = f.buf.toString('utf8', f.start + 5, f.msgEnd - 1);
+          this.noteSql(sql);
+          if (ps) {
+            ps.noteSync();
+            const out = ps.rewriteQuery(sql, server);
+            if (out) {
+              if (f.start > runStart) server.write(f.view(runStart, f.start));
+              server.write(out);
+              runStart = f.msgEnd;
+            }
+          }
           break;
+        }
         case PARSE: {
           this.sinceSync++;
           if (!this.txMode) break;

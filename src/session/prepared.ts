@@ -48,7 +48,12 @@ export class PreparedStatements {
         const nameEnd = msg.indexOf(0, 5);
         if (nameEnd === 5) {
           this.replies.push(P_CLIENT);
-          return null; // unnamed: untouched
+          // Unnamed: untouched, unless it is a DEALLOCATE of a renamed statement (psycopg 3).
+          const textEnd = msg.indexOf(0, 6);
+          if (textEnd < 0 || !/^\s*deallocate\s/i.test(msg.toString('utf8', 6, Math.min(textEnd, 20)))) return null;
+          const q = this.rewriteQuery(msg.toString('utf8', 6, textEnd), conn);
+          if (!q) return null;
+          return message('P', Buffer.concat([Buffer.from([0]), q.subarray(5), msg.subarray(textEnd + 1)]));
         }
         const name = msg.toString('utf8', 5, nameEnd);
         const rest = msg.subarray(nameEnd + 1);
@@ -95,6 +100,25 @@ export class PreparedStatements {
       default:
         return null;
     }
+  }
+
+  /**
+   * SQL `DEALLOCATE [PREPARE] name` of a statement openproxy renamed (psycopg 3 evicts its cache
+   * this way): the server never had that name. Forget the mapping; deallocate the server copy if
+   * this connection has it, else run a no-op that completes the same way. Null: not ours.
+   */
+  rewriteQuery(sql: string, conn: ServerConn): Buffer | null {
+    const m = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i.exec(sql);
+    if (!m) return null;
+    const name = m[1].startsWith('"') ? m[1].slice(1, -1).replace(/""/g, '"') : m[1].toLowerCase() === m[1] ? m[1] : m[1].toLowerCase();
+    const st = this.byName.get(name) ?? this.byName.get(m[1]);
+    if (!st) return null;
+    this.byName.delete(this.byName.has(name) ? name : m[1]);
+    if (conn.prepared.has(st.server)) {
+      conn.prepared.delete(st.server);
+      return message('Q', cstr(`DEALLOCATE ${st.server}`));
+    }
+    return message('Q', cstr('DO $openproxy$BEGIN END$openproxy$'));
   }
 
   /** Query, Sync and FunctionCall each end a stretch of replies with ReadyForQuery. */

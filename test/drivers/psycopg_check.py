@@ -21,4 +21,11 @@ for t in threads: t.start()
 for t in threads: t.join()
 if errors:
     raise SystemExit('; '.join(errors))
+
+# More distinct statements than psycopg's own cache (prepared_max = 100): it evicts with SQL
+# DEALLOCATE <name>, a name that only exists in openproxy's mapping.
+with psycopg.connect(host='127.0.0.1', port=port, user='app', password='app-secret', dbname='postgres', prepare_threshold=0) as conn:
+    for k in range(130):
+        assert conn.execute(f'SELECT %s::int + {k}', (1,)).fetchone()[0] == 1 + k
+    assert conn.execute('SELECT %s::int', (5,)).fetchone()[0] == 5
 print('OK')
