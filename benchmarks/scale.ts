@@ -102,6 +102,16 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-scale-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
+  const abort = () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+    setTimeout(() => {
+      cluster.stop();
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    }, 500);
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'`);
     const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, 'transaction', POOL);
