@@ -2,11 +2,11 @@
 // Debian's package, both in front of one PostgreSQL primary on loopback.
 
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, writeFileSync } from 'node:fs';
+import { chownSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../src/testing/pg-cluster';
 
 const root = join(__dirname, '..', '..');
 
@@ -67,4 +67,24 @@ export async function startPgBouncer(work: string, pgPort: number, user: string,
   } else proc = spawn(bin, [ini], { stdio: 'ignore' });
   await waitPort(port);
   return { port, proc, pid: () => proc.pid! };
+}
+
+/**
+ * Stops the poolers, the cluster and removes the work dir, once: returns the function for the
+ * script's `finally`, and runs it on SIGINT / SIGTERM too (then exits 130).
+ */
+export function teardown(cluster: PgCluster, work: string, procs: ChildProcess[]): () => Promise<void> {
+  let done = false;
+  const run = async () => {
+    if (done) return;
+    done = true;
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    cluster.stop();
+    rmSync(work, { recursive: true, force: true });
+  };
+  const abort = () => void run().then(() => process.exit(130));
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
+  return run;
 }

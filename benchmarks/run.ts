@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSyn
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { pgbouncerBinary, startOpenproxy, startPgBouncer } from './poolers';
+import { pgbouncerBinary, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100,500').split(',').map(Number);
@@ -80,16 +80,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-bench-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
-  const abort = () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-    setTimeout(() => {
-      cluster.stop();
-      rmSync(work, { recursive: true, force: true });
-      process.exit(130);
-    }, 500);
-  };
-  process.once('SIGINT', abort);
-  process.once('SIGTERM', abort);
+  const finish = teardown(cluster, work, procs);
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'; GRANT CREATE ON DATABASE postgres TO ${USER}; GRANT ALL ON SCHEMA public TO ${USER}`);
     const init = spawnSync('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } });
@@ -161,10 +152,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsPath, md + scale);
     process.stdout.write('\n' + md);
   } finally {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
-    cluster.stop();
-    rmSync(work, { recursive: true, force: true });
+    await finish();
   }
 }
 

@@ -6,7 +6,7 @@
 // Environment: SCALE_CLIENTS (default 10000), SCALE_QUERIES per client (default 3), SCALE_POOL (20).
 
 import { ChildProcess, execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { serialize } from 'pg-protocol';
 import { FrameReader } from '../src/protocol/frame-reader';
 import { md5Response, md5Stored } from '../src/protocol/md5';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { startOpenproxy, startPgBouncer } from './poolers';
+import { startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const CLIENTS = Number(process.env.SCALE_CLIENTS) || 10000;
 const QUERIES = Number(process.env.SCALE_QUERIES) || 3;
@@ -102,16 +102,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-scale-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
-  const abort = () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-    setTimeout(() => {
-      cluster.stop();
-      rmSync(work, { recursive: true, force: true });
-      process.exit(130);
-    }, 500);
-  };
-  process.once('SIGINT', abort);
-  process.once('SIGTERM', abort);
+  const finish = teardown(cluster, work, procs);
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'`);
     const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, 'transaction', POOL);
@@ -140,10 +131,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsPath, current + '\n' + md);
     process.stdout.write(md);
   } finally {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
-    cluster.stop();
-    rmSync(work, { recursive: true, force: true });
+    await finish();
   }
 }
 

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { createAppRole, query } from './helpers/db';
+import { createAppRole, query, socketOf } from './helpers/db';
 import { Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -121,7 +121,7 @@ test('a hostile message length after login closes only that client', async () =>
   const cl = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' });
   cl.on('error', () => undefined);
   await cl.connect();
-  const sock = (cl as unknown as { connection: { stream: net.Socket } }).connection.stream;
+  const sock = socketOf(cl);
   const closed = new Promise<Buffer>((resolve) => {
     const got: Buffer[] = [];
     sock.on('data', (b: Buffer) => got.push(b));

@@ -1,11 +1,10 @@
 // Session pooling against a real primary + two streaming replicas, through real drivers.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import postgres from 'postgres';
 import { PgCluster, freePort } from '../src/testing/pg-cluster';
-import { APP_PASS, APP_USER, appBackends, client, connectError, createAppRole, query, sleep, until } from './helpers/db';
+import { APP_PASS, APP_USER, appBackends, client, connectError, createAppRole, doomedClient, query, sleep, until, vanish } from './helpers/db';
 import { Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -266,12 +265,10 @@ describe('session state never crosses clients', () => {
     cluster.psql(cluster.primary, 'CREATE TABLE IF NOT EXISTS vanish(x int); GRANT ALL ON vanish TO app');
     const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_size: 1 }]));
     try {
-      const a = client(proxy.port);
-      a.on('error', () => undefined);
-      await a.connect();
+      const a = await doomedClient(proxy.port);
       await a.query('BEGIN');
       await a.query('INSERT INTO vanish VALUES (1)');
-      (a as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      vanish(a);
       await sleep(200);
       const rows = await query<{ n: number; tx: string }>(proxy.port, "SELECT count(*)::int AS n, current_setting('transaction_isolation') AS tx FROM vanish");
       assert.equal(rows[0].n, 0);
@@ -284,9 +281,7 @@ describe('session state never crosses clients', () => {
   test('a server connection killed under an idle client: the client gets an error, the next client works', async () => {
     const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_size: 2 }]));
     try {
-      const a = client(proxy.port);
-      a.on('error', () => undefined);
-      await a.connect();
+      const a = await doomedClient(proxy.port);
       const pid = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p;
       cluster.psql(cluster.primary, `SELECT pg_terminate_backend(${pid})`);
       await assert.rejects(a.query('SELECT 1'));

@@ -2,12 +2,11 @@
 // state that never crosses clients, dedicated mode for unmovable state, statement_timeout.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import postgres from 'postgres';
 import pg from 'pg';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { APP_PASS, APP_USER, appBackends, client, createAppRole, query, sleep, until } from './helpers/db';
+import { APP_PASS, APP_USER, appBackends, client, createAppRole, doomedClient, query, sleep, until, vanish } from './helpers/db';
 import { Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -258,12 +257,10 @@ describe('dedicated mode (pinning) for state that cannot move', () => {
   test('a session advisory lock is released when its client vanishes', async () => {
     const proxy = await startProxy(tx(2));
     try {
-      const a = client(proxy.port);
-      a.on('error', () => undefined);
-      await a.connect();
+      const a = await doomedClient(proxy.port);
       await a.query('SELECT pg_advisory_lock(777)');
       await a.query('SELECT 1');
-      (a as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      vanish(a);
       await sleep(300);
       assert.deepEqual(await query(proxy.port, 'SELECT pg_try_advisory_lock(777) AS got'), [{ got: true }]);
       assert.match(proxy.output(), /reason=advisory_lock/);
@@ -314,12 +311,10 @@ describe('dedicated mode (pinning) for state that cannot move', () => {
   test('a client killed mid-transaction leaves no rows and no open transaction behind', async () => {
     const proxy = await startProxy(tx(1));
     try {
-      const a = client(proxy.port);
-      a.on('error', () => undefined);
-      await a.connect();
+      const a = await doomedClient(proxy.port);
       await a.query('BEGIN');
       await a.query('INSERT INTO tx_rows VALUES (99)');
-      (a as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      vanish(a);
       await sleep(200);
       assert.deepEqual(await query(proxy.port, 'SELECT count(*)::int AS n, now() = statement_timestamp() AS fresh FROM tx_rows WHERE x = 99'), [{ n: 0, fresh: true }]);
     } finally {

@@ -1,5 +1,6 @@
 // Small client helpers for tests: real drivers only.
 
+import type net from 'node:net';
 import pg from 'pg';
 import { PgCluster, PgNode } from '../../src/testing/pg-cluster';
 
@@ -51,4 +52,22 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/** A connected client whose socket will be cut abruptly (errors swallowed). */
+export async function doomedClient(port: number): Promise<pg.Client> {
+  const c = client(port);
+  c.on('error', () => undefined);
+  await c.connect();
+  return c;
+}
+
+/** The client's TCP socket, for tests that cut or poison it. */
+export function socketOf(c: pg.Client): net.Socket {
+  return (c as unknown as { connection: { stream: net.Socket } }).connection.stream;
+}
+
+/** Cuts the client's connection without a Terminate, as a crashed application would. */
+export function vanish(c: pg.Client): void {
+  socketOf(c).destroy();
 }
