@@ -76,6 +76,8 @@ export class ServerConn implements ScanSink {
   readonly createdAt = Date.now();
   /** When it was last released to the idle list (ms epoch). */
   lastUsed = Date.now();
+  /** Held by a client (counted in the shared serverActive table). */
+  lent = false;
   /** Last ReadyForQuery status: 0x49 I, 0x54 T, 0x45 E. */
   txStatus = 0x49;
   /** Client bytes were sent since the last ReadyForQuery: the server owes an answer. */

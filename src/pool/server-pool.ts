@@ -90,9 +90,23 @@ export class ServerPool {
         conn.close('server_lifetime reached');
         continue;
       }
+      this.lend(conn);
       return conn;
     }
     return undefined;
+  }
+
+  /** Counts a connection as held by a client (shared serverActive, for load_balancing_mode = "loc"). */
+  private lend(conn: ServerConn): void {
+    if (conn.lent) return;
+    conn.lent = true;
+    Atomics.add(this.shared.serverActive, this.slot, 1);
+  }
+
+  private unlend(conn: ServerConn): void {
+    if (!conn.lent) return;
+    conn.lent = false;
+    Atomics.sub(this.shared.serverActive, this.slot, 1);
   }
 
   private async openWithSlot(): Promise<ServerConn> {
@@ -101,6 +115,7 @@ export class ServerPool {
       const conn = await ServerConn.open(this.settings.login);
       this.all.add(conn);
       conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
+      this.lend(conn);
       log.debug('server connection opened', { server: this.settings.label, server_id: conn.id });
       return conn;
     } catch (e) {
@@ -113,6 +128,7 @@ export class ServerPool {
 
   private onConnClosed(conn: ServerConn, reason: string): void {
     if (!this.all.delete(conn)) return;
+    this.unlend(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     this.shared.releaseConn(this.slot);
@@ -211,6 +227,7 @@ export class ServerPool {
   release(conn: ServerConn): void {
     conn.owner = null;
     if (conn.closed) return;
+    this.unlend(conn);
     const now = Date.now();
     if (this.retired) return conn.close('pool removed by reload');
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
@@ -220,6 +237,7 @@ export class ServerPool {
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
       this.dequeue(w);
+      this.lend(conn);
       w.resolve(conn);
       return;
     }

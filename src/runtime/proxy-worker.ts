@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
+import { Classifier } from '../routing/classify';
 import { ServerConnError } from '../pool/server-conn';
 import { SharedState } from '../shared/state';
 import { ClientSession, cancelLocal, onClientRead } from '../session/client';
@@ -29,6 +30,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     index: init.index,
     shared,
     registry: new Registry(shared, init.index, init.count),
+    classifier: new Classifier(),
     tls: null,
     clients: new Map(),
     shutdown: 0,

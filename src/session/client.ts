@@ -5,13 +5,16 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, errorResponse, message, parameterStatus, READY_IDLE, withSeverity } from '../protocol/backend';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, commandComplete, dataRow, errorResponse, message, parameterStatus, READY_IDLE, READY_IN_TX, rowDescription, withSeverity } from '../protocol/backend';
 import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { MAX_MESSAGE_LENGTH, ServerConn, ServerConnError, ServerOwner, sendCancel } from '../pool/server-conn';
-import type { UserPool } from '../pool/registry';
-import { chooseSessionServer } from '../pool/choose';
+import type { ServerEntry, UserPool } from '../pool/registry';
+import { chooseSessionServer, roleOf } from '../pool/choose';
+import { Verdict } from '../routing/classify';
+import { BAN, Target, banServer, candidates } from '../routing/router';
+import { Hint, RoleHint, parseHint } from '../routing/hints';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { ClientAuth } from './auth';
@@ -110,6 +113,19 @@ export class ClientSession implements ServerOwner {
   private ps: PreparedStatements | null = null;
   /** Cache off: names of refused named statements whose error is still to come, in order. */
   private readonly namedRefused: string[] = [];
+  /** The server the client logged in through (its pool is used when routing is off). */
+  private home: ServerEntry | null = null;
+  /** The server entry of the connection held now. */
+  private entry: ServerEntry | null = null;
+  /** Routing commands: SET SERVER ROLE, SET PRIMARY READS (null = the pool's setting). */
+  private roleHint: RoleHint | null = null;
+  private primaryReadsHint: boolean | null = null;
+  /** Session mode with routing: the server is chosen by the first query and then kept. */
+  private routedSession = false;
+  /** The held connection is a replica chosen for implicit (autocommit) reads: a write waits for the next transaction. */
+  private implicitReads = false;
+  /** Text of the statement that routed the current transaction (for learning from 25006). */
+  private routedSql = '';
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -270,6 +286,8 @@ export class ClientSession implements ServerOwner {
       const pick = await chooseSessionServer(up);
       conn = pick.conn;
       this.serverPool = pick.pool;
+      this.home = this.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;
+      this.routedSession = !this.txMode && this.routingActive(up);
     } catch (e) {
       const err = e as ServerConnError;
       this.ctx.shared.stats[this.stat + STAT.errors] += 1;
@@ -288,7 +306,13 @@ export class ClientSession implements ServerOwner {
       log.info('client logged in', { client: this.remote, user: up.user.username, database: up.pool.name, server_id: conn.id, pool_mode: up.user.pool_mode });
     }
     if (this.txMode) this.endTransaction();
-    else if (this.frames.pending) this.forwardToServer();
+    else if (this.routedSession) {
+      // The session's server is chosen by its first query: give back the one used for the login.
+      this.server = null;
+      conn.owner = null;
+      this.serverPool!.release(conn);
+      if (this.frames.pending) this.beginTransaction();
+    } else if (this.frames.pending) this.forwardToServer();
   }
 
   /**
@@ -320,31 +344,41 @@ export class ClientSession implements ServerOwner {
 
   private onClientBytes(): void {
     if (this.server) this.forwardToServer();
-    else if (this.txMode) this.beginTransaction();
+    else if (this.txMode || this.routedSession) this.beginTransaction();
   }
 
-  /** Transaction mode: the client sent something and holds no server; take one. */
+  /** Transaction mode: the client sent something and holds no server; take one (routed, if routing is on). */
   private beginTransaction(): void {
     if (this.acquiring || this.phase !== Phase.Active) return;
     const f = this.frames;
     if (f.pending === 0) return;
     if (f.pending >= 5 && f.buf[f.off] === TERMINATE) return this.disconnect('client sent Terminate');
-    const pool = this.serverPool!;
-    const idle = pool.takeIdleNow();
-    if (idle && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
-      this.attach(idle);
+    if (f.buf[f.off] === QUERY && this.answerHints()) return;
+    const up = this.userPool!;
+    let order: ServerEntry[];
+    let target: Target = 'primary';
+    if (this.routingActive(up)) {
+      target = this.target(up);
+      order = candidates(this.ctx.shared, up, 0, target, this.primaryReads(up));
+      if (order.length === 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no ${target === 'read' ? 'server for reads' : 'primary'} is configured in pool "${up.pool.name}"`, 'no server');
+    } else order = [this.home!];
+    const first = order[0];
+    const idle = first.pool.takeIdleNow();
+    if (idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
+      this.attachRouted(idle, first, target);
       this.forwardToServer();
       return;
     }
     this.acquiring = true;
     const waitStart = performance.now();
-    (idle ? Promise.resolve(idle) : pool.acquire()).then(
-      async (conn) => {
+    this.acquireFrom(order, target, idle).then(
+      async ({ conn, entry }) => {
         this.acquiring = false;
         this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
-        if (this.phase === Phase.Closed) return pool.release(conn);
+        this.serverPool = entry.pool;
+        if (this.phase === Phase.Closed) return entry.pool.release(conn);
         if (!(await this.matchGucs(conn, false))) return;
-        this.attach(conn);
+        this.attachRouted(conn, entry, target);
         this.forwardToServer();
       },
       (e: ServerConnError) => {
@@ -353,6 +387,182 @@ export class ClientSession implements ServerOwner {
         this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
       },
     );
+  }
+
+  private attachRouted(conn: ServerConn, entry: ServerEntry, target: Target): void {
+    this.serverPool = entry.pool;
+    this.entry = entry;
+    // Autocommit reads on a replica: a write arriving between them waits for the next transaction.
+    this.implicitReads = this.txMode && target === 'read' && this.routedVerdict === Verdict.Read && roleOf(entry) !== 'primary';
+    this.attach(conn);
+  }
+
+  /**
+   * A connection from the first server in `order` that can give one: a server that cannot be
+   * reached or fails its health check is banned (replicas only) and the next is tried, so a read
+   * survives a dead replica. Pool exhaustion and errors from PostgreSQL itself are not retried.
+   */
+  private async acquireFrom(order: ServerEntry[], target: Target, idle: ServerConn | undefined): Promise<{ conn: ServerConn; entry: ServerEntry }> {
+    const g = this.ctx.registry.general;
+    let lastError: ServerConnError | null = null;
+    for (let i = 0; i < order.length; i++) {
+      const e = order[i];
+      if (i > 0 && roleOf(e) !== 'primary' && this.ctx.shared.banned(e.pool.slot, Date.now())) continue;
+      for (let attempt = 0; ; attempt++) {
+        let conn: ServerConn;
+        try {
+          conn = i === 0 && attempt === 0 && idle ? idle : await e.pool.acquire();
+        } catch (err) {
+          lastError = err as ServerConnError;
+          if (lastError.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || lastError.fromServer || this.phase === Phase.Closed) throw lastError;
+          this.ban(e, BAN.connect);
+          break;
+        }
+        if (e.address.role === 'auto' && !e.learned) {
+          e.learned = conn.params.get('in_hot_standby') === 'on' ? 'replica' : 'primary';
+        }
+        if (target === 'primary' && e.address.role === 'auto' && e.learned !== 'primary') {
+          e.pool.release(conn);
+          break;
+        }
+        if (!this.needsCheck(conn) || (await this.healthCheck(conn, g.healthcheck_timeout))) return { conn, entry: e };
+        lastError = new ServerConnError(`health check of ${e.address.host}:${e.address.port} failed`, SQLSTATE.CONNECTION_FAILURE);
+        // A replica that fails its check is banned; the primary gets up to three fresh tries.
+        if (this.ban(e, BAN.healthcheck) || attempt >= 2) break;
+      }
+    }
+    throw lastError ?? new ServerConnError(`no server available for ${target === 'read' ? 'reads' : 'writes'} in pool "${this.userPool!.pool.name}"`, SQLSTATE.CONNECTION_FAILURE);
+  }
+
+  /** A connection idle longer than healthcheck_delay is checked before use. */
+  private needsCheck(conn: ServerConn): boolean {
+    const delay = this.ctx.registry.general.healthcheck_delay;
+    return delay > 0 && Date.now() - conn.lastUsed > delay;
+  }
+
+  /** Runs an empty statement within healthcheck_timeout; a connection that fails is closed. */
+  private async healthCheck(conn: ServerConn, timeoutMs: number): Promise<boolean> {
+    const r = await conn.run(';', timeoutMs);
+    if (r.ok && conn.clean) {
+      conn.lastUsed = Date.now();
+      return true;
+    }
+    conn.close('health check failed');
+    return false;
+  }
+
+  /** Bans a failed server for ban_time (never the primary); true if it was banned. */
+  private ban(e: ServerEntry, reason: number): boolean {
+    return banServer(this.ctx.shared, this.ctx.registry.userPools(), e, reason, this.ctx.registry.general.ban_time);
+  }
+
+  /** Whether this client's transactions are routed (parser, default_role, or a routing command). */
+  private routingActive(up: UserPool): boolean {
+    const p = up.pool;
+    return this.roleHint !== null || p.default_role === 'replica' || (p.query_parser_enabled && p.query_parser_read_write_splitting);
+  }
+
+  private primaryReads(up: UserPool): boolean {
+    return this.primaryReadsHint ?? (up.pool.primary_reads_enabled || this.roleHint === 'any');
+  }
+
+  /** Verdict of the batch that decided the current route. */
+  private routedVerdict: Verdict = Verdict.Write;
+
+  /** Where the transaction at the head of the buffer goes. */
+  private target(up: UserPool): Target {
+    const hint = this.roleHint;
+    const p = up.pool;
+    this.routedVerdict = Verdict.Write;
+    this.routedSql = '';
+    if (hint === 'primary') return 'primary';
+    const parse = hint === 'auto' || hint === 'any' || (p.query_parser_enabled && p.query_parser_read_write_splitting);
+    if (hint === 'replica' || (!parse && p.default_role === 'replica')) return 'read';
+    if (!parse) return 'primary';
+    const v = this.batchVerdict(p.query_parser_max_length ?? 0);
+    if (v === null) return p.default_role === 'replica' ? 'read' : 'primary';
+    this.routedVerdict = v;
+    if (v === Verdict.Read || v === Verdict.ReadOnlyTx) return 'read';
+    if (v === Verdict.Begin && this.gucs.get('default_transaction_read_only') === 'on') return 'read';
+    return 'primary';
+  }
+
+  /** Combined verdict of the first transaction's messages in the buffer (up to a Query or Sync); null = not classified (too long). */
+  private batchVerdict(maxLength: number): Verdict | null {
+    const f = this.frames;
+    const buf = f.buf;
+    const cls = this.ctx.classifier;
+    let p = f.off;
+    let result: Verdict | null = null;
+    while (p + 5 <= f.end) {
+      const len = buf.readInt32BE(p + 1);
+      if (len < 4 || p + 1 + len > f.end) break;
+      const type = buf[p];
+      let v: Verdict | null = null;
+      let sql = '';
+      if (type === QUERY) {
+        sql = buf.toString('utf8', p + 5, p + len);
+      } else if (type === PARSE) {
+        const nameEnd = buf.indexOf(0, p + 5);
+        const textEnd = buf.indexOf(0, nameEnd + 1);
+        if (nameEnd > 0 && textEnd > nameEnd) sql = buf.toString('utf8', nameEnd + 1, textEnd);
+      } else if (type === BIND) {
+        // A statement prepared earlier: its text decides (known only with the prepared-statement cache).
+        const portalEnd = buf.indexOf(0, p + 5);
+        const nameEnd = buf.indexOf(0, portalEnd + 1);
+        const name = buf.toString('utf8', portalEnd + 1, nameEnd);
+        const text = name && this.ps ? this.ps.textOf(name) : undefined;
+        if (text === undefined) v = name || result === null ? Verdict.Write : null;
+        else sql = text;
+      } else if (type === FUNCTION_CALL) v = Verdict.Write;
+      if (sql) {
+        v = cls.verdict(sql, maxLength);
+        if (v === null) return null;
+        if (!this.routedSql) this.routedSql = sql;
+      }
+      if (v !== null) result = result === null ? v : combine(result, v);
+      p += 1 + len;
+      // The first transaction ends here; later ones are checked as they are forwarded (mustWait).
+      if (type === QUERY || type === SYNC) break;
+    }
+    return result ?? Verdict.Write;
+  }
+
+  /**
+   * Answers routing commands at the head of the buffer (SET SERVER ROLE, SHOW PRIMARY READS, …);
+   * true if the buffer is now empty.
+   */
+  private answerHints(): boolean {
+    const f = this.frames;
+    while (f.pending >= 5 && f.buf[f.off] === QUERY) {
+      const len = f.buf.readInt32BE(f.off + 1);
+      if (len > 80 || f.pending < len + 1) return false;
+      const hint = parseHint(f.buf.toString('utf8', f.off + 5, f.off + len));
+      if (!hint) return false;
+      f.next();
+      this.sock.write(this.applyHint(hint));
+    }
+    return f.pending === 0;
+  }
+
+  private applyHint(h: Hint): Buffer {
+    const up = this.userPool!;
+    const ready = this.server && this.server.txStatus !== 0x49 ? READY_IN_TX : READY_IDLE;
+    switch (h.kind) {
+      case 'set_role':
+        this.roleHint = h.role;
+        return Buffer.concat([commandComplete('SET'), ready]);
+      case 'set_primary_reads':
+        this.primaryReadsHint = h.on;
+        return Buffer.concat([commandComplete('SET'), ready]);
+      case 'show_role': {
+        const p = up.pool;
+        const role = this.roleHint ?? (p.query_parser_enabled && p.query_parser_read_write_splitting ? 'auto' : p.default_role === 'replica' ? 'replica' : 'primary');
+        return Buffer.concat([rowDescription(['server_role']), dataRow([role]), commandComplete('SHOW'), ready]);
+      }
+      case 'show_primary_reads':
+        return Buffer.concat([rowDescription(['primary_reads']), dataRow([this.primaryReads(up) ? 'on' : 'off']), commandComplete('SHOW'), ready]);
+    }
   }
 
   /**
@@ -366,12 +576,16 @@ export class ClientSession implements ServerOwner {
     const server = this.server!;
     const ps = this.ps;
     let runStart = f.off;
-    while (f.next()) {
+    loop: while (f.next()) {
       switch (f.type) {
         case TERMINATE:
           if (f.start > runStart) server.write(f.view(runStart, f.start));
           return this.disconnect('client sent Terminate');
         case QUERY: {
+          if (this.implicitReads && this.sinceSync === 0 && this.mustWait(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1))) {
+            f.off = f.start; // a write: it starts the next transaction, on the primary
+            break loop;
+          }
           this.pendingReady++;
           if (!this.txMode) break;
           const sql = f.buf.toString('utf8', f.start + 5, f.msgEnd - 1);
@@ -388,6 +602,10 @@ export class ClientSession implements ServerOwner {
           break;
         }
         case PARSE: {
+          if (this.implicitReads && this.sinceSync === 0 && this.mustWait(parseText(f.buf, f.start))) {
+            f.off = f.start;
+            break loop;
+          }
           this.sinceSync++;
           if (!this.txMode) break;
           const nameEnd = f.buf.indexOf(0, f.start + 5);
@@ -440,6 +658,12 @@ export class ClientSession implements ServerOwner {
     if (f.error) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
     // Complete messages only: a partial one stays buffered until its last byte arrives.
     if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
+  }
+
+  /** On a replica between implicit transactions: does this statement need another server? */
+  private mustWait(sql: string): boolean {
+    const v = this.ctx.classifier.verdict(sql, this.userPool!.pool.query_parser_max_length ?? 0);
+    return v !== Verdict.Read && v !== Verdict.ReadOnlyTx;
   }
 
   /** Records what a statement does to session state (transaction mode). */
@@ -606,6 +830,12 @@ export class ClientSession implements ServerOwner {
 
   onServerError(body: Buffer): void {
     this.errors++;
+    // A "read" a replica refused as a write (e.g. SELECT of a function that writes): remember it,
+    // so this text goes to the primary from now on.
+    if (this.routedSql && this.entry && roleOf(this.entry) === 'replica' && errorField(body, 0x43) === '25006') {
+      this.ctx.classifier.learnWrite(this.routedSql);
+      log.info('statement sent to a replica needs the primary; routing it there from now on', { client: this.remote, statement: this.routedSql.slice(0, 200) });
+    }
     // The server skips to the next Sync: refused Parses after this error produce no error of their own.
     if (this.namedRefused.length && !errorField(body, 0x4d).includes(NAMED_STATEMENT_MARKER)) this.namedRefused.length = 0;
     this.ctx.shared.stats[this.stat + STAT.errors] += 1;
@@ -689,6 +919,21 @@ export class ClientSession implements ServerOwner {
 
   /** Set by the worker: called once after disconnect. */
   onGone?: () => void;
+}
+
+/** The query text of a Parse message starting at `start`. */
+function parseText(buf: Buffer, start: number): string {
+  const nameEnd = buf.indexOf(0, start + 5);
+  const textEnd = buf.indexOf(0, nameEnd + 1);
+  return textEnd > nameEnd ? buf.toString('utf8', nameEnd + 1, textEnd) : '';
+}
+
+/** Verdicts of messages that will share one server: any write wins; a transaction start keeps its kind. */
+function combine(a: Verdict, b: Verdict): Verdict {
+  if (a === Verdict.Write || b === Verdict.Write) return Verdict.Write;
+  if (a === Verdict.Begin || a === Verdict.ReadOnlyTx) return a;
+  if (b === Verdict.Begin || b === Verdict.ReadOnlyTx) return b;
+  return Verdict.Read;
 }
 
 /** One field (by its type byte: C code, M message) of an ErrorResponse body. */

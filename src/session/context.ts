@@ -4,11 +4,14 @@ import type tls from 'node:tls';
 import type { Registry } from '../pool/registry';
 import type { SharedState } from '../shared/state';
 import type { ClientSession } from './client';
+import type { Classifier } from '../routing/classify';
 
 export interface WorkerContext {
   readonly index: number;
   readonly shared: SharedState;
   registry: Registry;
+  /** Read/write decisions by statement text, shared by this worker's sessions. */
+  readonly classifier: Classifier;
   /** Set when tls_certificate / tls_private_key are configured. */
   tls: tls.SecureContext | null;
   /** Live sessions by the BackendKeyData pid openproxy gave them. */

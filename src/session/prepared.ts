@@ -38,6 +38,14 @@ export class PreparedStatements {
     return this.byName.size;
   }
 
+  /** The query text of a client's named statement (for routing), if the client prepared it. */
+  textOf(name: string): string | undefined {
+    const st = this.byName.get(name);
+    if (!st) return undefined;
+    const end = st.rest.indexOf(0);
+    return st.rest.toString('utf8', 0, end < 0 ? st.rest.length : end);
+  }
+
   /**
    * A client message that names a statement, rewritten for `conn`: returns the bytes to send
    * instead (possibly with openproxy's own Close / Parse in front), or null to send it unchanged.

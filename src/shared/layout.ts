@@ -57,11 +57,23 @@ export const LAYOUT = regions({
   serverStarving: [MAX_SERVER_SLOTS, 4],
   /** Bumped + notified when a server slot frees a connection; waiters in other workers wake on it. */
   serverSignal: [MAX_SERVER_SLOTS, 4],
+  /** Connections of a server slot held by a client right now, all workers: load_balancing_mode = "loc". */
+  serverActive: [MAX_SERVER_SLOTS, 4],
+  /** Ban expiry per server slot (ms since the epoch; 0 = not banned). Written whole by one thread, read by all. */
+  serverBanUntil: [MAX_SERVER_SLOTS, 8],
+  /** Why a server slot is banned: a BAN_REASON code. */
+  serverBanReason: [MAX_SERVER_SLOTS, 4],
+  /** Round-robin position per pool slot (pool, user), advanced with Atomics.add by every worker. */
+  poolRoundRobin: [MAX_POOL_SLOTS, 4],
   /** STAT counters: [worker][pool slot][stat]. */
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
+
+/** Codes in serverBanReason. */
+export const BAN_REASON = ['', 'connect failed', 'health check failed', 'server closed the connection', 'replica lag', 'banned by admin'] as const;
+export const BAN = { connect: 1, healthcheck: 2, closed: 3, lag: 4, admin: 5 } as const;
 
 /** A waiter older than this may take a slot from another worker (close-and-reopen there). */
 export const STARVING_MS = 20;

@@ -9,6 +9,10 @@ export class SharedState {
   readonly serverWaiters: Int32Array;
   readonly serverSignal: Int32Array;
   readonly serverStarving: Int32Array;
+  readonly serverActive: Int32Array;
+  readonly serverBanUntil: Float64Array;
+  readonly serverBanReason: Int32Array;
+  readonly poolRoundRobin: Int32Array;
   readonly stats: Float64Array;
 
   constructor(readonly sab: SharedArrayBuffer) {
@@ -19,6 +23,10 @@ export class SharedState {
     this.serverWaiters = i32(LAYOUT.serverWaiters);
     this.serverSignal = i32(LAYOUT.serverSignal);
     this.serverStarving = i32(LAYOUT.serverStarving);
+    this.serverActive = i32(LAYOUT.serverActive);
+    this.serverBanUntil = new Float64Array(sab, LAYOUT.serverBanUntil.offset, LAYOUT.serverBanUntil.length);
+    this.serverBanReason = i32(LAYOUT.serverBanReason);
+    this.poolRoundRobin = i32(LAYOUT.poolRoundRobin);
     this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
   }
 
@@ -36,6 +44,23 @@ export class SharedState {
       if (cur >= max) return false;
       if (Atomics.compareExchange(this.serverConns, slot, cur, cur + 1) === cur) return true;
     }
+  }
+
+  /** Whether a server slot is banned now. */
+  banned(slot: number, now: number): boolean {
+    const until = this.serverBanUntil[slot];
+    return until !== 0 && until > now;
+  }
+
+  /** Bans a server slot until `until` (ms epoch) for a BAN code; every worker sees it at once. */
+  ban(slot: number, until: number, reason: number): void {
+    Atomics.store(this.serverBanReason, slot, reason);
+    this.serverBanUntil[slot] = until;
+  }
+
+  unban(slot: number): void {
+    this.serverBanUntil[slot] = 0;
+    Atomics.store(this.serverBanReason, slot, 0);
   }
 
   /** Gives a connection slot back and wakes waiters on any worker. */

@@ -1,0 +1,69 @@
+// Which server of a shard takes a transaction: the primary for writes; for reads the replicas (and
+// the primary with primary_reads_enabled) in load_balancing_mode order, skipping banned servers,
+// with the primary last as the fallback. Bans live in the shared table, so every worker stops
+// using a failed server at once; the primary is never banned (writes have nowhere else to go), and
+// when every replica is banned the bans are lifted rather than overloading the primary with reads.
+
+import type { PoolConfig } from '../config/types';
+import type { ServerEntry, UserPool } from '../pool/registry';
+import { roleOf } from '../pool/choose';
+import type { SharedState } from '../shared/state';
+import { BAN, BAN_REASON } from '../shared/layout';
+import { log } from '../log';
+
+export type Target = 'primary' | 'read';
+
+/** Candidate servers for a transaction, best first. Allocates one small array. */
+export function candidates(shared: SharedState, up: UserPool, shard: number, target: Target, primaryReads: boolean): ServerEntry[] {
+  const servers = up.shards[shard] ?? up.shards[0];
+  const primaries: ServerEntry[] = [];
+  const unknown: ServerEntry[] = [];
+  const replicas: ServerEntry[] = [];
+  for (const e of servers) {
+    const r = roleOf(e);
+    if (r === 'primary') primaries.push(e);
+    else if (r === 'replica') replicas.push(e);
+    else unknown.push(e);
+  }
+  if (target === 'primary') return primaries.concat(unknown);
+  const now = Date.now();
+  let live = replicas.filter((e) => !shared.banned(e.pool.slot, now));
+  if (live.length === 0 && replicas.length > 0) {
+    for (const e of replicas) shared.unban(e.pool.slot);
+    log.warn('every replica is banned: lifting the bans', { pool: up.pool.name, replicas: replicas.map((e) => `${e.address.host}:${e.address.port}`) });
+    live = replicas;
+  }
+  const set = primaryReads ? live.concat(primaries) : live;
+  const ordered = balance(shared, up, set, up.pool.load_balancing_mode);
+  return primaryReads ? ordered.concat(unknown) : ordered.concat(unknown, primaries);
+}
+
+/** The read set in the order to try it: random, round_robin (shared counter), or loc (fewest held connections, all workers). */
+function balance(shared: SharedState, up: UserPool, set: ServerEntry[], mode: PoolConfig['load_balancing_mode']): ServerEntry[] {
+  const n = set.length;
+  if (n <= 1) return set;
+  if (mode === 'loc') {
+    const start = (Math.random() * n) | 0; // ties broken at random
+    const rotated = set.slice(start).concat(set.slice(0, start));
+    return rotated.sort((a, b) => Atomics.load(shared.serverActive, a.pool.slot) - Atomics.load(shared.serverActive, b.pool.slot));
+  }
+  const start = mode === 'round_robin' ? (Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0) % n : (Math.random() * n) | 0;
+  return set.slice(start).concat(set.slice(0, start));
+}
+
+/**
+ * Bans a failed server (every slot with its host:port, for every user) for ban_time seconds.
+ * The primary is never banned: it is the only place writes can go.
+ */
+export function banServer(shared: SharedState, pools: UserPool[], failed: ServerEntry, reason: number, banTimeS: number): boolean {
+  if (roleOf(failed) === 'primary' || banTimeS <= 0) return false;
+  const until = Date.now() + banTimeS * 1000;
+  const { host, port } = failed.address;
+  for (const up of pools) {
+    for (const shard of up.shards) for (const e of shard) if (e.address.host === host && e.address.port === port) shared.ban(e.pool.slot, until, reason);
+  }
+  log.warn('server banned', { server: `${host}:${port}`, reason: BAN_REASON[reason], ban_time_s: banTimeS });
+  return true;
+}
+
+export { BAN };
