@@ -44,6 +44,18 @@ export class FrameReader {
     this.owned = true;
   }
 
+  /** Puts bytes back in front of the unconsumed ones (a batch to be sent again elsewhere). */
+  unshift(bytes: Buffer): void {
+    const pending = this.end - this.off;
+    const next = Buffer.allocUnsafe(Math.max(bytes.length + pending, 4096));
+    bytes.copy(next, 0);
+    this.buf.copy(next, bytes.length, this.off, this.end);
+    this.buf = next;
+    this.off = 0;
+    this.end = bytes.length + pending;
+    this.owned = true;
+  }
+
   /** Advances to the next complete message at `off`; false when more bytes are needed or on error. */
   next(): boolean {
     const avail = this.end - this.off;

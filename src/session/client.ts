@@ -126,6 +126,20 @@ export class ClientSession implements ServerOwner {
   private implicitReads = false;
   /** Text of the statement that routed the current transaction (for learning from 25006). */
   private routedSql = '';
+  /**
+   * Transparent retry of reads: the client bytes of a read transaction are kept until the server's
+   * first real reply, so a replica that dies (or refuses the read as a write) before anything
+   * reached the client costs a retry on another server instead of an error.
+   */
+  private replayArmed = false;
+  private replayBuf: Buffer = Buffer.alloc(0);
+  private replayLen = 0;
+  private replayTries = 0;
+  private replayPendingReady = 0;
+  private replaySinceSync = 0;
+  /** Header replies (ParseComplete, RowDescription, …) held while a retry is still possible. */
+  private heldReply: Buffer | null = null;
+  private retrying = false;
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -377,13 +391,17 @@ export class ClientSession implements ServerOwner {
         this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
         this.serverPool = entry.pool;
         if (this.phase === Phase.Closed) return entry.pool.release(conn);
-        if (!(await this.matchGucs(conn, false))) return;
         this.attachRouted(conn, entry, target);
         this.forwardToServer();
       },
-      (e: ServerConnError) => {
+      (e: ServerConnError | GucRejected) => {
         this.acquiring = false;
         this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+        if (e instanceof GucRejected) {
+          // The client's own settings were refused (e.g. a bad value): its error, then goodbye.
+          if (this.sock.writable) this.sock.write(withSeverity(e.body, 'ERROR'));
+          return this.disconnect('session parameters rejected by the server');
+        }
         this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
       },
     );
@@ -392,6 +410,12 @@ export class ClientSession implements ServerOwner {
   private attachRouted(conn: ServerConn, entry: ServerEntry, target: Target): void {
     this.serverPool = entry.pool;
     this.entry = entry;
+    if (target === 'read' && this.txMode && this.replayTries < 2) {
+      this.replayArmed = true;
+      this.replayLen = 0;
+      this.replayPendingReady = this.pendingReady;
+      this.replaySinceSync = this.sinceSync;
+    } else this.replayArmed = false;
     // Autocommit reads on a replica: a write arriving between them waits for the next transaction.
     this.implicitReads = this.txMode && target === 'read' && this.routedVerdict === Verdict.Read && roleOf(entry) !== 'primary';
     this.attach(conn);
@@ -414,7 +438,10 @@ export class ClientSession implements ServerOwner {
           conn = i === 0 && attempt === 0 && idle ? idle : await e.pool.acquire();
         } catch (err) {
           lastError = err as ServerConnError;
-          if (lastError.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || lastError.fromServer || this.phase === Phase.Closed) throw lastError;
+          // Pool exhaustion and PostgreSQL's own refusals (auth, unknown database) are final; a server
+          // that cannot be reached or is starting / shutting down (57P0x) is banned and skipped.
+          const goingAway = lastError.sqlstate !== undefined && lastError.sqlstate.startsWith('57P0');
+          if (lastError.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (lastError.fromServer && !goingAway) || this.phase === Phase.Closed) throw lastError;
           this.ban(e, BAN.connect);
           break;
         }
@@ -425,7 +452,26 @@ export class ClientSession implements ServerOwner {
           e.pool.release(conn);
           break;
         }
-        if (!this.needsCheck(conn) || (await this.healthCheck(conn, g.healthcheck_timeout))) return { conn, entry: e };
+        if (!this.needsCheck(conn) || (await this.healthCheck(conn, g.healthcheck_timeout))) {
+          // Make its settings match this client's; a server going away here is skipped like a failed check.
+          const sql = gucSyncStatement(conn.gucs, this.gucs, conn.reported);
+          if (!sql) return { conn, entry: e };
+          const r = await conn.run(sql, e.pool.settings.connectTimeout + 5000);
+          if (r.ok) {
+            conn.gucs = new Map(this.gucs);
+            return { conn, entry: e };
+          }
+          const code = r.error ? errorField(r.error, 0x43) : '';
+          if (r.error && !conn.closed && !GOING_AWAY.has(code)) {
+            if (conn.clean) e.pool.release(conn);
+            else conn.close('session parameters rejected');
+            throw new GucRejected(r.error);
+          }
+          if (!conn.closed) conn.close('server went away while applying session parameters');
+          lastError = new ServerConnError(`${e.address.host}:${e.address.port} went away`, SQLSTATE.CONNECTION_FAILURE);
+          if (this.ban(e, BAN.closed) || attempt >= 2) break;
+          continue;
+        }
         lastError = new ServerConnError(`health check of ${e.address.host}:${e.address.port} failed`, SQLSTATE.CONNECTION_FAILURE);
         // A replica that fails its check is banned; the primary gets up to three fresh tries.
         if (this.ban(e, BAN.healthcheck) || attempt >= 2) break;
@@ -576,6 +622,7 @@ export class ClientSession implements ServerOwner {
     const server = this.server!;
     const ps = this.ps;
     let runStart = f.off;
+    const batchStart = f.off;
     loop: while (f.next()) {
       switch (f.type) {
         case TERMINATE:
@@ -656,8 +703,60 @@ export class ClientSession implements ServerOwner {
       }
     }
     if (f.error) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
+    if (this.replayArmed && f.off > batchStart) this.keepForReplay(f.buf, batchStart, f.off);
     // Complete messages only: a partial one stays buffered until its last byte arrives.
     if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
+  }
+
+  /** Appends forwarded client bytes to the replay copy (up to 64 KiB; a bigger batch is not retried). */
+  private keepForReplay(buf: Buffer, from: number, to: number): void {
+    const n = to - from;
+    if (this.replayLen + n > 65536) {
+      this.replayArmed = false;
+      return;
+    }
+    if (this.replayBuf.length < this.replayLen + n) {
+      const grown = Buffer.allocUnsafe(Math.max(1024, (this.replayLen + n) * 2));
+      this.replayBuf.copy(grown, 0, 0, this.replayLen);
+      this.replayBuf = grown;
+    }
+    buf.copy(this.replayBuf, this.replayLen, from, to);
+    this.replayLen += n;
+  }
+
+  /**
+   * The server failed the read before the client saw a byte of the answer: drop that connection,
+   * ban the server if it is going away, and send the same bytes through routing again (deferred:
+   * this runs inside the server connection's callbacks).
+   */
+  private retryRead(reason: string, banIt: boolean): void {
+    const conn = this.server;
+    const entry = this.entry;
+    this.retrying = true;
+    this.replayArmed = false;
+    this.heldReply = null;
+    this.replayTries++;
+    const bytes = Buffer.from(this.replayBuf.subarray(0, this.replayLen));
+    this.server = null;
+    if (conn) {
+      conn.owner = null;
+      conn.socket.resume();
+      if (!conn.closed) conn.close(`read retried on another server: ${reason}`);
+    }
+    if (banIt && entry) this.ban(entry, BAN.closed);
+    log.warn('read retried on another server', { client: this.remote, server: entry ? `${entry.address.host}:${entry.address.port}` : '', reason });
+    this.pendingReady = this.replayPendingReady;
+    this.sinceSync = this.replaySinceSync;
+    this.releasePending = false;
+    this.namedRefused.length = 0;
+    this.ps?.resetReplies();
+    queueMicrotask(() => {
+      this.retrying = false;
+      if (this.phase === Phase.Closed) return;
+      this.frames.unshift(bytes);
+      this.sock.resume();
+      this.beginTransaction();
+    });
   }
 
   /** On a replica between implicit transactions: does this statement need another server? */
@@ -691,6 +790,20 @@ export class ClientSession implements ServerOwner {
   }
 
   onServerData(chunk: Buffer): void {
+    if (this.retrying) return;
+    if (this.replayArmed) {
+      const reply = this.heldReply ? Buffer.concat([this.heldReply, chunk]) : chunk;
+      const next = firstReply(reply, this.entry !== null && roleOf(this.entry) !== 'primary');
+      if (next === REPLY_WAIT) {
+        this.heldReply = Buffer.from(reply);
+        return;
+      }
+      this.heldReply = null;
+      if (next !== REPLY_FORWARD) return this.retryRead(next === REPLY_RETRY_BAN ? 'server is shutting down' : 'the replica refused the read', next === REPLY_RETRY_BAN);
+      this.replayArmed = false;
+      this.replayTries = 0;
+      chunk = reply;
+    }
     this.ctx.shared.stats[this.stat + STAT.sent] += chunk.length;
     if (!writeView(this.sock, chunk)) this.server?.socket.pause();
     if (this.releasePending) {
@@ -785,6 +898,7 @@ export class ClientSession implements ServerOwner {
     }
     this.server = null;
     conn.owner = null;
+    this.replayTries = 0;
     this.sock.resume();
     conn.socket.resume();
     this.serverPool!.release(conn);
@@ -850,6 +964,8 @@ export class ClientSession implements ServerOwner {
   }
 
   onServerClosed(reason: string): void {
+    if (this.retrying) return;
+    if (this.replayArmed) return this.retryRead(reason, true);
     const boundary = this.server?.atMessageBoundary ?? true;
     this.server = null;
     log.warn('server connection lost under a client', { client: this.remote, reason });
@@ -919,6 +1035,46 @@ export class ClientSession implements ServerOwner {
 
   /** Set by the worker: called once after disconnect. */
   onGone?: () => void;
+}
+
+/** The server refused a client's session settings (SET …): the ErrorResponse body to pass on. */
+class GucRejected extends Error {
+  constructor(readonly body: Buffer) {
+    super('session parameters rejected');
+  }
+}
+
+const REPLY_FORWARD = 0;
+const REPLY_WAIT = 1;
+const REPLY_RETRY = 2;
+const REPLY_RETRY_BAN = 3;
+/** Server going away: admin_shutdown, crash_shutdown, cannot_connect_now. */
+const GOING_AWAY = new Set(['57P01', '57P02', '57P03']);
+/** A replica refusing a read: read_only_sql_transaction, serialization_failure (conflict with recovery). */
+const REPLICA_REFUSAL = new Set(['25006', '40001']);
+
+/**
+ * The start of a server's reply while a read may still be retried: skips header messages
+ * (ParseComplete, BindComplete, NoData, ParameterDescription, RowDescription, notices, parameter
+ * status); an ErrorResponse saying the server is going away (or, on a replica, refusing the read)
+ * means retry; anything else means the answer has begun.
+ */
+function firstReply(buf: Buffer, onReplica: boolean): number {
+  let p = 0;
+  while (p + 5 <= buf.length) {
+    const t = buf[p];
+    const len = buf.readInt32BE(p + 1);
+    if (t === 0x31 || t === 0x32 || t === 0x6e || t === 0x74 || t === 0x54 || t === 0x4e || t === 0x53) {
+      p += 1 + len;
+      continue;
+    }
+    if (t !== 0x45) return REPLY_FORWARD;
+    if (p + 1 + len > buf.length) return REPLY_WAIT;
+    const code = errorField(buf.subarray(p + 5, p + 1 + len), 0x43);
+    if (GOING_AWAY.has(code)) return REPLY_RETRY_BAN;
+    return onReplica && REPLICA_REFUSAL.has(code) ? REPLY_RETRY : REPLY_FORWARD;
+  }
+  return REPLY_WAIT;
 }
 
 /** The query text of a Parse message starting at `start`. */

@@ -155,6 +155,11 @@ export class PreparedStatements {
     this.replies.splice(0, i < 0 ? this.replies.length : i + 1);
   }
 
+  /** The server connection was dropped before answering: nothing it owed will come. */
+  resetReplies(): void {
+    this.replies.length = 0;
+  }
+
   /** DEALLOCATE ALL / DISCARD ALL by the client. */
   forgetAll(): void {
     this.byName.clear();

@@ -3,7 +3,7 @@
 // refuses to run as root, so as root every command runs as the `postgres` system user.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,6 +146,28 @@ export class PgCluster {
     } catch {
       /* already stopped */
     }
+  }
+
+  /** The node's postmaster PID and its children's (backends, walreceiver, …), from postmaster.pid and /proc. */
+  pids(n: PgNode): number[] {
+    const pm = Number(readFileSync(join(n.dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const out = [pm];
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid === pm) out.push(Number(d));
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
+  }
+
+  /** Signals the postmaster without waiting: SIGQUIT = immediate shutdown, SIGINT = fast shutdown. */
+  signal(n: PgNode, sig: NodeJS.Signals): void {
+    process.kill(this.pids(n)[0], sig);
   }
 
   /** Runs SQL with psql as the superuser on a node; returns unaligned, tuples-only output. */
