@@ -1,8 +1,5 @@
-// HA thread entry. Health checks, role probes, VRRP and DNS will live here; for now the thread
-// exists, is supervised by main, and answers its control messages.
-import { parentPort } from 'node:worker_threads';
+// HA thread entry: wires the HA runtime to this thread's port.
+import { parentPort, workerData } from 'node:worker_threads';
+import { runHaWorker } from '../src/runtime/ha-worker';
 
-parentPort!.on('message', (m: { kind: string }) => {
-  if (m.kind === 'stop') process.exit(0);
-});
-parentPort!.postMessage({ kind: 'ready' });
+runHaWorker(parentPort!, workerData);

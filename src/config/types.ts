@@ -15,6 +15,7 @@ export interface GeneralConfig {
   healthcheck_delay: number;
   shutdown_timeout: number;
   ban_time: number;
+  replica_lag_interval: number;
   tcp_keepalives_idle: number;
   tcp_keepalives_interval: number;
   tcp_keepalives_count: number;
@@ -85,6 +86,9 @@ export interface PoolConfig {
   query_parser_read_write_splitting: boolean;
   query_parser_max_length?: number;
   primary_reads_enabled: boolean;
+  max_replica_lag: number;
+  max_replica_lag_ms: number;
+  read_your_writes: boolean;
   sharding_function: 'pg_bigint_hash' | 'sha1';
   automatic_sharding_key?: string;
   default_shard: string;

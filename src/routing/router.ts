@@ -1,6 +1,7 @@
 // Which server of a shard takes a transaction: the primary for writes; for reads the replicas (and
 // the primary with primary_reads_enabled) in load_balancing_mode order, skipping banned servers,
-// with the primary last as the fallback. Bans live in the shared table, so every worker stops
+// with the primary last as the fallback. Replicas over max_replica_lag / max_replica_lag_ms, or
+// behind a read_your_writes client's last commit, are left out (lag measured by the HA thread). Bans live in the shared table, so every worker stops
 // using a failed server at once; the primary is never banned (writes have nowhere else to go), and
 // when every replica is banned the bans are lifted rather than overloading the primary with reads.
 
@@ -14,7 +15,16 @@ import { log } from '../log';
 export type Target = 'primary' | 'read';
 
 /** Candidate servers for a transaction, best first. Allocates one small array. */
-export function candidates(shared: SharedState, up: UserPool, shard: number, target: Target, primaryReads: boolean): ServerEntry[] {
+export interface ReadOptions {
+  primaryReads: boolean;
+  /** read_your_writes: a replica must have replayed at least this far (0 = no requirement). */
+  minLsn: number;
+  /** A lag measurement older than this many ms is unknown, and unknown counts as lagging. */
+  staleMs: number;
+}
+
+export function candidates(shared: SharedState, up: UserPool, shard: number, target: Target, opts: ReadOptions): ServerEntry[] {
+  const primaryReads = opts.primaryReads;
   const servers = up.shards[shard] ?? up.shards[0];
   const primaries: ServerEntry[] = [];
   const unknown: ServerEntry[] = [];
@@ -32,6 +42,18 @@ export function candidates(shared: SharedState, up: UserPool, shard: number, tar
     for (const e of replicas) shared.unban(e.pool.slot);
     log.warn('every replica is banned: lifting the bans', { pool: up.pool.name, replicas: replicas.map((e) => `${e.address.host}:${e.address.port}`) });
     live = replicas;
+  }
+  const p = up.pool;
+  if (p.max_replica_lag > 0 || p.max_replica_lag_ms > 0 || opts.minLsn > 0) {
+    // Lagging replicas (or ones that have not replayed this client's last write) take no reads.
+    const freshSince = now - opts.staleMs;
+    live = live.filter((e) => {
+      const slot = e.pool.slot;
+      if (shared.serverLagAt[slot] < freshSince) return false;
+      if (p.max_replica_lag > 0 && shared.serverLagBytes[slot] > p.max_replica_lag) return false;
+      if (p.max_replica_lag_ms > 0 && shared.serverLagMs[slot] > p.max_replica_lag_ms) return false;
+      return opts.minLsn === 0 || shared.serverReplayLsn[slot] >= opts.minLsn;
+    });
   }
   const set = primaryReads ? live.concat(primaries) : live;
   const ordered = balance(shared, up, set, up.pool.load_balancing_mode);

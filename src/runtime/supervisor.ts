@@ -9,6 +9,7 @@ import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import type { HaInit, ToHa } from './ha-worker';
 import type { Level } from '../log';
 
 const WORKERS_DIR = join(__dirname, '..', '..', 'workers');
@@ -18,6 +19,8 @@ export class Supervisor {
   private ha: Worker | null = null;
   private stopping = false;
   private stopped = 0;
+  /** The config the HA thread gets when it (re)starts. */
+  private lastConfig: { cfg: Config; slots: Slots } | null = null;
   onAllStopped?: () => void;
 
   constructor(private readonly shared: SharedState, private readonly count: number, private readonly logLevel: Level) {}
@@ -43,13 +46,16 @@ export class Supervisor {
       });
       this.send(i, { kind: 'config', cfg, slots });
     }
+    this.lastConfig = { cfg, slots };
     this.startHa();
     await Promise.all(ready);
   }
 
   private startHa(): void {
-    const ha = new Worker(join(WORKERS_DIR, 'ha.js'));
+    const init: HaInit = { sab: this.shared.sab, logLevel: this.logLevel };
+    const ha = new Worker(join(WORKERS_DIR, 'ha.js'), { workerData: init });
     this.ha = ha;
+    if (this.lastConfig) ha.postMessage({ kind: 'config', ...this.lastConfig } satisfies ToHa);
     ha.on('message', (m: FromWorker) => this.onMessage(m));
     ha.on('error', (e) => log.error('HA thread crashed', { error: e.message }));
     ha.on('exit', (code) => {
@@ -80,6 +86,10 @@ export class Supervisor {
 
   broadcast(m: ToWorker): void {
     for (let i = 0; i < this.workers.length; i++) this.send(i, m);
+    if (m.kind === 'config') {
+      this.lastConfig = { cfg: m.cfg, slots: m.slots };
+      this.ha?.postMessage({ kind: 'config', cfg: m.cfg, slots: m.slots } satisfies ToHa);
+    }
   }
 
   async terminate(): Promise<void> {

@@ -140,6 +140,10 @@ export class ClientSession implements ServerOwner {
   /** Header replies (ParseComplete, RowDescription, …) held while a retry is still possible. */
   private heldReply: Buffer | null = null;
   private retrying = false;
+  /** read_your_writes: WAL position after this client's last transaction on the primary. */
+  private minLsn = 0;
+  /** read_your_writes: the held transaction runs on the primary; read its end position when it ends. */
+  private rywPending = false;
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -373,7 +377,8 @@ export class ClientSession implements ServerOwner {
     let target: Target = 'primary';
     if (this.routingActive(up)) {
       target = this.target(up);
-      order = candidates(this.ctx.shared, up, 0, target, this.primaryReads(up));
+      const g = this.ctx.registry.general;
+      order = candidates(this.ctx.shared, up, 0, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
       if (order.length === 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no ${target === 'read' ? 'server for reads' : 'primary'} is configured in pool "${up.pool.name}"`, 'no server');
     } else order = [this.home!];
     const first = order[0];
@@ -410,6 +415,7 @@ export class ClientSession implements ServerOwner {
   private attachRouted(conn: ServerConn, entry: ServerEntry, target: Target): void {
     this.serverPool = entry.pool;
     this.entry = entry;
+    this.rywPending = this.userPool!.pool.read_your_writes && this.txMode && roleOf(entry) === 'primary' && this.routedVerdict !== Verdict.Read && this.routedVerdict !== Verdict.ReadOnlyTx;
     if (target === 'read' && this.txMode && this.replayTries < 2) {
       this.replayArmed = true;
       this.replayLen = 0;
@@ -868,6 +874,19 @@ export class ClientSession implements ServerOwner {
     }
     for (const r of this.unpinLater) this.pins.delete(r);
     this.unpinLater.clear();
+    if (this.rywPending && conn.clean) {
+      // read_your_writes: where the primary's WAL ends now is at or past this transaction's commit.
+      this.rywPending = false;
+      this.syncing = true;
+      conn.run("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text", this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
+        this.syncing = false;
+        if (r.ok && r.rows.length === 1) this.minLsn = Math.max(this.minLsn, Number(r.rows[0][0]));
+        else this.minLsn = Number.MAX_SAFE_INTEGER; // unknown: reads stay on the primary until a replica provably passes it
+        if (this.server === conn) conn.owner = this;
+        if ((this.phase as Phase) !== Phase.Closed) this.endTransaction();
+      });
+      return;
+    }
     if (conn.stalePlans && conn.clean) {
       this.syncing = true;
       conn.run('DEALLOCATE ALL', this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {

@@ -63,13 +63,18 @@ export const LAYOUT = regions({
   serverBanUntil: [MAX_SERVER_SLOTS, 8],
   /** Why a server slot is banned: a BAN_REASON code. */
   serverBanReason: [MAX_SERVER_SLOTS, 4],
+  /** Replica lag per server slot, measured by the HA thread: replay position (LSN as a number; the primary's own position for a primary), bytes and ms behind, and when it was measured (ms epoch, 0 = never). */
+  serverReplayLsn: [MAX_SERVER_SLOTS, 8],
+  serverLagBytes: [MAX_SERVER_SLOTS, 8],
+  serverLagMs: [MAX_SERVER_SLOTS, 8],
+  serverLagAt: [MAX_SERVER_SLOTS, 8],
   /** Round-robin position per pool slot (pool, user), advanced with Atomics.add by every worker. */
   poolRoundRobin: [MAX_POOL_SLOTS, 4],
   /** STAT counters: [worker][pool slot][stat]. */
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 /** Codes in serverBanReason. */
 export const BAN_REASON = ['', 'connect failed', 'health check failed', 'server closed the connection', 'replica lag', 'banned by admin'] as const;

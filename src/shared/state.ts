@@ -13,6 +13,10 @@ export class SharedState {
   readonly serverBanUntil: Float64Array;
   readonly serverBanReason: Int32Array;
   readonly poolRoundRobin: Int32Array;
+  readonly serverReplayLsn: Float64Array;
+  readonly serverLagBytes: Float64Array;
+  readonly serverLagMs: Float64Array;
+  readonly serverLagAt: Float64Array;
   readonly stats: Float64Array;
 
   constructor(readonly sab: SharedArrayBuffer) {
@@ -27,6 +31,11 @@ export class SharedState {
     this.serverBanUntil = new Float64Array(sab, LAYOUT.serverBanUntil.offset, LAYOUT.serverBanUntil.length);
     this.serverBanReason = i32(LAYOUT.serverBanReason);
     this.poolRoundRobin = i32(LAYOUT.poolRoundRobin);
+    const f64 = (r: { offset: number; length: number }) => new Float64Array(sab, r.offset, r.length);
+    this.serverReplayLsn = f64(LAYOUT.serverReplayLsn);
+    this.serverLagBytes = f64(LAYOUT.serverLagBytes);
+    this.serverLagMs = f64(LAYOUT.serverLagMs);
+    this.serverLagAt = f64(LAYOUT.serverLagAt);
     this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
   }
 
