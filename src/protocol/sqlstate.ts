@@ -7,6 +7,8 @@ export const SQLSTATE = {
   CONNECTION_FAILURE: '08006',
   /** 08001: no server connection could be established. */
   CONNECTION_REJECTED: '08001',
+  /** 22023: a routing command's value is out of range (SET SHARD TO a shard that does not exist). */
+  INVALID_PARAMETER_VALUE: '22023',
   /** 28P01: wrong password. */
   INVALID_PASSWORD: '28P01',
   /** 28000: unknown user, or an auth method the client cannot do. */

@@ -15,6 +15,7 @@ import { chooseSessionServer, roleOf } from '../pool/choose';
 import { Verdict } from '../routing/classify';
 import { BAN, Target, banServer, candidates } from '../routing/router';
 import { Hint, RoleHint, parseHint } from '../routing/hints';
+import { automaticKey, defaultShard, shardComment, shardOfKey } from '../routing/sharding';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { ClientAuth } from './auth';
@@ -140,6 +141,11 @@ export class ClientSession implements ServerOwner {
   /** Header replies (ParseComplete, RowDescription, …) held while a retry is still possible. */
   private heldReply: Buffer | null = null;
   private retrying = false;
+  /** SET SHARD TO / SET SHARDING KEY TO: the shard this client's transactions go to (null = decided per query). */
+  private shardSetting: number | null = null;
+  /** The first statement of the batch at the head of the buffer, and its Bind parameters (text), for sharding. */
+  private batchSql = '';
+  private batchParams: (string | null)[] | null = null;
   /** read_your_writes: WAL position after this client's last transaction on the primary. */
   private minLsn = 0;
   /** read_your_writes: the held transaction runs on the primary; read its end position when it ends. */
@@ -377,8 +383,10 @@ export class ClientSession implements ServerOwner {
     let target: Target = 'primary';
     if (this.routingActive(up)) {
       target = this.target(up);
+      const shard = up.shards.length > 1 ? this.shardOf(up) : 0;
+      if (shard < 0) return;
       const g = this.ctx.registry.general;
-      order = candidates(this.ctx.shared, up, 0, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
+      order = candidates(this.ctx.shared, up, shard, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
       if (order.length === 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no ${target === 'read' ? 'server for reads' : 'primary'} is configured in pool "${up.pool.name}"`, 'no server');
     } else order = [this.home!];
     const first = order[0];
@@ -413,6 +421,7 @@ export class ClientSession implements ServerOwner {
   }
 
   private attachRouted(conn: ServerConn, entry: ServerEntry, target: Target): void {
+    this.batchSql = '';
     this.serverPool = entry.pool;
     this.entry = entry;
     this.rywPending = this.userPool!.pool.read_your_writes && this.txMode && roleOf(entry) === 'primary' && this.routedVerdict !== Verdict.Read && this.routedVerdict !== Verdict.ReadOnlyTx;
@@ -511,7 +520,72 @@ export class ClientSession implements ServerOwner {
   /** Whether this client's transactions are routed (parser, default_role, or a routing command). */
   private routingActive(up: UserPool): boolean {
     const p = up.pool;
-    return this.roleHint !== null || p.default_role === 'replica' || (p.query_parser_enabled && p.query_parser_read_write_splitting);
+    return this.roleHint !== null || p.default_role === 'replica' || (p.query_parser_enabled && p.query_parser_read_write_splitting) || up.shards.length > 1;
+  }
+
+  /**
+   * The shard of the transaction at the head of the buffer: a /* shard_id / sharding_key *\/ comment,
+   * then the automatic_sharding_key's value in the statement (query parser on), then SET SHARD /
+   * SET SHARDING KEY, then default_shard. -1 after answering the client with an error.
+   */
+  private shardOf(up: UserPool): number {
+    const p = up.pool;
+    const n = up.shards.length;
+    this.scanBatchHead();
+    const sql = this.batchSql;
+    const c = sql ? shardComment(sql) : null;
+    let shard: number | null = null;
+    if (c?.shardId !== undefined) shard = c.shardId;
+    else if (c?.key !== undefined) shard = shardOfKey(p.sharding_function, c.key, n);
+    else if (p.query_parser_enabled && p.automatic_sharding_key && sql) {
+      const key = automaticKey(sql, p.automatic_sharding_key, this.batchParams);
+      if (key !== null) shard = shardOfKey(p.sharding_function, key, n);
+    }
+    shard ??= this.shardSetting ?? defaultShard(p.default_shard, n);
+    if (shard >= n) {
+      this.rejectHead(SQLSTATE.INVALID_PARAMETER_VALUE, `shard ${shard} does not exist: pool "${p.name}" has ${n} shards (0 to ${n - 1})`);
+      return -1;
+    }
+    return shard;
+  }
+
+  /** First statement text and Bind parameters of the batch at the head of the buffer. */
+  private scanBatchHead(): void {
+    const f = this.frames;
+    const buf = f.buf;
+    let p = f.off;
+    this.batchSql = '';
+    this.batchParams = null;
+    while (p + 5 <= f.end) {
+      const len = buf.readInt32BE(p + 1);
+      if (len < 4 || p + 1 + len > f.end) break;
+      const type = buf[p];
+      if (type === QUERY && !this.batchSql) {
+        this.batchSql = buf.toString('utf8', p + 5, p + len);
+        break;
+      }
+      if (type === PARSE && !this.batchSql) this.batchSql = parseText(buf, p);
+      else if (type === BIND) {
+        const portalEnd = buf.indexOf(0, p + 5);
+        const nameEnd = buf.indexOf(0, portalEnd + 1);
+        if (!this.batchSql && this.ps) this.batchSql = this.ps.textOf(buf.toString('utf8', portalEnd + 1, nameEnd)) ?? '';
+        this.batchParams = bindParams(buf, nameEnd + 1, p + 1 + len);
+        break;
+      } else if (type === SYNC) break;
+      p += 1 + len;
+    }
+  }
+
+  /**
+   * Answers the transaction at the head of the buffer with an error instead of running it: the
+   * messages up to its Query or Sync are consumed and one ErrorResponse + ReadyForQuery is sent.
+   */
+  private rejectHead(code: string, message: string): void {
+    const f = this.frames;
+    while (f.next()) if (f.type === QUERY || f.type === SYNC) break;
+    this.batchSql = '';
+    this.sock.write(Buffer.concat([errorResponse({ severity: 'ERROR', code, message }), READY_IDLE]));
+    if (f.pending) queueMicrotask(() => this.beginTransaction());
   }
 
   private primaryReads(up: UserPool): boolean {
@@ -614,6 +688,21 @@ export class ClientSession implements ServerOwner {
       }
       case 'show_primary_reads':
         return Buffer.concat([rowDescription(['primary_reads']), dataRow([this.primaryReads(up) ? 'on' : 'off']), commandComplete('SHOW'), ready]);
+      case 'set_shard':
+      case 'set_sharding_key': {
+        const n = up.shards.length;
+        const shard = h.kind === 'set_shard' ? h.shard : shardOfKey(up.pool.sharding_function, h.key, n);
+        if (shard !== null && shard >= n) {
+          return Buffer.concat([errorResponse({ severity: 'ERROR', code: SQLSTATE.INVALID_PARAMETER_VALUE, message: `shard ${shard} does not exist: pool "${up.pool.name}" has ${n} shards (0 to ${n - 1})` }), ready]);
+        }
+        if (shard === null && h.kind === 'set_sharding_key') {
+          return Buffer.concat([errorResponse({ severity: 'ERROR', code: SQLSTATE.INVALID_PARAMETER_VALUE, message: `sharding key ${h.key} is not a 64-bit integer` }), ready]);
+        }
+        this.shardSetting = shard;
+        return Buffer.concat([commandComplete('SET'), ready]);
+      }
+      case 'show_shard':
+        return Buffer.concat([rowDescription(['shard']), dataRow([this.shardSetting === null ? 'default' : String(this.shardSetting)]), commandComplete('SHOW'), ready]);
     }
   }
 
@@ -1094,6 +1183,35 @@ function firstReply(buf: Buffer, onReplica: boolean): number {
     return onReplica && REPLICA_REFUSAL.has(code) ? REPLY_RETRY : REPLY_FORWARD;
   }
   return REPLY_WAIT;
+}
+
+/** A Bind's parameter values as text (binary int2/int4/int8 decoded; other binary values null). */
+function bindParams(buf: Buffer, from: number, end: number): (string | null)[] | null {
+  let p = from;
+  if (p + 2 > end) return null;
+  const nFormats = buf.readInt16BE(p);
+  p += 2;
+  const formats: number[] = [];
+  for (let i = 0; i < nFormats; i++, p += 2) formats.push(buf.readInt16BE(p));
+  const n = buf.readInt16BE(p);
+  p += 2;
+  const out: (string | null)[] = [];
+  for (let i = 0; i < n && p + 4 <= end; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len < 0) {
+      out.push(null);
+      continue;
+    }
+    const binary = (nFormats === 1 ? formats[0] : formats[i] ?? 0) === 1;
+    if (!binary) out.push(buf.toString('utf8', p, p + len));
+    else if (len === 8) out.push(buf.readBigInt64BE(p).toString());
+    else if (len === 4) out.push(String(buf.readInt32BE(p)));
+    else if (len === 2) out.push(String(buf.readInt16BE(p)));
+    else out.push(null);
+    p += len;
+  }
+  return out;
 }
 
 /** The query text of a Parse message starting at `start`. */
