@@ -8,7 +8,8 @@
 // count in session mode), BENCH_SCALE (pgbench -s, default 10).
 
 import { ChildProcess, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import { writeHead } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../src/testing/pg-cluster';
@@ -21,7 +22,6 @@ const MODE = process.env.BENCH_MODE ?? 'transaction';
 const SCALE = Number(process.env.BENCH_SCALE) || 10;
 const USER = 'bench';
 const PASS = 'bench-pass';
-const root = join(__dirname, '..', '..');
 
 interface Result {
   tps: number;
@@ -139,17 +139,7 @@ async function main(): Promise<void> {
       'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
       '',
     ].join('\n');
-    // Keep the scale section written by `npm run bench:scale`.
-    const resultsPath = join(root, 'benchmarks', 'RESULTS.md');
-    let scale = '';
-    try {
-      const old = readFileSync(resultsPath, 'utf8');
-      const i = old.indexOf('\n## Scale');
-      if (i >= 0) scale = old.slice(i);
-    } catch {
-      /* first run */
-    }
-    writeFileSync(resultsPath, md + scale);
+    writeHead(md); // the sections other scripts wrote stay
     process.stdout.write('\n' + md);
   } finally {
     await finish();

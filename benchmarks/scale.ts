@@ -6,7 +6,8 @@
 // Environment: SCALE_CLIENTS (default 10000), SCALE_QUERIES per client (default 3), SCALE_POOL (20).
 
 import { ChildProcess, execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readFileSync, chmodSync } from 'node:fs';
+import { writeSection } from './results';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,6 @@ const QUERIES = Number(process.env.SCALE_QUERIES) || 3;
 const POOL = Number(process.env.SCALE_POOL) || 20;
 const USER = 'scale';
 const PASS = 'scale-pass';
-const root = join(__dirname, '..', '..');
 const QUERY = Buffer.concat([Buffer.from('Q'), Buffer.from([0, 0, 0, 13]), Buffer.from('SELECT 1\0')]);
 
 /** One raw client: login, then QUERIES simple queries; resolves when done (the socket stays open). */
@@ -126,9 +126,7 @@ async function main(): Promise<void> {
       ...rows,
       '',
     ].join('\n');
-    const resultsPath = join(root, 'benchmarks', 'RESULTS.md');
-    const current = readFileSync(resultsPath, 'utf8').split('\n## Scale')[0].trimEnd();
-    writeFileSync(resultsPath, current + '\n' + md);
+    writeSection('Scale: 10,000 concurrent clients', md.split('\n').slice(3).join('\n'));
     process.stdout.write(md);
   } finally {
     await finish();
