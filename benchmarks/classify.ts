@@ -67,7 +67,7 @@ const md = [
   row('openproxy lexical, cached (LRU by text)', cached),
   row('pgsql-ast-parser parse (for comparison)', ast),
   '',
-  `pgsql-ast-parser cannot parse ${ast.failures} of the ${corpus.length} statements; they begin with: ${failedKinds.join(', ')}. openproxy would have to send those to the primary. The lexical classifier decides all of them and a parse tree is not needed to route: the decision is the statement kind, row locks, SELECT INTO, data-modifying CTEs and a list of functions that need the primary. Undecidable text goes to the primary.`,
+  `pgsql-ast-parser cannot parse ${ast.failures} of the ${corpus.length} statements; first words of those: ${failedKinds.join(', ')}. openproxy would have to send those to the primary. The lexical classifier decides all of them and a parse tree is not needed to route: the decision is the statement kind, row locks, SELECT INTO, data-modifying CTEs and a list of functions that need the primary. Undecidable text goes to the primary.`,
 ].join('\n');
 writeSection('Query classification cost', md);
 process.stdout.write(md + '\n');
