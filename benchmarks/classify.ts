@@ -52,7 +52,7 @@ const cache = new Classifier();
 const cached = timeEach((sql) => cache.verdict((' ' + sql).slice(1), 0), ROUNDS * 5);
 const ast = timeEach((sql) => parse(sql), Math.max(5, ROUNDS / 20));
 
-const failedKinds = [...new Set(ast.failed.map((q) => (/[A-Za-z]+(\s+[A-Za-z]+)?/.exec(q.replace(/\/\*.*?\*\/|--[^\n]*/g, ''))?.[0] ?? '?').toUpperCase()))];
+const failedKinds = [...new Set(ast.failed.map((q) => (/[A-Za-z]+/.exec(q.replace(/\/\*.*?\*\/|--[^\n]*/g, ''))?.[0] ?? '?').toUpperCase()))];
 const row = (name: string, r: { perStmtNs: number[]; failures: number }) => {
   const s = stats(r.perStmtNs);
   return `| ${name} | ${corpus.length - r.failures} / ${corpus.length} | ${us(s.mean)} | ${us(s.p50)} | ${us(s.p99)} | ${us(s.max)} |`;
