@@ -40,6 +40,8 @@ prepared_statements_cache_size = 100
 
 [pools.postgres]
 pool_mode = "transaction"
+query_parser_enabled = true
+query_parser_read_write_splitting = true
 
 [pools.postgres.users.0]
 username = "${DEMO_USER}"
@@ -86,6 +88,9 @@ servers = [
         '',
         'Connect through openproxy:',
         `  PGPASSWORD=${DEMO_PASS} psql -h 127.0.0.1 -p ${port} -U ${DEMO_USER} postgres`,
+        '',
+        'Reads go to the replica, writes and transactions to the primary; see where a query ran with',
+        '  SELECT inet_server_port(), pg_is_in_recovery();',
         '',
         'Ctrl-C stops openproxy and deletes the demo cluster.',
         '',
