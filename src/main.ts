@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { parseCli, CliOptions } from './cli';
-import { ConfigError, loadConfig } from './config/load';
+import { ConfigError, loadConfig, withSetting } from './config/load';
 import { keysOf } from './config/table';
 import type { Config } from './config/types';
 import { pendingFeatureWarnings } from './config/pending';
@@ -174,6 +174,31 @@ export async function main(argv: string[]): Promise<void> {
         setTimeout(() => void finish(EXIT.OK), 3000).unref();
       }
     }, 100);
+  };
+  sup.onAdmin = async (req) => {
+    switch (req.op) {
+      case 'reload': {
+        const err = reload('RELOAD (admin console)');
+        return err ? { ok: false, error: err } : { ok: true };
+      }
+      case 'set': {
+        const next = withSetting(cfg, req.key, req.value);
+        sup.broadcast({ kind: 'config', cfg: next, slots: slots.assign(next) });
+        cfg = next;
+        log.info('setting changed by the admin console (until the next reload)', { key: req.key, value: req.key.includes('password') ? '********' : req.value });
+        return { ok: true };
+      }
+      case 'shutdown':
+        log.info('SHUTDOWN from the admin console', { wait_for_clients: req.waitForClients });
+        setTimeout(() => shutdown(!req.waitForClients), 50);
+        return { ok: true };
+      case 'control':
+        sup.broadcast({ kind: 'control', control: req.control });
+        log.info('admin console command', { ...req.control });
+        return { ok: true };
+      default:
+        return { ok: false, error: 'unknown request' };
+    }
   };
   process.on('SIGINT', () => shutdown(false));
   process.on('SIGTERM', () => shutdown(true));

@@ -245,3 +245,20 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
 }
 
 export { CONFIG_TABLE };
+
+/**
+ * The admin console's SET key = value: a new snapshot with one [general] key changed. Only keys
+ * that a reload may change are accepted; the value is checked like the file's.
+ */
+export function withSetting(cfg: Config, key: string, text: string): Config {
+  const d = keysOf('general').find((k) => k.key === key || k.aliases?.includes(key));
+  if (!d) throw new ConfigError(`unknown setting "${key}"; SHOW CONFIG lists them`);
+  if (!d.changeable) throw new ConfigError(`general.${d.key} cannot be changed while openproxy runs (restart with a new config file)`);
+  let value: unknown = text;
+  if (d.type === 'int') value = /^-?\d+$/.test(text) ? Number(text) : text;
+  else if (d.type === 'bool') value = /^(on|true|1|yes)$/i.test(text) ? true : /^(off|false|0|no)$/i.test(text) ? false : text;
+  const converted = convert(`general.${d.key}`, value, d);
+  const next = JSON.parse(JSON.stringify(cfg)) as Config;
+  (next.general as unknown as Table)[d.key] = converted;
+  return deepFreeze(next);
+}

@@ -26,11 +26,14 @@ export class Registry {
   private users = new Map<string, Map<string, UserPool>>();
   readonly servers = new Map<number, ServerPool>();
   general!: GeneralConfig;
+  /** The whole snapshot (SHOW CONFIG, SHOW DATABASES). */
+  config!: Config;
 
   constructor(private readonly shared: SharedState, readonly workerIndex: number, private readonly workerCount: number) {}
 
   update(cfg: Config, slots: Slots): void {
     this.general = cfg.general;
+    this.config = cfg;
     const users = new Map<string, Map<string, UserPool>>();
     const live = new Set<number>();
     for (const pool of cfg.pools) {

@@ -102,6 +102,12 @@ export class ServerConn implements ScanSink {
   private inserts: (Buffer | null)[] = [];
   /** Server-side prepared statements on this connection, least recently used first (name → true). */
   readonly prepared = new Map<string, true>();
+  /** RECONNECT: close instead of pooling when released (SHOW SERVERS close_needed; WAIT_CLOSE waits for these). */
+  closeNeeded = false;
+  /** Prepared-statement cache on this connection: found, prepared lazily, closed to make room (SHOW SERVERS). */
+  prepareHits = 0;
+  prepareMisses = 0;
+  prepareEvictions = 0;
   /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
   stalePlans = false;
 

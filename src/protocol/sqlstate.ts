@@ -9,6 +9,8 @@ export const SQLSTATE = {
   CONNECTION_REJECTED: '08001',
   /** 22023: a routing command's value is out of range (SET SHARD TO a shard that does not exist). */
   INVALID_PARAMETER_VALUE: '22023',
+  /** 57P03: the database is disabled (DISABLE by the admin). */
+  CANNOT_CONNECT_NOW: '57P03',
   /** 28P01: wrong password. */
   INVALID_PASSWORD: '28P01',
   /** 28000: unknown user, or an auth method the client cannot do. */

@@ -4,6 +4,22 @@
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { LogRecord, Level } from '../log';
+import type { WorkerSnapshot } from '../admin/snapshot';
+
+/** Admin console commands that act on every worker. */
+export type Control =
+  | { op: 'pause' | 'resume' | 'disable' | 'enable' | 'kill' | 'reconnect'; db?: string; user?: string }
+  | { op: 'kill_client'; pid: number };
+
+/** What an admin session asks the main thread for. */
+export type AdminRequest =
+  | { op: 'snapshots' }
+  | { op: 'reload' }
+  | { op: 'set'; key: string; value: string }
+  | { op: 'shutdown'; waitForClients: boolean }
+  | { op: 'control'; control: Control };
+
+export type AdminResult = { ok: true; snapshots?: WorkerSnapshot[] } | { ok: false; error: string };
 
 export interface WorkerInit {
   index: number;
@@ -17,10 +33,15 @@ export type ToWorker =
   | { kind: 'fd'; fd: number }
   | { kind: 'cancel'; pid: number; secret: number }
   /** fast = disconnect every client now; otherwise only refuse new logins. */
-  | { kind: 'shutdown'; fast: boolean };
+  | { kind: 'shutdown'; fast: boolean }
+  | { kind: 'snapshot'; reqId: number }
+  | { kind: 'adminResult'; reqId: number; result: AdminResult }
+  | { kind: 'control'; control: Control };
 
 export type FromWorker =
   | { kind: 'log'; record: LogRecord }
   | { kind: 'ready' }
   | { kind: 'cancel'; worker: number; pid: number; secret: number }
-  | { kind: 'stopped' };
+  | { kind: 'stopped' }
+  | { kind: 'snapshot'; reqId: number; snap: WorkerSnapshot }
+  | { kind: 'admin'; reqId: number; worker: number; req: AdminRequest };

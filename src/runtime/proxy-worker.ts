@@ -15,7 +15,9 @@ import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { STARVING_MS } from '../shared/layout';
 import { log, setThreadLogging } from '../log';
-import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import type { AdminResult, FromWorker, ToWorker, WorkerInit } from './messages';
+import { collect } from '../admin/collect';
+import { applyControl } from '../admin/control';
 
 /** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
 export const CLIENT_LOGIN_TIMEOUT_MS = 60000;
@@ -35,7 +37,18 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     clients: new Map(),
     shutdown: 0,
     forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
+    admin: (req) =>
+      new Promise((resolve) => {
+        const reqId = nextAdminReq++;
+        adminWaits.set(reqId, resolve);
+        post({ kind: 'admin', reqId, worker: init.index, req });
+      }),
+    paused: new Set(),
+    pauseWaiters: new Set(),
+    disabled: new Set(),
   };
+  let nextAdminReq = 1;
+  const adminWaits = new Map<number, (r: AdminResult) => void>();
   let configured = false;
 
   const janitor = setInterval(() => {
@@ -98,6 +111,17 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       }
       case 'cancel':
         return cancelLocal(ctx, m.pid, m.secret);
+      case 'snapshot':
+        post({ kind: 'snapshot', reqId: m.reqId, snap: collect(ctx) });
+        return;
+      case 'adminResult': {
+        const done = adminWaits.get(m.reqId);
+        adminWaits.delete(m.reqId);
+        done?.(m.result);
+        return;
+      }
+      case 'control':
+        return applyControl(ctx, sessions, m.control);
       case 'shutdown':
         ctx.shutdown = m.fast ? 2 : Math.max(ctx.shutdown, 1);
         if (m.fast) {

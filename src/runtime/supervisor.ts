@@ -8,7 +8,8 @@ import { log } from '../log';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { SharedState } from '../shared/state';
-import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import type { AdminRequest, AdminResult, FromWorker, ToWorker, WorkerInit } from './messages';
+import type { WorkerSnapshot } from '../admin/snapshot';
 import type { HaInit, ToHa } from './ha-worker';
 import type { Level } from '../log';
 
@@ -22,6 +23,10 @@ export class Supervisor {
   /** The config the HA thread gets when it (re)starts. */
   private lastConfig: { cfg: Config; slots: Slots } | null = null;
   onAllStopped?: () => void;
+  /** Set by main: carries out an admin request that is not about snapshots. */
+  onAdmin?: (req: AdminRequest) => Promise<AdminResult>;
+  private snapshotWaits = new Map<number, { snaps: WorkerSnapshot[]; done: (s: WorkerSnapshot[]) => void }>();
+  private nextReq = 1;
 
   constructor(private readonly shared: SharedState, private readonly count: number, private readonly logLevel: Level) {}
 
@@ -75,9 +80,41 @@ export class Supervisor {
       case 'stopped':
         if (++this.stopped === this.workers.length) this.onAllStopped?.();
         return;
+      case 'snapshot': {
+        const w = this.snapshotWaits.get(m.reqId);
+        if (!w) return;
+        w.snaps.push(m.snap);
+        if (w.snaps.length === this.workers.length) {
+          this.snapshotWaits.delete(m.reqId);
+          w.done(w.snaps.sort((a, b) => a.worker - b.worker));
+        }
+        return;
+      }
+      case 'admin':
+        void this.admin(m.req).then((result) => this.send(m.worker, { kind: 'adminResult', reqId: m.reqId, result }));
+        return;
       default:
         return;
     }
+  }
+
+  private async admin(req: AdminRequest): Promise<AdminResult> {
+    try {
+      if (req.op === 'snapshots') return { ok: true, snapshots: await this.snapshots() };
+      if (!this.onAdmin) return { ok: false, error: 'not available' };
+      return await this.onAdmin(req);
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
+    }
+  }
+
+  /** Every worker's clients, servers and pool counts, now. */
+  snapshots(): Promise<WorkerSnapshot[]> {
+    const reqId = this.nextReq++;
+    return new Promise((resolve) => {
+      this.snapshotWaits.set(reqId, { snaps: [], done: resolve });
+      this.broadcast({ kind: 'snapshot', reqId });
+    });
   }
 
   send(i: number, m: ToWorker): void {

@@ -24,6 +24,9 @@ import { gucReadStatement, gucSyncStatement } from './guc-sync';
 import { NO_EFFECT, PinReason, stateEffects } from './state-effects';
 import { PreparedStatements } from './prepared';
 import { writeView } from '../net/read-buffer';
+import { ADMIN_DATABASES, AdminConsole } from '../admin/console';
+import { isPaused } from '../admin/control';
+import { VERSION } from '../cli';
 
 const SESSION = Symbol('clientSession');
 type SessionSocket = net.Socket & { [SESSION]?: ClientSession };
@@ -61,7 +64,6 @@ const FUNCTION_CALL = 0x46; // F
  */
 const NAMED_STATEMENT_MARKER = 'openproxy_named_statement_refused_3f9c2a';
 const NAMED_STATEMENT_PROBE = message('P', Buffer.from(`\0SELECT FROM ${NAMED_STATEMENT_MARKER}\0\0\0`, 'utf8'));
-const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 let seq = 0;
 
 export class ClientSession implements ServerOwner {
@@ -170,10 +172,15 @@ export class ClientSession implements ServerOwner {
   /** Peer address, kept from the start (a destroyed socket no longer knows it). */
   readonly remote: string;
 
+  /** ms epoch when this client started waiting for a server connection; 0 = not waiting. */
+  waitSince = 0;
+  /** Registered with the worker while a PAUSE holds this client's next transaction. */
+  private pauseWaiter: { resume(): void } | null = null;
+
   get state(): string {
-    if (this.phase === Phase.Waiting) return 'waiting';
+    if (this.phase === Phase.Waiting || this.acquiring || this.pauseWaiter) return 'waiting';
     if (this.phase !== Phase.Active) return 'login';
-    return this.server?.busy ? 'active' : 'idle';
+    return this.server ? 'active' : 'idle';
   }
 
   /** Client bytes (possibly a view of the thread's reused read buffer: nothing may keep it). */
@@ -251,9 +258,17 @@ export class ClientSession implements ServerOwner {
       return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, 'replication connections are not supported through openproxy', 'replication connection');
     }
     if (this.ctx.shutdown) return this.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'openproxy is shutting down', 'login during shutdown');
-    if (ADMIN_DATABASES.has(db)) {
-      return this.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, `the admin console (database "${db}") is not available in this version of openproxy`, 'admin console');
+    if (ADMIN_DATABASES.has(db) && !this.ctx.registry.hasDatabase(db)) {
+      const g = this.ctx.registry.general;
+      if (user !== g.admin_username) return this.fatal(SQLSTATE.INVALID_AUTHORIZATION, `not allowed: the admin console (database "${db}") is only for admin_username`, 'admin console refused');
+      this.admin = new AdminConsole(this.ctx);
+      this.auth = new ClientAuth(g.auth_type, user, g.admin_userpassword);
+      this.phase = Phase.Auth;
+      this.authStep(this.auth.start());
+      if (this.frames.pending) this.onAuthMessages();
+      return;
     }
+    if (this.ctx.disabled.has(db) || this.ctx.disabled.has('')) return this.fatal(SQLSTATE.CANNOT_CONNECT_NOW, `database "${db}" is disabled (DISABLE by the openproxy admin)`, 'database disabled');
     const up = this.ctx.registry.find(db, user);
     if (!up) {
       if (!this.ctx.registry.hasDatabase(db)) return this.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
@@ -286,7 +301,53 @@ export class ClientSession implements ServerOwner {
     if (step.data) this.sock.write(step.data);
     this.sock.write(AUTH_OK);
     this.auth = null;
+    if (this.admin) return this.startAdmin();
     void this.attachServer();
+  }
+
+  // ---- admin console ----------------------------------------------------------------------
+
+  /** Set for a session on the admin console. */
+  private admin: AdminConsole | null = null;
+  private adminBusy = false;
+
+  private startAdmin(): void {
+    const params: [string, string][] = [
+      ['server_version', `${VERSION}/openproxy`],
+      ['client_encoding', 'UTF8'],
+      ['server_encoding', 'UTF8'],
+      ['DateStyle', 'ISO, MDY'],
+      ['integer_datetimes', 'on'],
+      ['standard_conforming_strings', 'on'],
+      ['application_name', this.params.get('application_name') ?? ''],
+    ];
+    this.sock.write(Buffer.concat([...params.map(([k, v]) => parameterStatus(k, v)), backendKeyData(this.pid, this.secret), READY_IDLE]));
+    this.phase = Phase.Active;
+    log.info('admin console login', { client: this.remote, user: this.params.get('user') });
+    this.onAdminMessages();
+  }
+
+  /** Admin console: simple queries one at a time; Terminate ends it; anything else is refused. */
+  private onAdminMessages(): void {
+    const f = this.frames;
+    while (!this.adminBusy && this.phase === Phase.Active && f.next()) {
+      if (f.type === TERMINATE) return this.disconnect('admin client sent Terminate');
+      if (f.type !== QUERY) {
+        if (f.type === SYNC) this.sock.write(READY_IDLE);
+        else if (f.type === PARSE) this.sock.write(errorResponse({ severity: 'ERROR', code: SQLSTATE.FEATURE_NOT_SUPPORTED, message: 'the admin console speaks the simple query protocol only' }));
+        continue;
+      }
+      const sql = f.buf.toString('utf8', f.start + 5, f.msgEnd - 1);
+      this.adminBusy = true;
+      f.detach();
+      void this.admin!.run(sql).then((reply) => {
+        this.adminBusy = false;
+        if (this.phase === Phase.Closed) return;
+        this.sock.write(reply);
+        this.onAdminMessages();
+      });
+    }
+    if (f.error) this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
   }
 
   // ---- server assignment ----------------------------------------------------------------
@@ -367,6 +428,7 @@ export class ClientSession implements ServerOwner {
   // ---- data phase -------------------------------------------------------------------------
 
   private onClientBytes(): void {
+    if (this.admin) return this.onAdminMessages();
     if (this.server) this.forwardToServer();
     else if (this.txMode || this.routedSession) this.beginTransaction();
   }
@@ -379,6 +441,15 @@ export class ClientSession implements ServerOwner {
     if (f.pending >= 5 && f.buf[f.off] === TERMINATE) return this.disconnect('client sent Terminate');
     if (f.buf[f.off] === QUERY && this.answerHints()) return;
     const up = this.userPool!;
+    if (isPaused(this.ctx, up.pool.name, up.user.username)) {
+      // PAUSE: no server for a new transaction until RESUME.
+      if (!this.pauseWaiter) {
+        this.pauseWaiter = { resume: () => { this.pauseWaiter = null; this.waitSince = 0; this.beginTransaction(); } };
+        this.waitSince = Date.now();
+        this.ctx.pauseWaiters.add(this.pauseWaiter);
+      }
+      return;
+    }
     let order: ServerEntry[];
     let target: Target = 'primary';
     if (this.routingActive(up)) {
@@ -397,10 +468,12 @@ export class ClientSession implements ServerOwner {
       return;
     }
     this.acquiring = true;
+    this.waitSince = Date.now();
     const waitStart = performance.now();
     this.acquireFrom(order, target, idle).then(
       async ({ conn, entry }) => {
         this.acquiring = false;
+        this.waitSince = 0;
         this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
         this.serverPool = entry.pool;
         if (this.phase === Phase.Closed) return entry.pool.release(conn);
@@ -409,6 +482,7 @@ export class ClientSession implements ServerOwner {
       },
       (e: ServerConnError | GucRejected) => {
         this.acquiring = false;
+        this.waitSince = 0;
         this.ctx.shared.stats[this.stat + STAT.errors] += 1;
         if (e instanceof GucRejected) {
           // The client's own settings were refused (e.g. a bad value): its error, then goodbye.
@@ -1109,6 +1183,7 @@ export class ClientSession implements ServerOwner {
     if (this.phase === Phase.Closed) return;
     const wasActive = this.phase === Phase.Active;
     this.phase = Phase.Closed;
+    if (this.pauseWaiter) this.ctx.pauseWaiters.delete(this.pauseWaiter);
     this.ctx.clients.delete(this.pid);
     if (this.sock.writable) this.sock.end();
     setTimeout(() => this.sock.destroy(), 1000).unref();

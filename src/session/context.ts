@@ -5,6 +5,7 @@ import type { Registry } from '../pool/registry';
 import type { SharedState } from '../shared/state';
 import type { ClientSession } from './client';
 import type { Classifier } from '../routing/classify';
+import type { AdminRequest, AdminResult } from '../runtime/messages';
 
 export interface WorkerContext {
   readonly index: number;
@@ -18,6 +19,14 @@ export interface WorkerContext {
   readonly clients: Map<number, ClientSession>;
   /** 0 running, 1 graceful shutdown (no new logins), 2 fast shutdown. */
   shutdown: number;
+  /** Admin console: ask the main thread (snapshots of every worker, reload, SET, shutdown, controls). */
+  admin(req: AdminRequest): Promise<AdminResult>;
+  /** PAUSE'd databases ("db") and pool users ("db\0user"): their clients get no server until RESUME. */
+  readonly paused: Set<string>;
+  /** Clients waiting for a RESUME, woken by it. */
+  readonly pauseWaiters: Set<{ resume(): void }>;
+  /** DISABLE'd databases: new logins are refused. */
+  readonly disabled: Set<string>;
   /** A CancelRequest for a session owned by another worker: route it via main. */
   forwardCancel(worker: number, pid: number, secret: number): void;
 }

@@ -69,10 +69,12 @@ export class PreparedStatements {
         this.byName.set(name, { server, rest: Buffer.from(rest) });
         this.replies.push(P_CLIENT);
         if (conn.prepared.has(server)) {
+          conn.prepareHits++;
           touch(conn, server);
           // The client still needs its ParseComplete: parse it as the unnamed statement (cheap, harmless).
           return message('P', Buffer.concat([Buffer.from([0]), rest]));
         }
+        conn.prepareMisses++;
         return Buffer.concat([this.evictFor(conn), this.parseMessage(server, rest, conn)]);
       }
       case 0x42: { // Bind: portal, statement, …
@@ -168,9 +170,11 @@ export class PreparedStatements {
   /** Prepares `st` on the connection if it lacks it: the messages to send first (or null). */
   private ensure(st: Statement, conn: ServerConn): Buffer | null {
     if (conn.prepared.has(st.server)) {
+      conn.prepareHits++;
       touch(conn, st.server);
       return null;
     }
+    conn.prepareMisses++;
     this.replies.push(P_OURS);
     return Buffer.concat([this.evictFor(conn), this.parseMessage(st.server, st.rest, conn)]);
   }
@@ -185,6 +189,7 @@ export class PreparedStatements {
     if (conn.prepared.size < this.cacheSize) return EMPTY;
     const oldest = conn.prepared.keys().next().value as string;
     conn.prepared.delete(oldest);
+    conn.prepareEvictions++;
     // Our Close goes before the Parse whose reply is already queued: keep the reply order.
     this.replies.splice(this.replies.length - 1, 0, C_OURS);
     return message('C', Buffer.concat([Buffer.from([0x53]), cstr(oldest)]));

@@ -1,0 +1,75 @@
+// A proxy worker's part of the admin console's view: its clients, server connections and per-pool
+// counts at this moment (see snapshot.ts).
+
+import type { WorkerContext } from '../session/context';
+import type { WorkerSnapshot, PoolRow } from './snapshot';
+
+export function collect(ctx: WorkerContext): WorkerSnapshot {
+  const now = Date.now();
+  const snap: WorkerSnapshot = { worker: ctx.index, clients: [], servers: [], pools: [] };
+  const pools = new Map<string, PoolRow>();
+  for (const up of ctx.registry.userPools()) {
+    const row: PoolRow = { database: up.pool.name, user: up.user.username, pool_mode: up.user.pool_mode, cl_idle: 0, cl_active: 0, cl_waiting: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_login: 0, oldest_wait: 0 };
+    pools.set(`${up.pool.name}\0${up.user.username}`, row);
+    const checkDelay = ctx.registry.general.healthcheck_delay;
+    for (const shard of up.shards) {
+      for (const e of shard) {
+        const sp = e.pool;
+        row.sv_login += sp.opening;
+        for (const conn of sp.all) {
+          const idle = sp.idle.includes(conn);
+          const used = idle && checkDelay > 0 && now - conn.lastUsed > checkDelay;
+          if (!idle) row.sv_active++;
+          else if (used) row.sv_used++;
+          else row.sv_idle++;
+          snap.servers.push({
+            id: conn.id,
+            database_name: up.pool.name,
+            user: up.user.username,
+            address: `${conn.login.host}:${conn.login.port}`,
+            application_name: conn.params.get('application_name') ?? '',
+            state: idle ? (used ? 'used' : 'idle') : 'active',
+            transaction_count: conn.transactions,
+            query_count: conn.queries,
+            bytes_sent: conn.bytesSent,
+            bytes_received: conn.bytesReceived,
+            created_at: conn.createdAt,
+            prepare_cache_hit: conn.prepareHits,
+            prepare_cache_miss: conn.prepareMisses,
+            prepare_cache_eviction: conn.prepareEvictions,
+            prepare_cache_size: conn.prepared.size,
+            close_needed: conn.closeNeeded,
+            worker: ctx.index,
+          });
+        }
+      }
+    }
+  }
+  for (const c of ctx.clients.values()) {
+    const up = c.userPool;
+    if (!up) continue;
+    const state = c.state;
+    snap.clients.push({
+      id: c.pid,
+      database: up.pool.name,
+      user: up.user.username,
+      application_name: c.gucs.get('application_name') ?? c.params.get('application_name') ?? '',
+      state,
+      transaction_count: c.transactions,
+      query_count: c.queries,
+      error_count: c.errors,
+      connected_at: c.connectedAt,
+      wait_since: c.waitSince,
+      worker: ctx.index,
+    });
+    const row = pools.get(`${up.pool.name}\0${up.user.username}`);
+    if (!row) continue;
+    if (state === 'waiting') {
+      row.cl_waiting++;
+      if (c.waitSince && (row.oldest_wait === 0 || c.waitSince < row.oldest_wait)) row.oldest_wait = c.waitSince;
+    } else if (state === 'active') row.cl_active++;
+    else if (state === 'idle') row.cl_idle++;
+  }
+  snap.pools = [...pools.values()];
+  return snap;
+}

@@ -1,0 +1,68 @@
+// Admin console commands carried out on every proxy worker: PAUSE / RESUME (no server for new
+// transactions of a database until RESUME), DISABLE / ENABLE (no new logins), KILL (disconnect a
+// database's clients and close its servers), RECONNECT (close its servers when next released),
+// KILL_CLIENT.
+
+import type { WorkerContext } from '../session/context';
+import type { ClientSession } from '../session/client';
+import type { Control } from '../runtime/messages';
+import { SQLSTATE } from '../protocol/sqlstate';
+import { log } from '../log';
+
+export function pauseKey(db: string, user?: string): string {
+  return user ? `${db}\0${user}` : db;
+}
+
+export function isPaused(ctx: WorkerContext, db: string, user: string): boolean {
+  return ctx.paused.size > 0 && (ctx.paused.has('') || ctx.paused.has(db) || ctx.paused.has(pauseKey(db, user)));
+}
+
+export function applyControl(ctx: WorkerContext, sessions: Set<ClientSession>, c: Control): void {
+  const mine = (s: ClientSession) => c.op !== 'kill_client' && s.userPool !== null && (!c.db || s.userPool.pool.name === c.db) && (!c.user || s.userPool.user.username === c.user);
+  switch (c.op) {
+    case 'pause':
+      ctx.paused.add(pauseKey(c.db ?? '', c.user));
+      return;
+    case 'resume': {
+      if (c.db) ctx.paused.delete(pauseKey(c.db, c.user));
+      else ctx.paused.clear();
+      const waiters = [...ctx.pauseWaiters];
+      ctx.pauseWaiters.clear();
+      for (const w of waiters) w.resume();
+      return;
+    }
+    case 'disable':
+      ctx.disabled.add(c.db ?? '');
+      return;
+    case 'enable':
+      if (c.db) ctx.disabled.delete(c.db);
+      else ctx.disabled.clear();
+      return;
+    case 'kill':
+      for (const s of [...sessions]) if (mine(s)) s.fatal(SQLSTATE.ADMIN_SHUTDOWN, `terminating connection: KILL ${c.db ?? ''} by the openproxy admin`.trim(), 'killed by admin');
+      for (const up of ctx.registry.userPools()) {
+        if (c.db && up.pool.name !== c.db) continue;
+        for (const shard of up.shards) for (const e of shard) for (const conn of [...e.pool.all]) conn.close('KILL by admin');
+      }
+      return;
+    case 'reconnect':
+      for (const up of ctx.registry.userPools()) {
+        if (c.db && up.pool.name !== c.db) continue;
+        for (const shard of up.shards) {
+          for (const e of shard) {
+            for (const conn of e.pool.all) conn.closeNeeded = true;
+            e.pool.closeIdle('RECONNECT by admin');
+          }
+        }
+      }
+      return;
+    case 'kill_client': {
+      const s = ctx.clients.get(c.pid);
+      if (s) {
+        log.info('client killed by admin', { client_id: c.pid });
+        s.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection: KILL_CLIENT by the openproxy admin', 'killed by admin');
+      }
+      return;
+    }
+  }
+}

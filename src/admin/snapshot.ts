@@ -1,0 +1,62 @@
+// What one proxy worker knows that the admin console shows: its clients, its server connections
+// and its per-pool counts. The admin session's worker asks main, main asks every worker, and the
+// answers are merged into SHOW rows (src/admin/show.ts).
+
+export interface ClientRow {
+  id: number;
+  database: string;
+  user: string;
+  application_name: string;
+  /** active (holds a server), idle, waiting (for a server), login */
+  state: string;
+  transaction_count: number;
+  query_count: number;
+  error_count: number;
+  connected_at: number;
+  /** ms epoch when it started waiting for a server; 0 = not waiting. */
+  wait_since: number;
+  worker: number;
+}
+
+export interface ServerRow {
+  id: number;
+  database_name: string;
+  user: string;
+  address: string;
+  application_name: string;
+  /** active (held by a client), idle, used (idle past healthcheck_delay) */
+  state: string;
+  transaction_count: number;
+  query_count: number;
+  bytes_sent: number;
+  bytes_received: number;
+  created_at: number;
+  prepare_cache_hit: number;
+  prepare_cache_miss: number;
+  prepare_cache_eviction: number;
+  prepare_cache_size: number;
+  close_needed: boolean;
+  worker: number;
+}
+
+export interface PoolRow {
+  database: string;
+  user: string;
+  pool_mode: string;
+  cl_idle: number;
+  cl_active: number;
+  cl_waiting: number;
+  sv_active: number;
+  sv_idle: number;
+  sv_used: number;
+  sv_login: number;
+  /** ms epoch of the oldest waiting client's start; 0 = none. */
+  oldest_wait: number;
+}
+
+export interface WorkerSnapshot {
+  worker: number;
+  clients: ClientRow[];
+  servers: ServerRow[];
+  pools: PoolRow[];
+}
