@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { parseCli, CliOptions } from './cli';
 import { ConfigError, loadConfig, withSetting } from './config/load';
+import { Exporter } from './metrics/exporter';
+import { startHttp } from './metrics/http';
 import { keysOf } from './config/table';
 import type { Config } from './config/types';
 import { pendingFeatureWarnings } from './config/pending';
@@ -100,6 +102,18 @@ export async function main(argv: string[]): Promise<void> {
   }
   log.info('openproxy listening', { host: cfg.general.host, port: cfg.general.port, workers, pools: cfg.pools.map((p) => p.name).join(','), config: cfg.path });
 
+  let currentSlots = slots.assign(cfg);
+  const exporter = new Exporter({ cfg: () => cfg, slots: () => currentSlots, shared, snapshots: () => sup.snapshots() });
+  const web =
+    cfg.general.prometheus_exporter_port > 0
+      ? startHttp(cfg.general.prometheus_exporter_port, cfg.general.host, {
+          exporter,
+          cfg: () => cfg,
+          listening: () => server.listening && !shuttingDown,
+          vrrp: () => (cfg.virtual_router ? { state: 'INIT', detail: 'configured, but VRRP is not implemented yet: no virtual IP is held' } : { state: 'off', detail: 'no [general.virtual_router] section' }),
+        })
+      : null;
+
   let mtime = statSync(cfg.path).mtimeMs;
   const reload = (why: string): string | null => {
     let next: Config;
@@ -108,7 +122,8 @@ export async function main(argv: string[]): Promise<void> {
       checkTls(next);
       const restart = restartOnlyChanges(cfg, next);
       if (restart.length) log.warn('config: these keys change only on restart; the running values stay', { keys: restart.join(',') });
-      sup.broadcast({ kind: 'config', cfg: next, slots: slots.assign(next) });
+      currentSlots = slots.assign(next);
+      sup.broadcast({ kind: 'config', cfg: next, slots: currentSlots });
     } catch (e) {
       const msg = (e as Error).message;
       log.error('config reload rejected; the running configuration stays', { trigger: why, error: msg });
@@ -143,6 +158,7 @@ export async function main(argv: string[]): Promise<void> {
   let shuttingDown = false;
   const finish = async (code: number) => {
     clearInterval(poll);
+    web?.close();
     await sup.terminate();
     log.info('openproxy stopped');
     sink.close();
@@ -183,7 +199,8 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'set': {
         const next = withSetting(cfg, req.key, req.value);
-        sup.broadcast({ kind: 'config', cfg: next, slots: slots.assign(next) });
+        currentSlots = slots.assign(next);
+        sup.broadcast({ kind: 'config', cfg: next, slots: currentSlots });
         cfg = next;
         log.info('setting changed by the admin console (until the next reload)', { key: req.key, value: req.key.includes('password') ? '********' : req.value });
         return { ok: true };

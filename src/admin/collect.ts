@@ -9,16 +9,28 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
   const snap: WorkerSnapshot = { worker: ctx.index, clients: [], servers: [], pools: [] };
   const pools = new Map<string, PoolRow>();
   for (const up of ctx.registry.userPools()) {
-    const row: PoolRow = { database: up.pool.name, user: up.user.username, pool_mode: up.user.pool_mode, cl_idle: 0, cl_active: 0, cl_waiting: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_login: 0, oldest_wait: 0 };
+    const lat = ctx.latency.get(up.statSlot);
+    const row: PoolRow = {
+      database: up.pool.name, user: up.user.username, pool_mode: up.user.pool_mode,
+      cl_idle: 0, cl_active: 0, cl_waiting: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_login: 0, oldest_wait: 0,
+      prepare_hits: 0, prepare_misses: 0, prepare_evictions: 0,
+      query_latency: lat ? lat.query.data() : null, xact_latency: lat ? lat.xact.data() : null,
+    };
     pools.set(`${up.pool.name}\0${up.user.username}`, row);
     const checkDelay = ctx.registry.general.healthcheck_delay;
     for (const shard of up.shards) {
       for (const e of shard) {
         const sp = e.pool;
         row.sv_login += sp.opening;
+        row.prepare_hits += sp.closedPrepare.hits;
+        row.prepare_misses += sp.closedPrepare.misses;
+        row.prepare_evictions += sp.closedPrepare.evictions;
         for (const conn of sp.all) {
           const idle = sp.idle.includes(conn);
           const used = idle && checkDelay > 0 && now - conn.lastUsed > checkDelay;
+          row.prepare_hits += conn.prepareHits;
+          row.prepare_misses += conn.prepareMisses;
+          row.prepare_evictions += conn.prepareEvictions;
           if (!idle) row.sv_active++;
           else if (used) row.sv_used++;
           else row.sv_idle++;

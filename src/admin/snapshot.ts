@@ -2,6 +2,8 @@
 // and its per-pool counts. The admin session's worker asks main, main asks every worker, and the
 // answers are merged into SHOW rows (src/admin/show.ts).
 
+import type { HistogramData } from '../metrics/histogram';
+
 export interface ClientRow {
   id: number;
   database: string;
@@ -52,6 +54,12 @@ export interface PoolRow {
   sv_login: number;
   /** ms epoch of the oldest waiting client's start; 0 = none. */
   oldest_wait: number;
+  /** Prepared-statement cache totals of this worker's connections for the pool, closed ones included. */
+  prepare_hits: number;
+  prepare_misses: number;
+  prepare_evictions: number;
+  query_latency: HistogramData | null;
+  xact_latency: HistogramData | null;
 }
 
 export interface WorkerSnapshot {

@@ -45,6 +45,8 @@ export class ServerPool {
   /** How many of `waiters` are counted as starving (they are the oldest, at the head). */
   private starvingHere = 0;
   private watching = false;
+  /** Prepared-statement cache counters of this pool's closed connections (metrics stay monotonic). */
+  readonly closedPrepare = { hits: 0, misses: 0, evictions: 0 };
   /** Removed by a reload: connections close when released. */
   retired = false;
 
@@ -129,6 +131,9 @@ export class ServerPool {
   private onConnClosed(conn: ServerConn, reason: string): void {
     if (!this.all.delete(conn)) return;
     this.unlend(conn);
+    this.closedPrepare.hits += conn.prepareHits;
+    this.closedPrepare.misses += conn.prepareMisses;
+    this.closedPrepare.evictions += conn.prepareEvictions;
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     this.shared.releaseConn(this.slot);

@@ -46,6 +46,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     paused: new Set(),
     pauseWaiters: new Set(),
     disabled: new Set(),
+    latency: new Map(),
   };
   let nextAdminReq = 1;
   const adminWaits = new Map<number, (r: AdminResult) => void>();

@@ -27,6 +27,7 @@ import { writeView } from '../net/read-buffer';
 import { ADMIN_DATABASES, AdminConsole } from '../admin/console';
 import { isPaused } from '../admin/control';
 import { VERSION } from '../cli';
+import { PoolLatency } from '../metrics/histogram';
 
 const SESSION = Symbol('clientSession');
 type SessionSocket = net.Socket & { [SESSION]?: ClientSession };
@@ -81,6 +82,8 @@ export class ClientSession implements ServerOwner {
   userPool: UserPool | null = null;
   server: ServerConn | null = null;
   private serverPool: import('../pool/server-pool').ServerPool | null = null;
+  /** This client's (pool, user) latency histograms on this worker. */
+  private latency: PoolLatency | null = null;
   /** Stats row base index in the shared stats table. */
   private stat = -1;
   /** performance.now() when the current query / transaction started; -1 = none running. */
@@ -359,6 +362,9 @@ export class ClientSession implements ServerOwner {
     const cacheSize = this.ctx.registry.general.prepared_statements_cache_size;
     if (this.txMode && cacheSize > 0) this.ps = new PreparedStatements(cacheSize);
     this.stat = this.ctx.shared.statBase(this.ctx.index, up.statSlot);
+    let lat = this.ctx.latency.get(up.statSlot);
+    if (!lat) this.ctx.latency.set(up.statSlot, (lat = new PoolLatency()));
+    this.latency = lat;
     this.ctx.shared.stats[this.stat + STAT.logins] += 1;
     this.ctx.clients.set(this.pid, this);
     const gucs = clientGucs(this.params);
@@ -1008,12 +1014,18 @@ export class ClientSession implements ServerOwner {
     if (this.pendingReady > 0) this.pendingReady--;
     if (this.pendingReady === 0) this.namedRefused.length = 0; // settled: answered or skipped
     st[this.stat + STAT.query_count] += 1;
-    if (this.queryStart >= 0) st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
+    if (this.queryStart >= 0) {
+      st[this.stat + STAT.query_time_us] += Math.round((now - this.queryStart) * 1000);
+      this.latency!.query.observe((now - this.queryStart) / 1000);
+    }
     this.queryStart = -1;
     if (status === 0x49) {
       this.transactions++;
       st[this.stat + STAT.xact_count] += 1;
-      if (this.xactStart >= 0) st[this.stat + STAT.xact_time_us] += Math.round((now - this.xactStart) * 1000);
+      if (this.xactStart >= 0) {
+        st[this.stat + STAT.xact_time_us] += Math.round((now - this.xactStart) * 1000);
+        this.latency!.xact.observe((now - this.xactStart) / 1000);
+      }
       this.xactStart = -1;
       // Transaction mode: the server owes nothing more once every Sync/Query was answered.
       if (this.txMode && this.pendingReady === 0 && this.sinceSync === 0) this.releasePending = true;

@@ -6,6 +6,7 @@ import type { SharedState } from '../shared/state';
 import type { ClientSession } from './client';
 import type { Classifier } from '../routing/classify';
 import type { AdminRequest, AdminResult } from '../runtime/messages';
+import type { PoolLatency } from '../metrics/histogram';
 
 export interface WorkerContext {
   readonly index: number;
@@ -25,6 +26,8 @@ export interface WorkerContext {
   readonly paused: Set<string>;
   /** Clients waiting for a RESUME, woken by it. */
   readonly pauseWaiters: Set<{ resume(): void }>;
+  /** Latency histograms by stats slot (pool, user), summed across workers by the exporter. */
+  readonly latency: Map<number, PoolLatency>;
   /** DISABLE'd databases: new logins are refused. */
   readonly disabled: Set<string>;
   /** A CancelRequest for a session owned by another worker: route it via main. */

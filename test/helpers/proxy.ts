@@ -46,6 +46,8 @@ export interface PoolOptions {
 export function configFor(cluster: PgCluster, port: number, general = '', pools: PoolOptions[] = [{}]): string {
   const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "${n.role}"]`).join(', ');
   const workers = /worker_threads/.test(general) ? '' : 'worker_threads = 2\n';
+  // Tests run several proxies at once: the HTTP side only where a test asks for it.
+  general = /prometheus_exporter_port/.test(general) ? general : `${general}\nprometheus_exporter_port = 0`;
   let out = `[general]\nhost = "127.0.0.1"\nport = ${port}\n${workers}admin_username = "admin"\nadmin_password = "adminpass"\n${general}\n`;
   for (const p of pools) {
     const name = p.name ?? 'postgres';
