@@ -116,6 +116,11 @@ export async function main(argv: string[]): Promise<void> {
 
   let mtime = statSync(cfg.path).mtimeMs;
   const reload = (why: string): string | null => {
+    try {
+      mtime = statSync(cfg.path).mtimeMs; // the file poller need not read this version again
+    } catch {
+      /* loadConfig reports the missing file */
+    }
     let next: Config;
     try {
       next = loadConfig(cfg.path);

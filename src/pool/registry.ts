@@ -26,6 +26,8 @@ export class Registry {
   private users = new Map<string, Map<string, UserPool>>();
   readonly servers = new Map<number, ServerPool>();
   general!: GeneralConfig;
+  /** Bumped by every update: sessions refresh their UserPool when it changed. */
+  generation = 0;
   /** The whole snapshot (SHOW CONFIG, SHOW DATABASES). */
   config!: Config;
 
@@ -34,6 +36,7 @@ export class Registry {
   update(cfg: Config, slots: Slots): void {
     this.general = cfg.general;
     this.config = cfg;
+    this.generation++;
     const users = new Map<string, Map<string, UserPool>>();
     const live = new Set<number>();
     for (const pool of cfg.pools) {

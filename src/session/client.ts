@@ -378,6 +378,7 @@ export class ClientSession implements ServerOwner {
       conn = pick.conn;
       this.serverPool = pick.pool;
       this.home = this.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;
+    this.generation = this.ctx.registry.generation;
       this.routedSession = !this.txMode && this.routingActive(up);
     } catch (e) {
       const err = e as ServerConnError;
@@ -445,6 +446,7 @@ export class ClientSession implements ServerOwner {
     const f = this.frames;
     if (f.pending === 0) return;
     if (f.pending >= 5 && f.buf[f.off] === TERMINATE) return this.disconnect('client sent Terminate');
+    if (this.generation !== this.ctx.registry.generation) this.refreshPool();
     if (f.buf[f.off] === QUERY && this.answerHints()) return;
     const up = this.userPool!;
     if (isPaused(this.ctx, up.pool.name, up.user.username)) {
@@ -595,6 +597,35 @@ export class ClientSession implements ServerOwner {
   /** Bans a failed server for ban_time (never the primary); true if it was banned. */
   private ban(e: ServerEntry, reason: number): boolean {
     return banServer(this.ctx.shared, this.ctx.registry.userPools(), e, reason, this.ctx.registry.general.ban_time);
+  }
+
+  /** Registry generation this client's userPool / home entry come from. */
+  private generation = 0;
+
+  /**
+   * After a reload, between transactions: take the new settings of this client's pool (routing,
+   * lag, sizes, a switch to session mode). A pool or user removed by the reload keeps its old
+   * settings until the client leaves; a session-mode client stays in session mode (its state
+   * was never tracked, so it cannot safely start moving between connections).
+   */
+  private refreshPool(): void {
+    this.generation = this.ctx.registry.generation;
+    const up = this.userPool!;
+    const next = this.ctx.registry.find(up.pool.name, up.user.username);
+    if (!next || next === up) return;
+    this.userPool = next;
+    const home = next.shards.flat().find((e) => e.pool === this.home?.pool);
+    if (home) this.home = home;
+    else {
+      // Its server was removed: come home to the new shard's first primary, if any.
+      const primary = next.shards[0].find((e) => e.address.role !== 'replica') ?? next.shards[0][0];
+      this.home = primary;
+    }
+    if (this.txMode && next.user.pool_mode === 'session' && this.pins.size === 0) {
+      log.info('pool_mode changed to session by a reload: this client keeps its next server connection', { client: this.remote, user: next.user.username });
+      this.txMode = false;
+      this.routedSession = true;
+    }
   }
 
   /** Whether this client's transactions are routed (parser, default_role, or a routing command). */
