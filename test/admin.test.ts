@@ -211,3 +211,23 @@ test('SHUTDOWN from the console stops openproxy (exit 0)', async () => {
   const code = await new Promise<number | null>((resolve) => proxy.proc.once('exit', resolve));
   assert.equal(code, 0);
 });
+
+test('SHUTDOWN WAIT_FOR_CLIENTS refuses new clients and exits once the connected ones have left', async () => {
+  const proxy = await startProxy((port) => configFor(cluster, port, 'shutdown_timeout = 30000', [{ pool_mode: 'transaction' }]));
+  const c = client(proxy.port);
+  await c.connect();
+  const adm = admin(proxy.port);
+  await adm.connect();
+  adm.on('error', () => undefined);
+  await adm.query('SHUTDOWN WAIT_FOR_CLIENTS');
+  await adm.end().catch(() => undefined);
+  let exited = false;
+  const code = new Promise<number | null>((resolve) => proxy.proc.once('exit', (c2) => ((exited = true), resolve(c2))));
+  await sleep(700);
+  assert.equal(exited, false, 'still running while a client is connected');
+  const refused = await connectError(proxy.port);
+  assert.ok(refused.message.length > 0, 'a new client is refused');
+  assert.equal((await c.query('SELECT 7 AS n')).rows[0].n, 7, 'the connected client is served');
+  await c.end();
+  assert.equal(await code, 0);
+});
