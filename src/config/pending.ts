@@ -7,7 +7,7 @@ export function pendingFeatureWarnings(cfg: Config): string[] {
   const out: string[] = [];
   for (const pool of cfg.pools) {
     if (pool.query_parser_read_write_splitting && !pool.query_parser_enabled) out.push(`pools.${pool.name}: query_parser_read_write_splitting needs query_parser_enabled = true; reads go to the primary`);
-    if (pool.shards.some((s) => s.use_patroni)) out.push(`pools.${pool.name}: use_patroni is not implemented yet; auto servers are told apart by in_hot_standby at login`);
+    if (pool.shards.some((s) => s.use_patroni)) out.push(`pools.${pool.name}: use_patroni is not implemented yet; auto servers are probed over SQL (pg_is_in_recovery) every renew_interval instead`);
   }
   if (cfg.virtual_router) out.push('general.virtual_router: VRRP is not implemented yet; no virtual IP is held');
   return out;

@@ -46,6 +46,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   g({ key: 'healthcheck_delay', type: 'int', unit: 'ms', default: 30000, min: 0, changeable: true, doc: 'A server connection idle this long is health-checked before it is used.' }),
   g({ key: 'shutdown_timeout', type: 'int', unit: 'ms', default: 60000, min: 0, changeable: true, doc: 'On SIGINT, wait this long for clients to leave before exiting.' }),
   g({ key: 'ban_time', type: 'int', unit: 's', default: 60, min: 0, changeable: true, doc: 'How long a failed server stays out of the pool.' }),
+  g({ key: 'primary_wait_timeout', type: 'int', unit: 'ms', default: 5000, min: 0, changeable: true, doc: 'While no primary is known (failover), a write transaction waits this long for one before the client gets 08006; reads keep going to replicas.' }),
   g({ key: 'replica_lag_interval', type: 'int', unit: 'ms', default: 500, min: 50, changeable: true, doc: 'How often the HA thread measures replica lag (for max_replica_lag, max_replica_lag_ms and read_your_writes).' }),
   g({ key: 'tcp_keepalives_idle', type: 'int', unit: 's', default: 5, min: 0, changeable: true, doc: 'Server sockets: idle time before the first TCP keepalive probe.' }),
   g({ key: 'tcp_keepalives_interval', type: 'int', unit: 's', default: 5, min: 1, changeable: true, doc: 'Server sockets: time between TCP keepalive probes.' }),

@@ -6,12 +6,17 @@ import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } fro
 import type { SharedState } from '../shared/state';
 import { ServerPool, ServerPoolSettings } from './server-pool';
 import { Slots, poolSlotKey, serverSlotKey } from './slots';
+import { roleOf } from './choose';
 
 export interface ServerEntry {
   address: ServerAddress;
   pool: ServerPool;
   /** Role learned from the server itself (in_hot_standby at login) for `auto` servers. */
   learned?: 'primary' | 'replica';
+  /** Shared tables (the HA thread's role probes for `auto` servers). */
+  shared: SharedState;
+  /** The role this worker last acted on (a primary that stops being one has its connections closed). */
+  lastRole?: 'primary' | 'replica' | 'unknown';
 }
 
 export interface UserPool {
@@ -20,6 +25,8 @@ export interface UserPool {
   /** Index into the shared stats table. */
   statSlot: number;
   shards: ServerEntry[][];
+  /** Some server's role is `auto` (it can change): transactions are routed to whoever is primary now. */
+  hasAuto: boolean;
 }
 
 export class Registry {
@@ -72,10 +79,10 @@ export class Registry {
             if (sp) sp.settings = settings;
             else this.servers.set(slot, (sp = new ServerPool(slot, settings, this.shared)));
             const old = this.users.get(pool.name)?.get(user.username)?.shards[shard.index]?.find((e) => e.pool === sp);
-            return { address, pool: sp, learned: old?.learned } as ServerEntry;
+            return { address, pool: sp, learned: old?.learned, shared: this.shared, lastRole: old?.lastRole } as ServerEntry;
           }),
         );
-        byUser.set(user.username, { pool, user, statSlot: slots.pools[poolSlotKey(pool.name, user.username)], shards });
+        byUser.set(user.username, { pool, user, statSlot: slots.pools[poolSlotKey(pool.name, user.username)], shards, hasAuto: pool.shards.some((sh) => sh.servers.some((a) => a.role === 'auto')) });
       }
       users.set(pool.name, byUser);
     }
@@ -104,6 +111,32 @@ export class Registry {
   /** This worker's share of a global min_pool_size. */
   minShare(min: number): number {
     return Math.floor(min / this.workerCount) + (this.workerIndex < min % this.workerCount ? 1 : 0);
+  }
+
+  /**
+   * `auto` servers the HA thread no longer finds primary: every connection this worker has to them
+   * is closed at once (a client mid-transaction gets 08006), so nothing opened to a primary can
+   * carry a write after it was demoted. Returns how many were closed.
+   */
+  closeDemoted(): number {
+    let closed = 0;
+    for (const up of this.userPools()) {
+      if (!up.hasAuto) continue;
+      for (const shard of up.shards) {
+        for (const e of shard) {
+          if (e.address.role !== 'auto') continue;
+          const r = roleOf(e);
+          if (e.lastRole === 'primary' && r !== 'primary') {
+            for (const c of [...e.pool.all]) {
+              c.close(`${e.address.host}:${e.address.port} is no longer primary`, true);
+              closed++;
+            }
+          }
+          e.lastRole = r;
+        }
+      }
+    }
+    return closed;
   }
 
   sweep(now: number): void {

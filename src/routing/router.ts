@@ -33,7 +33,8 @@ export function candidates(shared: SharedState, up: UserPool, shard: number, tar
     const r = roleOf(e);
     if (r === 'primary') primaries.push(e);
     else if (r === 'replica') replicas.push(e);
-    else unknown.push(e);
+    else if (shared.serverRoleAt[e.pool.slot] === 0) unknown.push(e); // never probed: its login tells
+    // probed and unknown (unreachable, no answer): neither role until a probe says otherwise
   }
   if (target === 'primary') return primaries.concat(unknown);
   const now = Date.now();

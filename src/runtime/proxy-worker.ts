@@ -55,6 +55,8 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
   const janitor = setInterval(() => {
     const now = Date.now();
     ctx.registry.sweep(now);
+    const demoted = ctx.registry.closeDemoted();
+    if (demoted > 0) log.warn('closed connections to a server that is no longer primary', { connections: demoted });
     const idleTx = ctx.registry.general.idle_client_in_transaction_timeout;
     const perfNow = performance.now();
     for (const c of sessions) {

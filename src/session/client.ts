@@ -466,11 +466,12 @@ export class ClientSession implements ServerOwner {
       if (shard < 0) return;
       const g = this.ctx.registry.general;
       order = candidates(this.ctx.shared, up, shard, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
-      if (order.length === 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no ${target === 'read' ? 'server for reads' : 'primary'} is configured in pool "${up.pool.name}"`, 'no server');
+      if (order.length === 0 && target === 'read') return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
+      this.routeShard = shard;
     } else order = [this.home!];
-    const first = order[0];
-    const idle = first.pool.takeIdleNow();
-    if (idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
+    const first = order[0] as ServerEntry | undefined;
+    const idle = first?.pool.takeIdleNow();
+    if (first && idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
       this.attachRouted(idle, first, target);
       this.forwardToServer();
       return;
@@ -478,7 +479,7 @@ export class ClientSession implements ServerOwner {
     this.acquiring = true;
     this.waitSince = Date.now();
     const waitStart = performance.now();
-    this.acquireFrom(order, target, idle).then(
+    this.acquireWithWait(order, target, idle).then(
       async ({ conn, entry }) => {
         this.acquiring = false;
         this.waitSince = 0;
@@ -500,6 +501,41 @@ export class ClientSession implements ServerOwner {
         this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
       },
     );
+  }
+
+  /** Shard of the transaction being routed (for recomputing candidates while waiting for a primary). */
+  private routeShard = 0;
+
+  /**
+   * acquireFrom, but a write that finds no primary (failover under way: none known, or the known
+   * one unreachable) waits up to primary_wait_timeout for the HA thread to find one.
+   */
+  private async acquireWithWait(order: ServerEntry[], target: Target, idle: ServerConn | undefined): Promise<{ conn: ServerConn; entry: ServerEntry }> {
+    const g = this.ctx.registry.general;
+    const up = this.userPool!;
+    const deadline = Date.now() + (target === 'primary' && this.routingActive(up) ? g.primary_wait_timeout : 0);
+    let announced = false;
+    for (;;) {
+      if (order.length > 0) {
+        try {
+          return await this.acquireFrom(order, target, idle);
+        } catch (e) {
+          const err = e as ServerConnError;
+          const retryable = err instanceof ServerConnError && err.sqlstate !== SQLSTATE.TOO_MANY_CONNECTIONS && (!err.fromServer || err.sqlstate.startsWith('57P0'));
+          if (!retryable || Date.now() >= deadline || this.phase === Phase.Closed) throw e;
+        }
+      } else if (Date.now() >= deadline) {
+        throw new ServerConnError(`no primary is available in pool "${up.pool.name}" (waited primary_wait_timeout = ${g.primary_wait_timeout} ms)`, SQLSTATE.CONNECTION_FAILURE);
+      }
+      if (!announced) {
+        announced = true;
+        log.info('no primary available: the write waits for one', { client: this.remote, pool: up.pool.name, primary_wait_timeout_ms: g.primary_wait_timeout });
+      }
+      idle = undefined;
+      await new Promise((r) => setTimeout(r, 100));
+      if (this.phase === Phase.Closed) throw new ServerConnError('client left', SQLSTATE.CONNECTION_FAILURE);
+      order = candidates(this.ctx.shared, up, this.routeShard, target, { primaryReads: this.primaryReads(up), minLsn: 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
+    }
   }
 
   private attachRouted(conn: ServerConn, entry: ServerEntry, target: Target): void {
@@ -545,7 +581,7 @@ export class ClientSession implements ServerOwner {
         if (e.address.role === 'auto' && !e.learned) {
           e.learned = conn.params.get('in_hot_standby') === 'on' ? 'replica' : 'primary';
         }
-        if (target === 'primary' && e.address.role === 'auto' && e.learned !== 'primary') {
+        if (target === 'primary' && e.address.role === 'auto' && roleOf(e) !== 'primary') {
           e.pool.release(conn);
           break;
         }
@@ -631,7 +667,7 @@ export class ClientSession implements ServerOwner {
   /** Whether this client's transactions are routed (parser, default_role, or a routing command). */
   private routingActive(up: UserPool): boolean {
     const p = up.pool;
-    return this.roleHint !== null || p.default_role === 'replica' || (p.query_parser_enabled && p.query_parser_read_write_splitting) || up.shards.length > 1;
+    return this.roleHint !== null || p.default_role === 'replica' || (p.query_parser_enabled && p.query_parser_read_write_splitting) || up.shards.length > 1 || up.hasAuto;
   }
 
   /**

@@ -68,13 +68,20 @@ export const LAYOUT = regions({
   serverLagBytes: [MAX_SERVER_SLOTS, 8],
   serverLagMs: [MAX_SERVER_SLOTS, 8],
   serverLagAt: [MAX_SERVER_SLOTS, 8],
+  /** Role of an `auto` server as the HA thread last found it: ROLE codes (0 = not known / unreachable). */
+  serverRole: [MAX_SERVER_SLOTS, 4],
+  /** When serverRole was last written (ms epoch; 0 = never probed, the worker's own login-time learning applies). */
+  serverRoleAt: [MAX_SERVER_SLOTS, 8],
   /** Round-robin position per pool slot (pool, user), advanced with Atomics.add by every worker. */
   poolRoundRobin: [MAX_POOL_SLOTS, 4],
   /** STAT counters: [worker][pool slot][stat]. */
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
+
+/** Codes in serverRole. */
+export const ROLE = { unknown: 0, primary: 1, replica: 2 } as const;
 
 /** Codes in serverBanReason. */
 export const BAN_REASON = ['', 'connect failed', 'health check failed', 'server closed the connection', 'replica lag', 'banned by admin'] as const;

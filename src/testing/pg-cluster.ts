@@ -140,6 +140,11 @@ export class PgCluster {
     run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-l', join(n.dir, 'server.log'), '-w', '-t', '60', 'start']);
   }
 
+  /** pg_ctl promote: a replica becomes a primary (waits until it accepts writes). */
+  promote(n: PgNode): void {
+    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-w', '-t', '60', 'promote']);
+  }
+
   stopNode(n: PgNode, mode: 'fast' | 'immediate' = 'immediate'): void {
     try {
       run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-m', mode, '-w', 'stop']);

@@ -1,0 +1,104 @@
+// Role discovery for `auto` servers, in the HA thread every renew_interval: each one is asked
+// pg_is_in_recovery() over a monitoring connection (the pool's first user, shard database) and the
+// answer goes to the shared role table. A server that cannot be reached or does not answer is
+// "unknown" — never its old role — so no worker sends writes to a node that may have been demoted.
+// (Patroni as the source, use_patroni, is not implemented yet.)
+
+import type { Config } from '../config/types';
+import { ServerConn, ServerLogin } from '../pool/server-conn';
+import { Slots, serverSlotKey } from '../pool/slots';
+import type { SharedState } from '../shared/state';
+import { ROLE } from '../shared/layout';
+import { log } from '../log';
+
+interface Probed {
+  login: ServerLogin;
+  slots: number[];
+  conn: ServerConn | null;
+  role: number;
+  /** A probe is running (a slow server must not pile probes up). */
+  busy: boolean;
+}
+
+const NAMES = ['unknown', 'primary', 'replica'];
+
+export class RoleMonitor {
+  private nodes = new Map<string, Probed>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly shared: SharedState) {}
+
+  update(cfg: Config, slots: Slots): void {
+    const keep = new Map<string, Probed>();
+    for (const pool of cfg.pools) {
+      if (pool.users.length === 0) continue;
+      const user = pool.users[0];
+      for (const shard of pool.shards) {
+        for (const a of shard.servers) {
+          if (a.role !== 'auto') continue;
+          const key = `${pool.name}\0${shard.index}\0${a.host}:${a.port}`;
+          const node: Probed = this.nodes.get(key) ?? { login: undefined as unknown as ServerLogin, slots: [], conn: null, role: -1, busy: false };
+          node.login = {
+            host: a.host,
+            port: a.port,
+            user: user.server_username,
+            password: user.server_password,
+            database: shard.database,
+            applicationName: 'openproxy role probe',
+            connectTimeout: Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout),
+            tls: cfg.general.server_tls,
+            verifyCertificate: cfg.general.verify_server_certificate,
+            keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
+          };
+          node.slots = pool.users.map((u) => slots.servers[serverSlotKey(pool.name, u.username, shard.index, a.host, a.port)]).filter((x) => x !== undefined);
+          keep.set(key, node);
+        }
+      }
+    }
+    for (const [key, n] of this.nodes) if (!keep.has(key)) n.conn?.close('no longer probed');
+    this.nodes = keep;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (keep.size > 0) {
+      this.timer = setInterval(() => this.tick(cfg.general.healthcheck_timeout), cfg.general.renew_interval);
+      this.tick(cfg.general.healthcheck_timeout);
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const n of this.nodes.values()) n.conn?.close('stopping');
+  }
+
+  private tick(timeoutMs: number): void {
+    for (const n of this.nodes.values()) if (!n.busy) void this.probe(n, timeoutMs);
+  }
+
+  private async probe(n: Probed, timeoutMs: number): Promise<void> {
+    n.busy = true;
+    let role: number = ROLE.unknown;
+    let why = '';
+    try {
+      if (!n.conn || n.conn.closed) n.conn = await ServerConn.open(n.login);
+      const r = await n.conn.run('SELECT pg_is_in_recovery()', timeoutMs);
+      if (r.ok && r.rows.length === 1) role = r.rows[0][0] === 't' ? ROLE.replica : ROLE.primary;
+      else why = 'no answer to pg_is_in_recovery()';
+    } catch (e) {
+      why = (e as Error).message;
+      n.conn = null;
+    } finally {
+      n.busy = false;
+    }
+    const now = Date.now();
+    for (const slot of n.slots) {
+      Atomics.store(this.shared.serverRole, slot, role);
+      this.shared.serverRoleAt[slot] = now;
+    }
+    if (role !== n.role) {
+      const fields = { server: `${n.login.host}:${n.login.port}`, from: n.role < 0 ? 'not probed' : NAMES[n.role], to: NAMES[role], source: 'sql probe', ...(why ? { reason: why } : {}) };
+      if (n.role === ROLE.primary) log.warn('server is no longer primary: its connections are closed, writes wait for a primary', fields);
+      else log.info('server role', fields);
+      n.role = role;
+    }
+  }
+}
