@@ -5,21 +5,23 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../src/testing/pg-cluster';
 import { APP_USER, client, createAppRole, sleep, until } from './helpers/db';
 import { Proxy, startProxy } from './helpers/proxy';
 import { APP_PASS } from './helpers/db';
 
 let cluster: PgCluster;
 let proxy: Proxy;
+let http: number;
 
 before(async () => {
   cluster = await PgCluster.start({ replicas: 1 });
   createAppRole(cluster);
   cluster.psql(cluster.primary, `CREATE TABLE fo (id serial PRIMARY KEY, v int); GRANT ALL ON fo TO ${APP_USER}; GRANT ALL ON SEQUENCE fo_id_seq TO ${APP_USER}`);
   const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "auto"]`).join(', ');
+  http = await freePort();
   proxy = await startProxy(
-    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\nrenew_interval = 300\nprimary_wait_timeout = 15000\nhealthcheck_timeout = 500\nban_time = 2\n
+    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = ${http}\nrenew_interval = 300\nprimary_wait_timeout = 15000\nhealthcheck_timeout = 500\nban_time = 2\n
 [pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true\n
 [pools.postgres.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\npool_size = 5\n
 [pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [${servers}]\n`,
@@ -94,6 +96,10 @@ test('failover: the primary dies, the replica is promoted; writes wait and resum
   assert.equal(txErrors.length, 1);
   assert.ok(['08006', '57P01', '57P02'].includes(txErrors[0]), `clear error for the client mid-transaction: ${txErrors[0]}`);
   assert.equal(Number((await writer.query('SELECT count(*) AS n FROM fo WHERE v = 5')).rows[0].n), 1);
+  // Where each role came from is visible in the metrics (and the status page).
+  const metrics = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();
+  assert.match(metrics, new RegExp(`openproxy_server_role\\{[^}]*server="127\\.0\\.0\\.1:${replica.port}",role="primary",source="sql probe"\\} 1`));
+  assert.match(metrics, new RegExp(`openproxy_server_role\\{[^}]*server="127\\.0\\.0\\.1:${oldPrimary.port}",role="unknown",source="sql probe"\\} 1`));
   for (const c of [writer, reader]) await c.end();
   await inTx.end().catch(() => undefined);
 });

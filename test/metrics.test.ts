@@ -98,7 +98,7 @@ describe('metrics', () => {
       const dom = chromium.stdout;
       assert.match(dom, /updated \d{4}-\d\d-\d\dT/, 'the script ran and fetched /status.json');
       assert.match(dom, /<td>postgres_shard_0_primary<\/td>/);
-      assert.match(dom, /<td>postgres_shard_0_replica_0<\/td><td>app<\/td><td>127\.0\.0\.1:\d+<\/td><td>replica<\/td><td>false<\/td>/);
+      assert.match(dom, /<td>postgres_shard_0_replica_0<\/td><td>app<\/td><td>127\.0\.0\.1:\d+<\/td><td>replica<\/td><td>config<\/td><td>false<\/td>/);
       assert.match(dom, /<td>status-page-probe<\/td>/);
       assert.match(dom, /id="vrrp">off/);
     } finally {

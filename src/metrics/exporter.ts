@@ -7,7 +7,7 @@ import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import { poolSlotKey, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
-import { BAN_REASON, STAT } from '../shared/layout';
+import { BAN_REASON, ROLE, STAT } from '../shared/layout';
 import type { WorkerSnapshot } from '../admin/snapshot';
 import { BUCKETS, HistogramData } from './histogram';
 
@@ -89,6 +89,9 @@ export class Exporter {
       ]),
     );
     custom(r, 'openproxy_server_banned', 'A server banned now (1), with the reason.', 'gauge', () => this.serverRows().map((s) => ({ labels: { database: s.db, server: s.server, role: s.role, reason: s.reason }, value: s.banned ? 1 : 0 })));
+    custom(r, 'openproxy_server_role', 'A server\'s current role (1 for the role it has), and where that came from (config, sql probe).', 'gauge', () =>
+      this.serverRows().map((s) => ({ labels: { database: s.db, user: s.user, server: s.server, role: s.currentRole, source: s.roleSource }, value: 1 })),
+    );
     custom(r, 'openproxy_replica_lag_bytes', 'Bytes of WAL a replica has not replayed yet (measured when lag settings are on).', 'gauge', () => this.serverRows().filter((s) => s.lagAt > 0).map((s) => ({ labels: { database: s.db, server: s.server }, value: s.lagBytes })));
     custom(r, 'openproxy_prepared_statement_cache_hits_total', 'Named statements found prepared on the server connection.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_hits })));
     custom(r, 'openproxy_prepared_statement_cache_misses_total', 'Named statements prepared on a server connection on first use there.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_misses })));
@@ -179,7 +182,7 @@ export class Exporter {
     const slots = this.src.slots();
     const sh = this.src.shared;
     const now = Date.now();
-    const rows: { db: string; user: string; label: string; host: string; port: number; dbname: string; server: string; role: string; banned: boolean; reason: string; conns: number; poolSize: number; lagBytes: number; lagAt: number; shard: number }[] = [];
+    const rows: { db: string; user: string; label: string; host: string; port: number; dbname: string; server: string; role: string; currentRole: string; roleSource: string; banned: boolean; reason: string; conns: number; poolSize: number; lagBytes: number; lagAt: number; shard: number }[] = [];
     for (const p of cfg.pools) {
       for (const u of p.users) {
         for (const shard of p.shards) {
@@ -188,9 +191,13 @@ export class Exporter {
             const slot = slots.servers[serverSlotKey(p.name, u.username, shard.index, a.host, a.port)];
             const roleName = a.role === 'replica' ? `replica_${replica++}` : a.role === 'primary' ? 'primary' : `auto_${i}`;
             const banned = sh.banned(slot, now);
+            const probed = a.role === 'auto' && sh.serverRoleAt[slot] > 0;
+            const code = sh.serverRole[slot];
+            const currentRole = a.role !== 'auto' ? a.role : probed ? (code === ROLE.primary ? 'primary' : code === ROLE.replica ? 'replica' : 'unknown') : 'unknown';
+            const roleSource = a.role !== 'auto' ? 'config' : probed ? 'sql probe' : 'not probed yet';
             rows.push({
               db: p.name, user: u.username, label: `${p.name}_shard_${shard.index}_${roleName}`, host: a.host, port: a.port, dbname: shard.database,
-              server: `${a.host}:${a.port}`, role: a.role, banned, reason: banned ? BAN_REASON[sh.serverBanReason[slot]] ?? '' : '',
+              server: `${a.host}:${a.port}`, role: a.role, currentRole, roleSource, banned, reason: banned ? BAN_REASON[sh.serverBanReason[slot]] ?? '' : '',
               conns: Atomics.load(sh.serverConns, slot), poolSize: u.pool_size, lagBytes: sh.serverLagBytes[slot], lagAt: sh.serverLagAt[slot], shard: shard.index,
             });
           });

@@ -90,7 +90,7 @@ async function status(deps: HttpDeps) {
     generated: new Date().toISOString(),
     vrrp: deps.vrrp(),
     pools: ex.mergedPools().map((p) => ({ database: p.database, user: p.user, pool_mode: p.pool_mode, cl_active: p.cl_active, cl_idle: p.cl_idle, cl_waiting: p.cl_waiting, sv_active: p.sv_active, sv_idle: p.sv_idle, sv_used: p.sv_used, sv_login: p.sv_login })),
-    servers: ex.serverRows().map((s) => ({ name: s.label, user: s.user, server: s.server, role: s.role, banned: s.banned, ban_reason: s.reason, connections: s.conns, pool_size: s.poolSize, lag_bytes: s.lagAt > 0 ? s.lagBytes : null })),
+    servers: ex.serverRows().map((s) => ({ name: s.label, user: s.user, server: s.server, role: s.currentRole, role_source: s.roleSource, configured_role: s.role, banned: s.banned, ban_reason: s.reason, connections: s.conns, pool_size: s.poolSize, lag_bytes: s.lagAt > 0 ? s.lagBytes : null })),
     clients: ex.clients().map((c) => ({ id: `0x${c.id.toString(16)}`, database: c.database, user: c.user, application_name: c.application_name, state: c.state, transactions: c.transaction_count, queries: c.query_count, age_s: Math.floor((Date.now() - c.connected_at) / 1000) })),
   };
 }

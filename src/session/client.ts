@@ -121,6 +121,7 @@ export class ClientSession implements ServerOwner {
   private readonly namedRefused: string[] = [];
   /** The server the client logged in through (its pool is used when routing is off). */
   private home: ServerEntry | null = null;
+  private homeOrder: ServerEntry[] = [];
   /** The server entry of the connection held now. */
   private entry: ServerEntry | null = null;
   /** Routing commands: SET SERVER ROLE, SET PRIMARY READS (null = the pool's setting). */
@@ -468,7 +469,11 @@ export class ClientSession implements ServerOwner {
       order = candidates(this.ctx.shared, up, shard, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
       if (order.length === 0 && target === 'read') return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
       this.routeShard = shard;
-    } else order = [this.home!];
+    } else {
+      // Not routed: always the login server; one array per client, not per transaction.
+      if (this.homeOrder[0] !== this.home) this.homeOrder = [this.home!];
+      order = this.homeOrder;
+    }
     const first = order[0] as ServerEntry | undefined;
     const idle = first?.pool.takeIdleNow();
     if (first && idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
