@@ -6,7 +6,8 @@
 
 import type { Config, PoolConfig } from '../config/types';
 import { ServerConn, ServerLogin } from '../pool/server-conn';
-import { Slots, serverSlotKey } from '../pool/slots';
+import type { Slots } from '../pool/slots';
+import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
 import { log } from '../log';
 
@@ -49,7 +50,6 @@ export class LagMonitor {
     this.shards = [];
     for (const pool of cfg.pools) {
       if (!usesLag(pool) || pool.users.length === 0) continue;
-      const user = pool.users[0];
       for (const shard of pool.shards) {
         const nodes: Node[] = [];
         for (const a of shard.servers) {
@@ -58,19 +58,8 @@ export class LagMonitor {
           const node: Node = old ?? { key, login: undefined as unknown as ServerLogin, slots: [], conn: null, connecting: false, maxBytes: 0, maxMs: 0, lagging: false };
           node.maxBytes = pool.max_replica_lag;
           node.maxMs = pool.max_replica_lag_ms;
-          node.login = {
-            host: a.host,
-            port: a.port,
-            user: user.server_username,
-            password: user.server_password,
-            database: shard.database,
-            applicationName: 'openproxy lag monitor',
-            connectTimeout: pool.connect_timeout,
-            tls: cfg.general.server_tls,
-            verifyCertificate: cfg.general.verify_server_certificate,
-            keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
-          };
-          node.slots = pool.users.map((u) => slots.servers[serverSlotKey(pool.name, u.username, shard.index, a.host, a.port)]).filter((x) => x !== undefined);
+          node.login = monitorLogin(cfg, pool, shard, a, 'openproxy lag monitor', pool.connect_timeout);
+          node.slots = slotsOf(slots, pool, shard, a);
           keep.set(key, node);
           nodes.push(node);
         }

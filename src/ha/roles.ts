@@ -6,7 +6,8 @@
 
 import type { Config } from '../config/types';
 import { ServerConn, ServerLogin } from '../pool/server-conn';
-import { Slots, serverSlotKey } from '../pool/slots';
+import type { Slots } from '../pool/slots';
+import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
 import { log } from '../log';
@@ -32,25 +33,13 @@ export class RoleMonitor {
     const keep = new Map<string, Probed>();
     for (const pool of cfg.pools) {
       if (pool.users.length === 0) continue;
-      const user = pool.users[0];
       for (const shard of pool.shards) {
         for (const a of shard.servers) {
           if (a.role !== 'auto') continue;
           const key = `${pool.name}\0${shard.index}\0${a.host}:${a.port}`;
           const node: Probed = this.nodes.get(key) ?? { login: undefined as unknown as ServerLogin, slots: [], conn: null, role: -1, busy: false };
-          node.login = {
-            host: a.host,
-            port: a.port,
-            user: user.server_username,
-            password: user.server_password,
-            database: shard.database,
-            applicationName: 'openproxy role probe',
-            connectTimeout: Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout),
-            tls: cfg.general.server_tls,
-            verifyCertificate: cfg.general.verify_server_certificate,
-            keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
-          };
-          node.slots = pool.users.map((u) => slots.servers[serverSlotKey(pool.name, u.username, shard.index, a.host, a.port)]).filter((x) => x !== undefined);
+          node.login = monitorLogin(cfg, pool, shard, a, 'openproxy role probe', Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout));
+          node.slots = slotsOf(slots, pool, shard, a);
           keep.set(key, node);
         }
       }
