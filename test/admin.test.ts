@@ -134,6 +134,17 @@ describe('admin console', () => {
       assert.equal((await adm.query('SHOW CLIENTS')).rows.filter((r) => r.state === 'waiting').length, 1);
       await adm.query('RESUME postgres');
       assert.equal((await q).rows[0].n, 42);
+      // PAUSE waits for running transactions to end, as PgBouncer's does.
+      await c.query('BEGIN');
+      await c.query('SELECT 1');
+      let paused = false;
+      const pause = adm.query('PAUSE postgres').then(() => (paused = true));
+      await sleep(300);
+      assert.equal(paused, false, 'PAUSE waits while a transaction holds a server');
+      await c.query('COMMIT');
+      await pause;
+      assert.equal(paused, true);
+      await adm.query('RESUME postgres');
       await adm.query('DISABLE postgres');
       const e = await connectError(proxy.port);
       assert.equal(e.code, '57P03');

@@ -121,6 +121,9 @@ export class AdminConsole {
         const [db, user] = arg ? arg.split(/\s*,\s*|\s+/) : [];
         if (db) this.knownDb(db);
         await this.ask({ op: 'control', control: { op: verb === 'PAUSE' ? 'pause' : 'resume', db, user } });
+        // PgBouncer's PAUSE returns once every server connection of the database is released:
+        // running transactions finish first (new ones wait).
+        if (verb === 'PAUSE') await this.waitIdle(db, user);
         return [commandComplete(verb)];
       }
       case 'DISABLE':
@@ -184,6 +187,17 @@ export class AdminConsole {
       }
       default:
         throw new CommandError('42601', `unknown admin command "${words[0]}"; SHOW HELP lists the commands`);
+    }
+  }
+
+  /** Until no server connection of db (and user) is held by a client; at most 5 minutes. */
+  private async waitIdle(db?: string, user?: string): Promise<void> {
+    for (let i = 0; ; i++) {
+      const snaps = await this.ask({ op: 'snapshots' });
+      const busy = snaps.flatMap((s) => s.servers).filter((v) => v.state === 'active' && (!db || v.database_name === db) && (!user || v.user === user));
+      if (busy.length === 0) return;
+      if (i >= 3000) throw new CommandError('57014', `PAUSE: ${busy.length} server connections still in use after 5 minutes (new transactions stay paused; RESUME to undo)`);
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
