@@ -4,8 +4,23 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { APP_USER, client, createAppRole, sleep } from './helpers/db';
+import { APP_USER, client, createAppRole, sleep, until } from './helpers/db';
 import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { lagMs } from '../src/ha/lag-monitor';
+
+test('lag in ms: since the primary wrote the oldest WAL the replica has not replayed (not since its last replayed transaction)', () => {
+  const h = [
+    { at: 1000, lsn: 100 },
+    { at: 1500, lsn: 100 },
+    { at: 2000, lsn: 180 },
+    { at: 2500, lsn: 260 },
+  ];
+  assert.equal(lagMs(h, 260, 3000), 0, 'caught up');
+  assert.equal(lagMs(h, 100, 3000), 1500, 'behind since the sample at 1500 (the primary was at 100 then)');
+  assert.equal(lagMs(h, 200, 3000), 1000);
+  assert.equal(lagMs(h, 50, 3000), 2000, 'older than the history: its start');
+  assert.equal(lagMs([], 50, 3000), 0);
+});
 
 let cluster: PgCluster;
 let replicaPorts: number[];
@@ -49,6 +64,8 @@ describe('max_replica_lag', () => {
         cluster.psql(victim, 'SELECT pg_wal_replay_pause()');
         await c.query("INSERT INTO lagged (v, pad) SELECT g, repeat('x', 200) FROM generate_series(1, 500) g");
         await proxy.waitFor(/replica lags behind the primary/, 5000);
+        // The other replica replays the insert within moments; wait until it is measured caught up.
+        await until(async () => (await reads(c, 5)).has(replicaPorts[1]), 5000, 'the other replica takes reads');
         const during = await reads(c, 40);
         assert.ok(!during.has(victim.port), 'the lagging replica took no reads');
         assert.ok(during.has(replicaPorts[1]), 'the other replica did');

@@ -83,7 +83,7 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   p({ key: 'query_parser_read_write_splitting', type: 'bool', default: false, changeable: true, doc: 'Send reads to replicas and writes to the primary.' }),
   p({ key: 'query_parser_max_length', type: 'int', unit: 'bytes', min: 1, changeable: true, doc: 'Statements longer than this are not parsed (go to default_role). Absent = unlimited.' }),
   p({ key: 'max_replica_lag', type: 'int', unit: 'bytes', default: 0, min: 0, changeable: true, doc: 'A replica whose replay position is further than this behind the primary (pg_current_wal_insert_lsn - pg_last_wal_replay_lsn) takes no reads until it catches up. 0 = off.' }),
-  p({ key: 'max_replica_lag_ms', type: 'int', unit: 'ms', default: 0, min: 0, changeable: true, doc: 'A replica behind the primary whose last replayed transaction is older than this takes no reads until it catches up. 0 = off.' }),
+  p({ key: 'max_replica_lag_ms', type: 'int', unit: 'ms', default: 0, min: 0, changeable: true, doc: 'A replica that has not replayed WAL the primary wrote more than this many ms ago (measured every replica_lag_interval) takes no reads until it catches up. 0 = off.' }),
   p({ key: 'read_your_writes', type: 'bool', default: false, changeable: true, doc: "After a client's transaction on the primary commits, its later reads go only to replicas that have replayed past that point (or to the primary)." }),
   p({ key: 'primary_reads_enabled', type: 'bool', default: false, changeable: true, doc: 'The primary also takes reads.' }),
   p({ key: 'sharding_function', type: 'enum', values: ['pg_bigint_hash', 'sha1'], default: 'pg_bigint_hash', changeable: true, doc: 'Maps a sharding key to a shard.' }),

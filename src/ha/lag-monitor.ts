@@ -11,10 +11,9 @@ import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
 import { log } from '../log';
 
-/** In recovery?, replay (replica) or insert (primary) position in bytes, ms since the last replayed transaction. */
+/** In recovery?, and the replay (replica) or insert (primary) position in bytes. */
 const PROBE = `SELECT pg_is_in_recovery(),
-  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END - '0/0'::pg_lsn)::text,
-  coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000), 0)::text`;
+  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END - '0/0'::pg_lsn)::text`;
 
 interface Node {
   key: string;
@@ -31,6 +30,19 @@ interface Node {
 
 interface Shard {
   nodes: Node[];
+  /** The primary's WAL position at each measurement, oldest first (the last 10 minutes). */
+  history: { at: number; lsn: number }[];
+}
+
+/**
+ * How long ago the primary wrote the oldest WAL a replica has not replayed: the time of the last
+ * measurement at which the primary was still at or behind the replica's replay position. (Not
+ * now() - pg_last_xact_replay_timestamp(): on a quiet primary that grows although nothing is missing.)
+ */
+export function lagMs(history: { at: number; lsn: number }[], replayLsn: number, now: number): number {
+  if (history.length === 0 || replayLsn >= history[history.length - 1].lsn) return 0;
+  for (let i = history.length - 1; i >= 0; i--) if (history[i].lsn <= replayLsn) return now - history[i].at;
+  return now - history[0].at;
 }
 
 export function usesLag(p: PoolConfig): boolean {
@@ -63,7 +75,8 @@ export class LagMonitor {
           keep.set(key, node);
           nodes.push(node);
         }
-        this.shards.push({ nodes });
+        const old = this.shards.find((sh) => sh.nodes.length === nodes.length && sh.nodes.every((n, i) => n === nodes[i]));
+        this.shards.push({ nodes, history: old?.history ?? [] });
       }
     }
     for (const [key, n] of this.nodes) if (!keep.has(key)) n.conn?.close('no longer monitored');
@@ -95,12 +108,16 @@ export class LagMonitor {
     const results = await Promise.all(shard.nodes.map((n) => this.probe(n)));
     const now = Date.now();
     const primary = results.find((r) => r && !r.recovery);
+    if (primary) {
+      shard.history.push({ at: now, lsn: primary.lsn });
+      while (shard.history.length > 1 && now - shard.history[0].at > 600000) shard.history.shift();
+    }
     for (let i = 0; i < shard.nodes.length; i++) {
       const r = results[i];
       const n = shard.nodes[i];
       if (r && r.recovery && primary) {
         const bytes = Math.max(0, primary.lsn - r.lsn);
-        const ms = bytes === 0 ? 0 : r.replayAgeMs;
+        const ms = bytes === 0 ? 0 : lagMs(shard.history, r.lsn, now);
         const lagging = (n.maxBytes > 0 && bytes > n.maxBytes) || (n.maxMs > 0 && ms > n.maxMs);
         if (lagging !== n.lagging) {
           n.lagging = lagging;
@@ -117,13 +134,13 @@ export class LagMonitor {
         const lagBytes = r.recovery ? Math.max(0, primary!.lsn - r.lsn) : 0;
         this.shared.serverReplayLsn[slot] = r.lsn;
         this.shared.serverLagBytes[slot] = lagBytes;
-        this.shared.serverLagMs[slot] = lagBytes === 0 ? 0 : r.replayAgeMs;
+        this.shared.serverLagMs[slot] = lagBytes === 0 ? 0 : lagMs(shard.history, r.lsn, now);
         this.shared.serverLagAt[slot] = now;
       }
     }
   }
 
-  private async probe(n: Node): Promise<{ recovery: boolean; lsn: number; replayAgeMs: number } | null> {
+  private async probe(n: Node): Promise<{ recovery: boolean; lsn: number } | null> {
     if (!n.conn || n.conn.closed) {
       if (n.connecting) return null;
       n.connecting = true;
@@ -139,7 +156,7 @@ export class LagMonitor {
     }
     const r = await n.conn.run(PROBE, n.login.connectTimeout);
     if (!r.ok || r.rows.length !== 1) return null;
-    const [rec, lsn, age] = r.rows[0];
-    return { recovery: rec === 't', lsn: Number(lsn), replayAgeMs: Number(age) };
+    const [rec, lsn] = r.rows[0];
+    return { recovery: rec === 't', lsn: Number(lsn) };
   }
 }
