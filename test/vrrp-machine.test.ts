@@ -61,12 +61,18 @@ class Sim {
   }
 }
 
-test('election: the higher priority becomes MASTER after Master_Down_Interval; never two masters', () => {
+/** Routers of priority 150 (10.0.0.1) and 100 (10.0.0.2), both started at 0 ms. */
+function twoRouters(high: string, low: string): { sim: Sim; a: Node; b: Node } {
   const sim = new Sim();
-  const a = sim.add('a', '10.0.0.1', { priority: 150 });
-  const b = sim.add('b', '10.0.0.2', { priority: 100 });
+  const a = sim.add(high, '10.0.0.1', { priority: 150 });
+  const b = sim.add(low, '10.0.0.2', { priority: 100 });
   a.m.start(0);
   b.m.start(0);
+  return { sim, a, b };
+}
+
+test('election: the higher priority becomes MASTER after Master_Down_Interval; never two masters', () => {
+  const { sim, b } = twoRouters('a', 'b');
   sim.run(3413);
   assert.deepEqual(sim.master(), [], 'nobody before 3 × 1000 + skew(150) = 3414 ms');
   sim.run(3415);
@@ -78,11 +84,7 @@ test('election: the higher priority becomes MASTER after Master_Down_Interval; n
 });
 
 test('a master that crashes is replaced within 3 × advert_int + skew; a graceful stop within skew', () => {
-  const sim = new Sim();
-  const a = sim.add('a', '10.0.0.1', { priority: 150 });
-  const b = sim.add('b', '10.0.0.2', { priority: 100 });
-  a.m.start(0);
-  b.m.start(0);
+  const { sim, a } = twoRouters('a', 'b');
   sim.run(10000);
   a.up = false; // crash: no more adverts; its last one went out at 9414
   sim.holders.delete('a');
@@ -92,11 +94,7 @@ test('a master that crashes is replaced within 3 × advert_int + skew; a gracefu
   sim.run(limit + 1);
   assert.deepEqual(sim.master(), ['b'], 'takeover at 3 × advert_int + skew(100) after the last advert');
 
-  const sim2 = new Sim();
-  const c = sim2.add('c', '10.0.0.1', { priority: 150 });
-  const d = sim2.add('d', '10.0.0.2', { priority: 100 });
-  c.m.start(0);
-  d.m.start(0);
+  const { sim: sim2, a: c } = twoRouters('c', 'd');
   sim2.run(10000);
   c.m.stop(10000); // priority-0 advert
   c.up = false;
@@ -147,11 +145,7 @@ test('gratuitous ARPs on takeover and every garpRefreshMs while MASTER', () => {
 });
 
 test('a master that reaches no primary gives the VIP up at once (priority 0) and takes it again when it does', () => {
-  const sim = new Sim();
-  const a = sim.add('a', '10.0.0.1', { priority: 150 });
-  const b = sim.add('b', '10.0.0.2', { priority: 100 });
-  a.m.start(0);
-  b.m.start(0);
+  const { sim, a } = twoRouters('a', 'b');
   sim.run(10000);
   a.m.setPriority(10000, 0, 'no primary reachable');
   assert.equal(a.m.state, 'BACKUP');
