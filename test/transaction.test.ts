@@ -8,6 +8,7 @@ import pg from 'pg';
 import { PgCluster } from '../src/testing/pg-cluster';
 import { APP_PASS, APP_USER, appBackends, client, createAppRole, doomedClient, query, sleep, until, vanish } from './helpers/db';
 import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { startRelay } from './helpers/relay';
 
 let cluster: PgCluster;
 
@@ -319,6 +320,45 @@ describe('dedicated mode (pinning) for state that cannot move', () => {
       assert.deepEqual(await query(proxy.port, 'SELECT count(*)::int AS n, now() = statement_timestamp() AS fresh FROM tx_rows WHERE x = 99'), [{ n: 0, fresh: true }]);
     } finally {
       await proxy.stop();
+    }
+  });
+});
+
+describe('a server ending its session between transactions', () => {
+  test('a FATAL arriving right behind ReadyForQuery (one TCP read) or on an idle pooled connection never reaches a client', async () => {
+    const relay = await startRelay(cluster.primary.port);
+    const proxy = await startProxy((p) => tx(1)(p).replace(`"127.0.0.1", ${cluster.primary.port},`, `"127.0.0.1", ${relay.port},`));
+    const c = client(proxy.port);
+    const unsolicited: string[] = [];
+    c.on('error', (e: Error & { code?: string }) => unsolicited.push(`${e.code}: ${e.message}`));
+    await c.connect();
+    const backendPid = async () => Number((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+    const terminate = async (pid: number) => {
+      assert.equal(cluster.psql(cluster.primary, `SELECT pg_terminate_backend(${pid})`), 't');
+      await until(() => cluster.psql(cluster.primary, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`) === '0', 5000, 'backend gone');
+    };
+    try {
+      // 1. The answer to SELECT and the server's 57P01 FATAL arrive in one read.
+      const first = await backendPid();
+      relay.hold();
+      const q = c.query('SELECT 42 AS answer');
+      await sleep(150); // the answer is kept by the relay
+      await terminate(first);
+      await until(() => relay.heldCloses() === 1, 5000, 'the FATAL and the close are held too');
+      relay.release();
+      assert.deepEqual((await q).rows, [{ answer: 42 }]);
+      await sleep(100);
+      const second = await backendPid();
+      assert.notEqual(second, first, 'a new server connection replaced the terminated one');
+      // 2. The connection is idle in the pool when the server ends it.
+      await terminate(second);
+      await sleep(100);
+      assert.notEqual(await backendPid(), second);
+      assert.deepEqual(unsolicited, [], 'the client never saw an error it did not ask for');
+    } finally {
+      await c.end().catch(() => undefined);
+      await proxy.stop();
+      await relay.close();
     }
   });
 });

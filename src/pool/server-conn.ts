@@ -8,7 +8,7 @@ import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { FrameReader } from '../protocol/frame-reader';
-import { queryMessage } from '../protocol/backend';
+import { errorField, queryMessage } from '../protocol/backend';
 import { MessageScanner, ScanSink } from '../protocol/scanner';
 import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
@@ -40,8 +40,11 @@ export interface ServerLogin {
 export interface ServerOwner {
   /** A chunk of server bytes to forward unchanged. */
   onServerData(chunk: Buffer): void;
-  /** ReadyForQuery seen, with its transaction status byte (I, T, E). */
-  onReady(status: number): void;
+  /**
+   * ReadyForQuery seen, with its transaction status byte (I, T, E). Returns true when this
+   * message ends the owner's hold: bytes after it belong to nobody and are not forwarded.
+   */
+  onReady(status: number): boolean | void;
   onServerError(body: Buffer): void;
   /** The connection broke (not called for close() we asked for). */
   onServerClosed(reason: string): void;
@@ -110,6 +113,13 @@ export class ServerConn implements ScanSink {
   prepareEvictions = 0;
   /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
   stalePlans = false;
+  /**
+   * Set when the server sent an ErrorResponse nobody asked for (FATAL at shutdown or timeout,
+   * arriving after the owner's last ReadyForQuery): the connection is closed, never reused.
+   */
+  doomed: string | null = null;
+  /** Offset in the chunk being scanned where the owner's share ended (its hold-ending ReadyForQuery), or -1. */
+  private cut = -1;
 
   private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
 
@@ -240,9 +250,11 @@ export class ServerConn implements ScanSink {
       chunk = Buffer.concat([this.held, data]);
       this.held = null;
     }
-    // The owner at the start of the chunk gets all of it, even if ReadyForQuery inside it ends its hold.
+    // The owner at the start of the chunk gets it up to the ReadyForQuery that ends its hold;
+    // anything after that (a FATAL at shutdown, a notice) was not sent to it and is dropped.
     const owner = this.owner;
     this.chunk = chunk;
+    this.cut = -1;
     if (!this.scanner.scan(chunk, this)) {
       this.close(`protocol error from server: ${this.scanner.error}`, true);
       return;
@@ -253,20 +265,25 @@ export class ServerConn implements ScanSink {
       end -= partial;
       this.held = Buffer.from(chunk.subarray(end));
     }
-    if (!owner) return;
+    if (this.cut >= 0) end = this.cut;
+    if (owner) this.forward(owner, chunk, end);
+    this.drops.length = 0;
+    this.inserts.length = 0;
+    if (this.doomed && this.owner === null) this.close(this.doomed, true);
+  }
+
+  private forward(owner: ServerOwner, chunk: Buffer, end: number): void {
     if (this.drops.length === 0) {
       if (end > 0) owner.onServerData(end === chunk.length ? chunk : chunk.subarray(0, end));
       return;
     }
     let from = 0;
-    for (let i = 0; i < this.drops.length; i += 2) {
+    for (let i = 0; i < this.drops.length && this.drops[i] < end; i += 2) {
       if (this.drops[i] > from) owner.onServerData(chunk.subarray(from, this.drops[i]));
       const insert = this.inserts[i / 2];
       if (insert) owner.onServerData(insert);
       from = this.drops[i + 1];
     }
-    this.drops.length = 0;
-    this.inserts.length = 0;
     if (end > from) owner.onServerData(chunk.subarray(from, end));
   }
 
@@ -283,7 +300,7 @@ export class ServerConn implements ScanSink {
       this.busy = false;
       this.queries++;
       if (this.txStatus === 0x49) this.transactions++;
-      this.owner?.onReady(this.txStatus);
+      if (this.cut < 0 && this.owner?.onReady(this.txStatus) === true) this.cut = body.byteOffset - this.chunk.byteOffset + body.length;
     } else if (type === S) {
       const k = body.indexOf(0);
       const v = body.indexOf(0, k + 1);
@@ -294,6 +311,10 @@ export class ServerConn implements ScanSink {
         this.reported.set(name.toLowerCase(), value);
       }
     } else if (type === E) {
+      if (this.cut >= 0 || this.owner === null) {
+        this.doomed ??= `server sent an error while idle: ${errorField(body, 0x43)} ${errorField(body, 0x4d)}`;
+        return;
+      }
       const replacement = this.owner?.replaceError?.(body) ?? null;
       // Only an error whose bytes all lie in this chunk can be swapped; others pass unchanged.
       if (replacement && body.buffer === this.chunk.buffer) {
@@ -306,7 +327,7 @@ export class ServerConn implements ScanSink {
       this.owner?.onServerError(body);
     } else if (type === D && this.rows) {
       this.rows.push(decodeDataRow(body));
-    } else if ((type === 0x31 || type === 0x33) && this.owner?.dropResponse?.(type)) {
+    } else if ((type === 0x31 || type === 0x33) && this.cut < 0 && this.owner?.dropResponse?.(type)) {
       const start = body.byteOffset - this.chunk.byteOffset - 5; // bodyless: header is in this chunk
       this.drops.push(start, start + 5);
       this.inserts.push(null);
@@ -327,7 +348,7 @@ export class ServerConn implements ScanSink {
 
   /** True when the server is between statements, idle, and owes nothing: safe to reset and reuse. */
   get clean(): boolean {
-    return !this.closed && !this.busy && this.txStatus === 0x49 && this.scanner.atBoundary;
+    return !this.closed && this.doomed === null && !this.busy && this.txStatus === 0x49 && this.scanner.atBoundary;
   }
 
   /** Runs one simple-protocol statement without a client attached (reset, SET); resolves at ReadyForQuery. */

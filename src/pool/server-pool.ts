@@ -235,6 +235,7 @@ export class ServerPool {
     this.unlend(conn);
     const now = Date.now();
     if (this.retired) return conn.close('pool removed by reload');
+    if (conn.doomed) return conn.close(conn.doomed);
     if (conn.closeNeeded) return conn.close('RECONNECT by admin');
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
     // Fairness across workers without churn: a slot moves (close here, open there) only to a client

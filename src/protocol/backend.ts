@@ -119,3 +119,15 @@ export function withSeverity(errorBody: Buffer, severity: Severity): Buffer {
   fields.push(Buffer.from([0]));
   return message('E', Buffer.concat(fields));
 }
+
+/** One field (by its type byte: C code, M message) of an ErrorResponse body. */
+export function errorField(body: Buffer, field: number): string {
+  let i = 0;
+  while (i < body.length && body[i] !== 0) {
+    const end = body.indexOf(0, i + 1);
+    if (end < 0) return '';
+    if (body[i] === field) return body.toString('utf8', i + 1, end);
+    i = end + 1;
+  }
+  return '';
+}

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, commandComplete, dataRow, errorResponse, message, parameterStatus, READY_IDLE, READY_IN_TX, rowDescription, withSeverity } from '../protocol/backend';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, commandComplete, dataRow, errorField, errorResponse, message, parameterStatus, READY_IDLE, READY_IN_TX, rowDescription, withSeverity } from '../protocol/backend';
 import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
@@ -1078,7 +1078,7 @@ export class ClientSession implements ServerOwner {
     });
   }
 
-  onReady(status: number): void {
+  onReady(status: number): boolean {
     const now = performance.now();
     const st = this.ctx.shared.stats;
     this.queries++;
@@ -1102,6 +1102,14 @@ export class ClientSession implements ServerOwner {
       // Transaction mode: the server owes nothing more once every Sync/Query was answered.
       if (this.txMode && this.pendingReady === 0 && this.sinceSync === 0) this.releasePending = true;
     }
+    return this.releasePending && this.staysUnpinned();
+  }
+
+  /** No pin outlives the end of this transaction (LISTEN etc. keep server bytes flowing to the client). */
+  private staysUnpinned(): boolean {
+    if (this.pins.size === 0) return true;
+    for (const r of this.pins) if (!this.unpinLater.has(r)) return false;
+    return true;
   }
 
   /**
@@ -1114,6 +1122,17 @@ export class ClientSession implements ServerOwner {
     if (conn.closed) {
       this.server = null;
       return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed: ${conn.closeReason}`, 'server connection lost');
+    }
+    if (conn.doomed) {
+      // The server ended the session after its last answer (shutdown, idle timeout): an unpinned
+      // client never notices; a pinned one has lost the state it was pinned to.
+      this.server = null;
+      conn.owner = null;
+      conn.close(conn.doomed);
+      if (this.pins.size > 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection lost with this session's state: ${conn.doomed}`, 'pinned server connection lost');
+      this.pins.clear();
+      this.sock.resume();
+      return;
     }
     if (this.touched.size > 0 || this.resets.size > 0 || this.resetAll) {
       this.captureGucs(conn);
@@ -1386,18 +1405,6 @@ function combine(a: Verdict, b: Verdict): Verdict {
   if (a === Verdict.Begin || a === Verdict.ReadOnlyTx) return a;
   if (b === Verdict.Begin || b === Verdict.ReadOnlyTx) return b;
   return Verdict.Read;
-}
-
-/** One field (by its type byte: C code, M message) of an ErrorResponse body. */
-function errorField(body: Buffer, field: number): string {
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const end = body.indexOf(0, i + 1);
-    if (end < 0) return '';
-    if (body[i] === field) return body.toString('utf8', i + 1, end);
-    i = end + 1;
-  }
-  return '';
 }
 
 /** Cancels the running query of a local session if pid/secret match (silently ignored otherwise, like PostgreSQL). */
