@@ -7,7 +7,9 @@ export function pendingFeatureWarnings(cfg: Config): string[] {
   const out: string[] = [];
   for (const pool of cfg.pools) {
     if (pool.query_parser_read_write_splitting && !pool.query_parser_enabled) out.push(`pools.${pool.name}: query_parser_read_write_splitting needs query_parser_enabled = true; reads go to the primary`);
-    if (pool.shards.some((s) => s.use_patroni)) out.push(`pools.${pool.name}: use_patroni is not implemented yet; auto servers are probed over SQL (pg_is_in_recovery) every renew_interval instead`);
+    for (const s of pool.shards) {
+      if (s.use_patroni && !s.servers.some((a) => a.role === 'auto')) out.push(`pools.${pool.name}.shards.${s.index}: use_patroni = true but no server has role "auto"; Patroni is asked only about auto servers`);
+    }
   }
   if (cfg.virtual_router) out.push('general.virtual_router: VRRP is not implemented yet; no virtual IP is held');
   return out;

@@ -105,8 +105,8 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
 
   s({ key: 'database', type: 'string', required: true, changeable: true, doc: 'Database name on the servers.' }),
   s({ key: 'servers', type: 'servers', required: true, changeable: true, doc: 'List of [host, port, role] with role primary, replica or auto (optional 4th element: Patroni REST port).' }),
-  s({ key: 'use_patroni', type: 'bool', default: false, changeable: true, doc: 'Learn the role of auto servers from Patroni.' }),
-  s({ key: 'patroni_port', type: 'int', default: 8008, min: 1, max: 65535, changeable: true, doc: 'Patroni REST API port of the servers.' }),
+  s({ key: 'use_patroni', type: 'bool', default: false, changeable: true, doc: 'Learn the role of auto servers from Patroni (GET /patroni), confirmed by pg_is_in_recovery(); a writable server Patroni does not call primary is fenced.' }),
+  s({ key: 'patroni_port', type: 'int', default: 8008, min: 1, max: 65535, changeable: true, doc: 'Patroni REST API port of the servers (a server entry may carry its own as a fourth element).' }),
 ];
 
 /** PgCat keys that load without error but have no effect in openproxy (warned by name). */

@@ -1,8 +1,8 @@
 // Role discovery for `auto` servers, in the HA thread every renew_interval: each one is asked
-// pg_is_in_recovery() over a monitoring connection (the pool's first user, shard database) and the
-// answer goes to the shared role table. A server that cannot be reached or does not answer is
+// pg_is_in_recovery() over a monitoring connection (the pool's first user, shard database) and,
+// in a shard with use_patroni, its Patroni REST API at the same time (patroni.ts combines the two).
+// The answer goes to the shared role table. A server that cannot be reached or does not answer is
 // "unknown" — never its old role — so no worker sends writes to a node that may have been demoted.
-// (Patroni as the source, use_patroni, is not implemented yet.)
 
 import type { Config } from '../config/types';
 import { ServerConn, ServerLogin } from '../pool/server-conn';
@@ -11,6 +11,7 @@ import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
 import { log } from '../log';
+import { decideRole, fetchPatroni } from './patroni';
 
 interface Probed {
   login: ServerLogin;
@@ -19,6 +20,9 @@ interface Probed {
   role: number;
   /** A probe is running (a slow server must not pile probes up). */
   busy: boolean;
+  /** use_patroni: the member's REST API. */
+  patroni: { host: string; port: number } | null;
+  why: string;
 }
 
 const NAMES = ['unknown', 'primary', 'replica'];
@@ -37,7 +41,8 @@ export class RoleMonitor {
         for (const a of shard.servers) {
           if (a.role !== 'auto') continue;
           const key = `${pool.name}\0${shard.index}\0${a.host}:${a.port}`;
-          const node: Probed = this.nodes.get(key) ?? { login: undefined as unknown as ServerLogin, slots: [], conn: null, role: -1, busy: false };
+          const node: Probed = this.nodes.get(key) ?? { login: undefined as unknown as ServerLogin, slots: [], conn: null, role: -1, busy: false, patroni: null, why: '' };
+          node.patroni = shard.use_patroni ? { host: a.host, port: a.patroni_port ?? shard.patroni_port } : null;
           node.login = monitorLogin(cfg, pool, shard, a, 'openproxy role probe', Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout));
           node.slots = slotsOf(slots, pool, shard, a);
           keep.set(key, node);
@@ -65,29 +70,38 @@ export class RoleMonitor {
 
   private async probe(n: Probed, timeoutMs: number): Promise<void> {
     n.busy = true;
-    let role: number = ROLE.unknown;
-    let why = '';
+    let inRecovery: boolean | null = null;
+    let sqlWhy = '';
+    const rest = n.patroni ? fetchPatroni(n.patroni.host, n.patroni.port, timeoutMs) : null;
     try {
       if (!n.conn || n.conn.closed) n.conn = await ServerConn.open(n.login);
       const r = await n.conn.run('SELECT pg_is_in_recovery()', timeoutMs);
-      if (r.ok && r.rows.length === 1) role = r.rows[0][0] === 't' ? ROLE.replica : ROLE.primary;
-      else why = 'no answer to pg_is_in_recovery()';
+      if (r.ok && r.rows.length === 1) inRecovery = r.rows[0][0] === 't';
+      else sqlWhy = 'no answer to pg_is_in_recovery()';
     } catch (e) {
-      why = (e as Error).message;
+      sqlWhy = (e as Error).message;
       n.conn = null;
-    } finally {
-      n.busy = false;
     }
+    let role: number;
+    let why: string;
+    if (rest) ({ role, why } = decideRole(await rest, inRecovery, sqlWhy));
+    else {
+      role = inRecovery === null ? ROLE.unknown : inRecovery ? ROLE.replica : ROLE.primary;
+      why = sqlWhy;
+    }
+    n.busy = false;
     const now = Date.now();
     for (const slot of n.slots) {
       Atomics.store(this.shared.serverRole, slot, role);
       this.shared.serverRoleAt[slot] = now;
     }
-    if (role !== n.role) {
-      const fields = { server: `${n.login.host}:${n.login.port}`, from: n.role < 0 ? 'not probed' : NAMES[n.role], to: NAMES[role], source: 'sql probe', ...(why ? { reason: why } : {}) };
-      if (n.role === ROLE.primary) log.warn('server is no longer primary: its connections are closed, writes wait for a primary', fields);
-      else log.info('server role', fields);
+    if (role !== n.role || (n.patroni && why !== n.why)) {
+      const fields = { server: `${n.login.host}:${n.login.port}`, from: n.role < 0 ? 'not probed' : NAMES[n.role], to: NAMES[role], source: n.patroni ? 'patroni + sql probe' : 'sql probe', ...(why ? { reason: why } : {}) };
+      if (n.role === ROLE.primary && role !== ROLE.primary) log.warn('server is no longer primary: its connections are closed, writes wait for a primary', fields);
+      else if (role !== n.role) log.info('server role', fields);
+      else log.debug('server role reason', fields);
       n.role = role;
+      n.why = why;
     }
   }
 }

@@ -194,7 +194,7 @@ export class Exporter {
             const probed = a.role === 'auto' && sh.serverRoleAt[slot] > 0;
             const code = sh.serverRole[slot];
             const currentRole = a.role !== 'auto' ? a.role : probed ? (code === ROLE.primary ? 'primary' : code === ROLE.replica ? 'replica' : 'unknown') : 'unknown';
-            const roleSource = a.role !== 'auto' ? 'config' : probed ? 'sql probe' : 'not probed yet';
+            const roleSource = a.role !== 'auto' ? 'config' : !probed ? 'not probed yet' : shard.use_patroni ? 'patroni + sql probe' : 'sql probe';
             rows.push({
               db: p.name, user: u.username, label: `${p.name}_shard_${shard.index}_${roleName}`, host: a.host, port: a.port, dbname: shard.database,
               server: `${a.host}:${a.port}`, role: a.role, currentRole, roleSource, banned, reason: banned ? BAN_REASON[sh.serverBanReason[slot]] ?? '' : '',

@@ -1,6 +1,7 @@
-// Which server a session-mode client gets. Until query routing exists, a session goes to the
-// shard's primary (default_role = replica: to a replica, falling back to the primary). Servers
-// configured as `auto` are told apart by what they report at login: in_hot_standby (PostgreSQL 14+).
+// Which server a client logs in on. A plain session goes to the shard's primary (default_role =
+// replica: to a replica, falling back to the primary). Servers configured as `auto` are told apart
+// by the HA thread's probes, or before the first probe by what they report at login
+// (in_hot_standby, PostgreSQL 14+).
 
 import type { ServerConn } from './server-conn';
 import { ServerConnError } from './server-conn';
@@ -30,16 +31,22 @@ function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
   return e.learned;
 }
 
-async function tryEntry(e: ServerEntry, want: 'primary' | 'replica'): Promise<{ conn: ServerConn; pool: ServerPool } | null> {
+async function tryEntry(e: ServerEntry, want: 'primary' | 'replica' | null): Promise<{ conn: ServerConn; pool: ServerPool } | null> {
   const conn = await e.pool.acquire();
-  if (e.address.role === 'auto' && learn(e, conn) !== want) {
+  if (e.address.role === 'auto' && learn(e, conn) !== want && want !== null) {
     e.pool.release(conn);
     return null;
   }
   return { conn, pool: e.pool };
 }
 
-export async function chooseSessionServer(up: UserPool): Promise<{ conn: ServerConn; pool: ServerPool }> {
+/**
+ * The server a client logs in on. `anyRole` (routed clients: the login server only supplies
+ * parameters and is given back) takes the primary, else a replica, else a server not yet known,
+ * so logins go on while no primary is known. Otherwise the session needs the primary (or,
+ * default_role = replica, a replica first). A server that cannot be reached is skipped.
+ */
+export async function chooseSessionServer(up: UserPool, anyRole = false): Promise<{ conn: ServerConn; pool: ServerPool }> {
   const servers = up.shards[0];
   const wantReplica = up.pool.default_role === 'replica';
   const order = (want: 'primary' | 'replica') => {
@@ -48,11 +55,15 @@ export async function chooseSessionServer(up: UserPool): Promise<{ conn: ServerC
     if (want === 'replica') known.sort(() => Math.random() - 0.5);
     return [...known, ...unknown];
   };
+  const wants: readonly ('primary' | 'replica')[] = wantReplica ? ['replica', 'primary'] : anyRole ? ['primary', 'replica'] : ['primary'];
   let lastError: Error | null = null;
-  for (const want of wantReplica ? (['replica', 'primary'] as const) : (['primary'] as const)) {
+  const tried = new Set<ServerEntry>();
+  for (const want of wants) {
     for (const e of order(want)) {
+      if (tried.has(e)) continue;
+      tried.add(e);
       try {
-        const got = await tryEntry(e, want);
+        const got = await tryEntry(e, anyRole ? null : want);
         if (got) return got;
       } catch (err) {
         lastError = err as Error;

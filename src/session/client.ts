@@ -375,7 +375,7 @@ export class ClientSession implements ServerOwner {
     const waitStart = performance.now();
     let conn: ServerConn;
     try {
-      const pick = await chooseSessionServer(up);
+      const pick = await chooseSessionServer(up, this.routingActive(up));
       conn = pick.conn;
       this.serverPool = pick.pool;
       this.home = this.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;
