@@ -103,14 +103,19 @@ export async function main(argv: string[]): Promise<void> {
   log.info('openproxy listening', { host: cfg.general.host, port: cfg.general.port, workers, pools: cfg.pools.map((p) => p.name).join(','), config: cfg.path });
 
   let currentSlots = slots.assign(cfg);
-  const exporter = new Exporter({ cfg: () => cfg, slots: () => currentSlots, shared, snapshots: () => sup.snapshots() });
+  const exporter = new Exporter({ cfg: () => cfg, slots: () => currentSlots, shared, snapshots: () => sup.snapshots(), vrrp: () => sup.vrrp });
   const web =
     cfg.general.prometheus_exporter_port > 0
       ? startHttp(cfg.general.prometheus_exporter_port, cfg.general.host, {
           exporter,
           cfg: () => cfg,
           listening: () => server.listening && !shuttingDown,
-          vrrp: () => (cfg.virtual_router ? { state: 'INIT', detail: 'configured, but VRRP is not implemented yet: no virtual IP is held' } : { state: 'off', detail: 'no [general.virtual_router] section' }),
+          vrrp: () => {
+            const v = sup.vrrp;
+            if (!cfg.virtual_router) return { state: 'off', detail: 'no [general.virtual_router] section' };
+            if (!v) return { state: 'INIT', detail: 'starting' };
+            return { state: v.state, detail: `on ${v.localIp || '?'}, priority ${v.priority}, since ${new Date(v.since).toISOString()}: ${v.reason}` };
+          },
         })
       : null;
 
@@ -173,7 +178,10 @@ export async function main(argv: string[]): Promise<void> {
     if (shuttingDown && !fast) return;
     const first = !shuttingDown;
     shuttingDown = true;
-    if (first) server.close();
+    if (first) {
+      server.close();
+      sup.releaseVip();
+    }
     sup.onAllStopped = () => void finish(EXIT.OK);
     if (fast) {
       log.info('fast shutdown: disconnecting every client');

@@ -141,6 +141,7 @@ const bad: [string, string, RegExp][] = [
   ['duplicate user', '[pools.a.users.0]\nusername="u"\n[pools.a.users.1]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /appears twice/],
   ['alias and key both', '[general]\nadmin_password="a"\nadmin_userpassword="b"', /duplicates general\.admin_password/],
   ['bad vip', '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1"]', /vip_addresses\[0\]: invalid value "10\.0\.0\.1"/],
+  ['bad unicast peer', '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1/24"]\nunicast_peers=["10.0.0.300"]', /unicast_peers\[0\]: invalid value "10\.0\.0\.300"/],
   ['router id range', '[general.virtual_router]\ninterface="eth0"\nrouter_id=300\nvip_addresses=["10.0.0.1/24"]', /router_id: invalid value 300; expected an integer from 1 to 255/],
   ['TOML syntax', '[general\nport = 1', /TOML syntax error/],
   ['only a certificate', '[general]\ntls_certificate = "/x.pem"', /only one is set/],

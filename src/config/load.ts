@@ -165,6 +165,9 @@ export function parseConfig(text: string, path: string): Config {
         fail(`general.virtual_router.vip_addresses[${i}]`, a, 'an IPv4 address with prefix length, e.g. "192.168.35.200/24"');
       }
     });
+    (virtual_router.unicast_peers ?? []).forEach((a, i) => {
+      if (!/^(\d{1,3})(\.\d{1,3}){3}$/.test(a) || a.split('.').some((o) => Number(o) > 255)) fail(`general.virtual_router.unicast_peers[${i}]`, a, 'an IPv4 address, e.g. "192.168.35.11"');
+    });
   }
 
   const rawPools = raw.pools ?? {};

@@ -72,8 +72,8 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   vr({ key: 'priority', type: 'int', default: 100, min: 0, max: 255, doc: 'VRRP priority; the highest becomes MASTER.' }),
   vr({ key: 'advert_int', type: 'int', unit: 's', default: 1, min: 1, max: 255, doc: 'Seconds between VRRP advertisements.' }),
   vr({ key: 'vip_addresses', type: 'strings', required: true, doc: 'Virtual IPv4 addresses with prefix length, e.g. ["192.168.35.200/24"].' }),
-  vr({ key: 'pre_promote_script', type: 'string', doc: 'Command run on BACKUP to MASTER before the VIPs are taken.' }),
-  vr({ key: 'pre_demote_script', type: 'string', doc: 'Command run on MASTER to BACKUP before the VIPs are released.' }),
+  vr({ key: 'pre_promote_script', type: 'string', doc: 'Command (sh -c) run on the way to MASTER before the VIPs are added; environment OPENPROXY_VRRP_STATE, OPENPROXY_VRRP_REASON, OPENPROXY_VRRP_ROUTER_ID, OPENPROXY_VRRP_VIPS. A failure is logged; the transition goes ahead.' }),
+  vr({ key: 'pre_demote_script', type: 'string', doc: 'Command (sh -c) run on the way out of MASTER before the VIPs are removed; same environment as pre_promote_script.' }),
   vr({ key: 'unicast_peers', type: 'strings', doc: 'Peer IPv4 addresses for unicast VRRP where multicast is unavailable.' }),
 
   p({ key: 'pool_mode', type: 'enum', values: ['session', 'transaction'], default: 'transaction', changeable: true, doc: 'session: one server connection per client; transaction: a server connection per transaction, with session state tracked and unmovable state pinned.' }),

@@ -16,6 +16,8 @@ export interface ScrapeSource {
   slots(): Slots;
   shared: SharedState;
   snapshots(): Promise<WorkerSnapshot[]>;
+  /** The virtual router's state, when one is configured and started. */
+  vrrp?: () => { state: string; priority: number } | null;
 }
 
 interface Sample {
@@ -92,6 +94,14 @@ export class Exporter {
     custom(r, 'openproxy_server_role', 'A server\'s current role (1 for the role it has), and where that came from (config, sql probe).', 'gauge', () =>
       this.serverRows().map((s) => ({ labels: { database: s.db, user: s.user, server: s.server, role: s.currentRole, source: s.roleSource }, value: 1 })),
     );
+    custom(r, 'openproxy_vrrp_state', 'The VRRP virtual router state (1 for the state it is in: INIT, BACKUP, MASTER, FAULT).', 'gauge', () => {
+      const v = this.src.vrrp?.();
+      return v ? ['INIT', 'BACKUP', 'MASTER', 'FAULT'].map((state) => ({ labels: { state }, value: v.state === state ? 1 : 0 })) : [];
+    });
+    custom(r, 'openproxy_vrrp_priority', 'The VRRP priority advertised now (0 while no primary is reachable).', 'gauge', () => {
+      const v = this.src.vrrp?.();
+      return v ? [{ labels: {}, value: v.priority }] : [];
+    });
     custom(r, 'openproxy_replica_lag_bytes', 'Bytes of WAL a replica has not replayed yet (measured when lag settings are on).', 'gauge', () => this.serverRows().filter((s) => s.lagAt > 0).map((s) => ({ labels: { database: s.db, server: s.server }, value: s.lagBytes })));
     custom(r, 'openproxy_prepared_statement_cache_hits_total', 'Named statements found prepared on the server connection.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_hits })));
     custom(r, 'openproxy_prepared_statement_cache_misses_total', 'Named statements prepared on a server connection on first use there.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_misses })));

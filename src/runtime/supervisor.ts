@@ -10,7 +10,8 @@ import type { Slots } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import type { AdminRequest, AdminResult, FromWorker, ToWorker, WorkerInit } from './messages';
 import type { WorkerSnapshot } from '../admin/snapshot';
-import type { HaInit, ToHa } from './ha-worker';
+import type { FromHa, HaInit, ToHa } from './ha-worker';
+import type { VrrpStatus } from '../ha/vrrp';
 import type { Level } from '../log';
 
 const WORKERS_DIR = join(__dirname, '..', '..', 'workers');
@@ -25,6 +26,8 @@ export class Supervisor {
   onAllStopped?: () => void;
   /** Set by main: carries out an admin request that is not about snapshots. */
   onAdmin?: (req: AdminRequest) => Promise<AdminResult>;
+  /** The virtual router's state as the HA thread last reported it (null: not configured or not started). */
+  vrrp: VrrpStatus | null = null;
   private snapshotWaits = new Map<number, { snaps: WorkerSnapshot[]; done: (s: WorkerSnapshot[]) => void }>();
   private nextReq = 1;
 
@@ -61,7 +64,10 @@ export class Supervisor {
     const ha = new Worker(join(WORKERS_DIR, 'ha.js'), { workerData: init });
     this.ha = ha;
     if (this.lastConfig) ha.postMessage({ kind: 'config', ...this.lastConfig } satisfies ToHa);
-    ha.on('message', (m: FromWorker) => this.onMessage(m));
+    ha.on('message', (m: FromWorker | FromHa) => {
+      if (m.kind === 'vrrp') this.vrrp = m.status;
+      else this.onMessage(m);
+    });
     ha.on('error', (e) => log.error('HA thread crashed', { error: e.message }));
     ha.on('exit', (code) => {
       if (this.stopping) return;
@@ -129,8 +135,20 @@ export class Supervisor {
     }
   }
 
+  /** Graceful shutdown begins: the virtual router hands the VIPs over (priority-0 advert). */
+  releaseVip(): void {
+    this.ha?.postMessage({ kind: 'releaseVip' } satisfies ToHa);
+  }
+
   async terminate(): Promise<void> {
     this.stopping = true;
-    await Promise.all([...this.workers, ...(this.ha ? [this.ha] : [])].map((w) => w.terminate()));
+    const ha = this.ha;
+    if (ha) {
+      // A graceful stop: the virtual router sends its priority-0 advert and releases the VIPs.
+      const exited = new Promise<void>((resolve) => ha.once('exit', () => resolve()));
+      ha.postMessage({ kind: 'stop' } satisfies ToHa);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+    }
+    await Promise.all([...this.workers, ...(ha ? [ha] : [])].map((w) => w.terminate()));
   }
 }

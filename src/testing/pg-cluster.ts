@@ -46,10 +46,14 @@ function pgUser(): { uid: number; gid: number } {
   return { uid: Number(/uid=(\d+)/.exec(out)![1]), gid: Number(/gid=(\d+)/.exec(out)![1]) };
 }
 
-/** Runs a PostgreSQL binary, as the postgres user when we are root. */
-function run(bin: string, args: string[], env: Record<string, string> = {}): string {
-  const cmd = isRoot() ? 'runuser' : bin;
-  const argv = isRoot() ? ['-u', SUPERUSER, '--', bin, ...args] : args;
+/** Runs a PostgreSQL binary, as the postgres user when we are root (inside `netns` when given). */
+function run(bin: string, args: string[], env: Record<string, string> = {}, netns?: string): string {
+  let cmd = isRoot() ? 'runuser' : bin;
+  let argv = isRoot() ? ['-u', SUPERUSER, '--', bin, ...args] : args;
+  if (netns) {
+    argv = ['netns', 'exec', netns, cmd, ...argv];
+    cmd = 'ip';
+  }
   const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120000 });
   if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
   return r.stdout;
@@ -65,10 +69,15 @@ export interface ClusterOptions {
   replicas?: number;
   /** Extra postgresql.conf lines for every node. */
   settings?: Record<string, string | number>;
+  /** Run the servers inside this network namespace (VRRP test beds). */
+  netns?: string;
+  /** Extra pg_hba.conf lines. */
+  hba?: string[];
 }
 
 export class PgCluster {
   readonly nodes: PgNode[] = [];
+  private netns?: string;
   private constructor(readonly root: string, readonly bin: string) {}
 
   get primary(): PgNode {
@@ -83,6 +92,7 @@ export class PgCluster {
     const bin = pgBinDir();
     const root = mkdtempSync(join(tmpdir(), 'openproxy-pg-'));
     const c = new PgCluster(root, bin);
+    c.netns = opts.netns;
     if (isRoot()) {
       const { uid, gid } = pgUser();
       chownSync(root, uid, gid);
@@ -121,6 +131,7 @@ export class PgCluster {
       logging_collector: 'off',
       ...(opts.settings ?? {}),
     };
+    if (opts.hba?.length) appendFileSync(join(dir, 'pg_hba.conf'), '\n' + opts.hba.join('\n') + '\n');
     appendFileSync(join(dir, 'postgresql.conf'), '\n' + Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
     this.nodes.push({ port, dir, role: 'primary' });
     this.startNode(this.nodes[0]);
@@ -128,7 +139,7 @@ export class PgCluster {
 
   private async addReplica(i: number): Promise<void> {
     const dir = join(this.root, `replica${i}`);
-    run(join(this.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(this.primary.port), '-U', SUPERUSER, '-D', dir, '-R', '-X', 'stream', '--no-sync'], { PGPASSWORD: SUPERPASS });
+    run(join(this.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(this.primary.port), '-U', SUPERUSER, '-D', dir, '-R', '-X', 'stream', '--no-sync'], { PGPASSWORD: SUPERPASS }, this.netns);
     const port = await freePort();
     appendFileSync(join(dir, 'postgresql.conf'), `\nport = ${port}\n`);
     const node: PgNode = { port, dir, role: 'replica' };
@@ -137,17 +148,17 @@ export class PgCluster {
   }
 
   startNode(n: PgNode): void {
-    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-l', join(n.dir, 'server.log'), '-w', '-t', '60', 'start']);
+    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-l', join(n.dir, 'server.log'), '-w', '-t', '60', 'start'], {}, this.netns);
   }
 
   /** pg_ctl promote: a replica becomes a primary (waits until it accepts writes). */
   promote(n: PgNode): void {
-    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-w', '-t', '60', 'promote']);
+    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-w', '-t', '60', 'promote'], {}, this.netns);
   }
 
   stopNode(n: PgNode, mode: 'fast' | 'immediate' = 'immediate'): void {
     try {
-      run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-m', mode, '-w', 'stop']);
+      run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-m', mode, '-w', 'stop'], {}, this.netns);
     } catch {
       /* already stopped */
     }
@@ -177,7 +188,8 @@ export class PgCluster {
 
   /** Runs SQL with psql as the superuser on a node; returns unaligned, tuples-only output. */
   psql(n: PgNode, sql: string): string {
-    const r = spawnSync('psql', ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(n.port), '-U', SUPERUSER, '-d', 'postgres', '-c', sql], {
+    const args = ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(n.port), '-U', SUPERUSER, '-d', 'postgres', '-c', sql];
+    const r = spawnSync(this.netns ? 'ip' : 'psql', this.netns ? ['netns', 'exec', this.netns, 'psql', ...args] : args, {
       encoding: 'utf8',
       env: { ...process.env, PGPASSWORD: SUPERPASS },
     });

@@ -58,12 +58,16 @@ export function configFor(cluster: PgCluster, port: number, general = '', pools:
   return out;
 }
 
-export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}, ready = /openproxy listening/): Promise<Proxy> {
+/** `netns`: run it inside that network namespace (`ip netns exec` execs node itself, so the PID is openproxy's). */
+export async function startProxy(toml: string | ((port: number) => string), args: string[] = [], env: Record<string, string> = {}, ready = /openproxy listening/, netns?: string): Promise<Proxy> {
   const port = await freePort();
   const dir = tempDir('openproxy-test-');
   const configPath = join(dir, 'openproxy.toml');
   writeFileSync(configPath, typeof toml === 'string' ? toml : toml(port));
-  const proc = spawn(process.execPath, [MAIN, configPath, '--log-target', 'stdout', '-l', 'debug', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [MAIN, configPath, '--log-target', 'stdout', '-l', 'debug', ...args];
+  const proc = netns
+    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (b) => (out += b));
   proc.stderr!.on('data', (b) => (out += b));

@@ -1,0 +1,241 @@
+// The VRRP virtual router ([general.virtual_router]), in the HA thread: the RFC 3768 state machine
+// (vrrp-machine.ts) on real timers, adverts over a raw IP socket (protocol 112, multicast
+// 224.0.0.18 or unicast_peers), VIPs added and removed with iproute2, gratuitous ARPs through a
+// packet socket, pre_promote_script / pre_demote_script run before the VIPs move. Beyond
+// keepalived: stale VIPs left by a crash are removed at start, gratuitous ARPs go out with every
+// advert while MASTER (a backup that yields after a partition heals cannot correct its clients'
+// ARP caches; the master's next advert-time GARP does, within advert_int) and at once when another
+// master shows up, and a node that reaches no primary drops its priority to 0 and gives the VIPs up.
+
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import type { VirtualRouterConfig } from '../config/types';
+import { log } from '../log';
+import { VrrpMachine, VrrpState } from './vrrp-machine';
+import { decodeAdvert, encodeAdvert, gratuitousArp, ipString, VRRP_MULTICAST, VRRP_PROTOCOL } from './vrrp-packet';
+import { PacketSocket, RawIpSocket } from './raw-socket';
+
+export interface VrrpStatus {
+  state: VrrpState | 'FAULT' | 'off';
+  priority: number;
+  since: number;
+  reason: string;
+  localIp: string;
+}
+
+const vipAddr = (v: string) => v.split('/')[0];
+
+/** The interface's IPv4 addresses now (primary first, as the kernel lists them). */
+function addressesOf(iface: string): string[] {
+  return (os.networkInterfaces()[iface] ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address);
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
+}
+
+export class VirtualRouter {
+  private machine: VrrpMachine | null = null;
+  private sock: RawIpSocket | null = null;
+  private arp: PacketSocket | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private localIp = '';
+  private mac = '';
+  private lowered = false;
+  private reported = '';
+  private readonly vips: string[];
+  private readonly peers: string[];
+  status: VrrpStatus;
+
+  constructor(private readonly cfg: VirtualRouterConfig, private readonly onStatus: (s: VrrpStatus) => void) {
+    this.vips = cfg.vip_addresses;
+    this.peers = cfg.unicast_peers ?? [];
+    this.status = { state: 'INIT', priority: cfg.priority, since: Date.now(), reason: 'starting', localIp: '' };
+  }
+
+  start(): void {
+    const c = this.cfg;
+    try {
+      this.removeStaleVips();
+      const own = addressesOf(c.interface).filter((a) => !this.vips.some((v) => vipAddr(v) === a));
+      if (own.length === 0) throw new Error(`interface ${c.interface} has no IPv4 address of its own`);
+      this.localIp = own[0];
+      this.mac = (os.networkInterfaces()[c.interface] ?? [])[0]?.mac ?? '00:00:00:00:00:00';
+      this.sock = new RawIpSocket(c.interface, VRRP_PROTOCOL);
+      if (this.peers.length === 0) this.sock.joinGroup(VRRP_MULTICAST);
+      this.arp = new PacketSocket(c.interface);
+    } catch (e) {
+      this.fault(`cannot start VRRP: ${(e as Error).message} (needs CAP_NET_RAW and CAP_NET_ADMIN)`);
+      return;
+    }
+    this.machine = new VrrpMachine(
+      { priority: c.priority, advertIntMs: c.advert_int * 1000, preempt: true, localIp: this.localIp, garpRefreshMs: c.advert_int * 1000 },
+      {
+        advertise: (p) => this.advertise(p),
+        becomeMaster: (why) => this.takeVips(why),
+        leaveMaster: (why) => this.releaseVips(why),
+        garp: () => this.garp(),
+      },
+    );
+    log.info('VRRP starting', { interface: c.interface, router_id: c.router_id, priority: c.priority, advert_int_s: c.advert_int, local_ip: this.localIp, mode: this.peers.length ? `unicast to ${this.peers.join(', ')}` : `multicast ${VRRP_MULTICAST}` });
+    this.sock.receive(
+      (p) => this.onPacket(p),
+      (e) => log.error('VRRP receive failed', { error: e.message }),
+    );
+    this.machine.start(Date.now());
+    this.after();
+  }
+
+  /** Priority 0 while no primary is reachable (the VIPs go to a node that can serve), back after. */
+  setPrimaryReachable(ok: boolean): void {
+    if (!this.machine || ok === !this.lowered) return;
+    this.lowered = !ok;
+    const now = Date.now();
+    if (this.lowered) this.machine.setPriority(now, 0, 'no primary reachable');
+    else this.machine.setPriority(now, this.cfg.priority, 'a primary is reachable again');
+    log.warn(this.lowered ? 'VRRP priority lowered to 0: no primary reachable' : 'VRRP priority restored: a primary is reachable', { priority: this.machine.currentPriority });
+    this.after();
+  }
+
+  /** Graceful stop: a MASTER sends priority 0 and releases the VIPs. */
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.machine) {
+      this.machine.stop(Date.now());
+      this.after();
+    }
+    this.sock?.close();
+    this.arp?.close();
+    this.sock = null;
+    this.arp = null;
+    this.machine = null;
+  }
+
+  private onPacket(p: Buffer): void {
+    if (!this.machine || p.length < 20) return;
+    const ihl = (p[0] & 0x0f) * 4;
+    const ttl = p[8];
+    const src = ipString(p, 12);
+    const dst = ipString(p, 16);
+    if (src === this.localIp) return;
+    const a = decodeAdvert(p.subarray(ihl), src, dst);
+    if ('error' in a) return log.debug('VRRP packet dropped', { from: src, reason: a.error });
+    if (a.vrid !== this.cfg.router_id) return;
+    if (ttl !== 255) return log.warn('VRRP advert dropped: TTL is not 255 (RFC 3768 7.1)', { from: src, ttl });
+    if (!a.checksumOk) return log.warn('VRRP advert dropped: bad checksum', { from: src });
+    if (a.version !== 2) return log.warn('VRRP advert dropped: version 3 advert on a version 2 router', { from: src });
+    if (a.advertInt !== this.cfg.advert_int) return log.warn('VRRP advert dropped: advert_int differs', { from: src, theirs: a.advertInt, ours: this.cfg.advert_int });
+    const before = this.machine.state;
+    this.machine.onAdvert(Date.now(), a.priority, src);
+    // Another MASTER with a lower priority: a partition healed. It yields on our next advert; the
+    // ARP caches of clients that followed it are corrected now, not after they expire.
+    if (before === 'MASTER' && this.machine.state === 'MASTER' && a.priority > 0) {
+      log.info('VRRP: another master with lower priority seen; asserting', { from: src, their_priority: a.priority });
+      this.advertise(this.machine.currentPriority);
+      this.garp();
+    }
+    this.after();
+  }
+
+  /** Re-arms the timer for the machine's next deadline and reports state changes. */
+  private after(): void {
+    const m = this.machine;
+    if (!m) return;
+    const t = m.lastTransition;
+    const key = `${t.at}|${t.to}|${m.currentPriority}`;
+    if (key !== this.reported) {
+      this.reported = key;
+      this.status = { state: m.state, priority: m.currentPriority, since: t.at || Date.now(), reason: t.reason, localIp: this.localIp };
+      if (t.to !== t.from || t.at === 0) log.info('VRRP state', { from: t.from, to: t.to, reason: t.reason, priority: m.currentPriority });
+      this.onStatus(this.status);
+    }
+    if (this.timer) clearTimeout(this.timer);
+    const next = m.nextDeadline();
+    if (next === Infinity) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.machine) return;
+      this.machine.tick(Date.now());
+      this.after();
+    }, Math.max(0, next - Date.now()));
+  }
+
+  private advertise(priority: number): void {
+    if (!this.sock) return;
+    const msg = encodeAdvert({ version: 2, vrid: this.cfg.router_id, priority, advertInt: this.cfg.advert_int, addresses: this.vips.map(vipAddr) });
+    try {
+      if (this.peers.length === 0) this.sock.send(msg, VRRP_MULTICAST);
+      else for (const peer of this.peers) this.sock.send(msg, peer);
+    } catch (e) {
+      log.warn('VRRP advert not sent', { error: (e as Error).message });
+    }
+  }
+
+  private takeVips(why: string): void {
+    this.runScript(this.cfg.pre_promote_script, 'pre_promote_script', 'MASTER', why);
+    for (const v of this.vips) {
+      try {
+        ip(['-4', 'addr', 'replace', v, 'dev', this.cfg.interface]);
+      } catch (e) {
+        log.error('VRRP: cannot add virtual IP', { vip: v, interface: this.cfg.interface, error: (e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message });
+      }
+    }
+    log.info('VRRP: virtual IPs added', { vips: this.vips.join(', '), interface: this.cfg.interface, reason: why });
+  }
+
+  private releaseVips(why: string): void {
+    this.runScript(this.cfg.pre_demote_script, 'pre_demote_script', 'BACKUP', why);
+    for (const v of this.vips) {
+      try {
+        ip(['-4', 'addr', 'del', v, 'dev', this.cfg.interface]);
+      } catch {
+        /* not there */
+      }
+    }
+    log.info('VRRP: virtual IPs removed', { vips: this.vips.join(', '), interface: this.cfg.interface, reason: why });
+  }
+
+  private garp(): void {
+    if (!this.arp) return;
+    for (const v of this.vips) {
+      try {
+        this.arp.send(gratuitousArp(this.mac, vipAddr(v)));
+      } catch (e) {
+        log.warn('VRRP: gratuitous ARP not sent', { vip: v, error: (e as Error).message });
+      }
+    }
+  }
+
+  /** A VIP on the interface at start can only be a leftover of a crash: nobody holds it for us yet. */
+  private removeStaleVips(): void {
+    const have = addressesOf(this.cfg.interface);
+    for (const v of this.vips) {
+      if (!have.includes(vipAddr(v))) continue;
+      ip(['-4', 'addr', 'del', v, 'dev', this.cfg.interface]);
+      log.warn('VRRP: removed a stale virtual IP left on the interface (a previous run did not release it)', { vip: v, interface: this.cfg.interface });
+    }
+  }
+
+  private runScript(script: string | undefined, key: string, to: string, why: string): void {
+    if (!script) return;
+    const t0 = Date.now();
+    try {
+      execFileSync('/bin/sh', ['-c', script], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: Math.max(2000, this.cfg.advert_int * 1000),
+        env: { ...process.env, OPENPROXY_VRRP_STATE: to, OPENPROXY_VRRP_REASON: why, OPENPROXY_VRRP_ROUTER_ID: String(this.cfg.router_id), OPENPROXY_VRRP_VIPS: this.vips.join(' ') },
+      });
+      log.info(`VRRP: ${key} ran`, { script, ms: Date.now() - t0 });
+    } catch (e) {
+      // The transition goes ahead: a failing hook must not leave the VIPs with nobody.
+      log.error(`VRRP: ${key} failed; going on with the transition`, { script, error: (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message });
+    }
+  }
+
+  private fault(reason: string): void {
+    log.error('VRRP fault', { reason });
+    this.status = { state: 'FAULT', priority: this.cfg.priority, since: Date.now(), reason, localIp: this.localIp };
+    this.onStatus(this.status);
+  }
+}
