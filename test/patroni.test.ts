@@ -1,7 +1,7 @@
 // Following the primary with Patroni (use_patroni): a real 3-member Patroni 3 cluster on etcd, in
 // synchronous mode so that an acknowledged commit survives a failover. Writers run through
-// openproxy during a planned switchover, a crash of only Patroni on the leader (its PostgreSQL
-// keeps running and accepting writes: a zombie primary) and a crash of the whole leader node.
+// openproxy during a planned switchover, a crash of the whole leader node, and a crash of only
+// Patroni on the (new) leader, whose PostgreSQL keeps running and accepting writes: a zombie.
 // Checked each time: no acknowledged write is missing from the new primary (so none landed on a
 // node that was no longer primary), nothing was written through openproxy to the zombie after it
 // was fenced, and writes resume within renew_interval + 1 s of the new primary accepting writes.
@@ -75,7 +75,8 @@ function writers(n: number, base: number) {
     while (running) {
       try {
         if (!c) {
-          c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres', connectionTimeoutMillis: 5000 });
+          // No write may hang the test: one stuck (say, a commit waiting for a synchronous standby) fails after 20 s.
+          c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres', connectionTimeoutMillis: 5000, query_timeout: 20000 });
           c.on('error', () => undefined);
           await c.connect();
         }
@@ -136,7 +137,7 @@ function watchWritable(nodes: PatroniMember[]) {
 /** pgbench (TPC-B-like, simple protocol) through openproxy for `seconds`: transactions done and clients aborted. */
 function pgbench(seconds: number): Promise<{ done: number; aborted: number; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn('pgbench', ['-n', '-c', '4', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, 'postgres'], { env: { ...process.env, PGPASSWORD: APP_PASS } });
+    const p = spawn('timeout', ['-s', 'INT', '-k', '5', String(seconds + 30), 'pgbench', '-n', '-c', '4', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, 'postgres'], { env: { ...process.env, PGPASSWORD: APP_PASS } });
     let out = '';
     p.stdout.on('data', (b) => (out += b));
     p.stderr.on('data', (b) => (out += b));
@@ -163,6 +164,7 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
   let accepts = 0;
   let next: PatroniMember | undefined;
   let watch: ReturnType<typeof watchWritable> | null = null;
+  let stage = 'before the failover';
   try {
     await sleep(1500); // pgbench and the writers in full swing
     await until(() => w.acks.length > 20, 10000, `writes flowing before the failover (errors: ${JSON.stringify(w.errors.slice(-3))})`);
@@ -175,9 +177,14 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
       return next !== undefined && next !== old;
     }, 60000, 'a new leader');
     await until(() => watch!.first.has(next!), 30000, `${next!.name} accepting writes`);
+    stage = 'writes through openproxy on the new primary';
     accepts = watch.first.get(next!)!;
     await until(() => w.acks.some((a) => a.port === next!.pgPort && a.at >= t0), 30000, 'writes through openproxy on the new primary');
     await sleep(500);
+  } catch (e) {
+    // What the cluster and openproxy looked like when it failed.
+    const tail = proxy.output().split('\n').filter((l) => /role|primary|WARN|ERROR/.test(l)).slice(-25).join('\n');
+    throw new Error(`${name} failed at "${stage}": ${(e as Error).message}\ncluster: ${JSON.stringify(await cluster.cluster())}\nlast write errors: ${JSON.stringify(w.errors.slice(-5))}\nopenproxy:\n${tail}`);
   } finally {
     await watch?.stop();
     await w.stop();
@@ -230,6 +237,12 @@ describe('use_patroni', () => {
     }, false);
   });
 
+  test('the leader node crashes (Patroni and PostgreSQL killed)', async () => {
+    await trial('node crash', async (leader) => {
+      cluster.killNode(leader);
+    }, false);
+  });
+
   test('only Patroni dies on the leader: its still-writable PostgreSQL is fenced at once, the new leader takes the writes', async () => {
     let zombie: PatroniMember | undefined;
     await trial('patroni crash', async (leader) => {
@@ -239,14 +252,5 @@ describe('use_patroni', () => {
     // The zombie still accepts writes directly, so the fencing above was openproxy's doing.
     const r = await sql(zombie!, 'SELECT pg_is_in_recovery() AS r');
     assert.equal(r.rows[0].r, false, 'the old leader was still a writable primary');
-    // Patroni comes back on it and demotes it into a replica of the new leader.
-    cluster.startMember(zombie!);
-    await cluster.waitFor(async () => (await cluster.cluster()).filter((m) => m.state === 'running' || m.state === 'streaming').length === 3, 90000, 'the old leader back as a replica');
-  });
-
-  test('the leader node crashes (Patroni and PostgreSQL killed)', async () => {
-    await trial('node crash', async (leader) => {
-      cluster.killNode(leader);
-    }, false);
   });
 });

@@ -38,7 +38,7 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
             id: conn.id,
             database_name: up.pool.name,
             user: up.user.username,
-            address: `${conn.login.host}:${conn.login.port}`,
+            address: conn.address && conn.address !== conn.login.host ? `${conn.login.host} (${conn.address}):${conn.login.port}` : `${conn.login.host}:${conn.login.port}`,
             application_name: conn.params.get('application_name') ?? '',
             state: idle ? (used ? 'used' : 'idle') : 'active',
             transaction_count: conn.transactions,

@@ -11,6 +11,5 @@ export function pendingFeatureWarnings(cfg: Config): string[] {
       if (s.use_patroni && !s.servers.some((a) => a.role === 'auto')) out.push(`pools.${pool.name}.shards.${s.index}: use_patroni = true but no server has role "auto"; Patroni is asked only about auto servers`);
     }
   }
-  if (cfg.general.dns_cache_enabled) out.push('general.dns_cache_enabled: the DNS cache is not implemented yet; host names are resolved by the system at every server connect');
   return out;
 }

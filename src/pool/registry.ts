@@ -2,6 +2,7 @@
 // rebuilt on every config snapshot while keeping the ServerPools (and their connections) whose
 // slot survives. Slots are stable numbers assigned by the main thread (see slots.ts).
 
+import { DnsCache } from '../net/dns-cache';
 import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } from '../config/types';
 import type { SharedState } from '../shared/state';
 import { ServerPool, ServerPoolSettings } from './server-pool';
@@ -37,12 +38,18 @@ export class Registry {
   generation = 0;
   /** The whole snapshot (SHOW CONFIG, SHOW DATABASES). */
   config!: Config;
+  /** dns_cache_enabled: this thread's cache of server addresses (null: the system resolves at every connect). */
+  dns: DnsCache | null = null;
 
   constructor(private readonly shared: SharedState, readonly workerIndex: number, private readonly workerCount: number) {}
 
   update(cfg: Config, slots: Slots): void {
     this.general = cfg.general;
     this.config = cfg;
+    if (cfg.general.dns_cache_enabled) {
+      this.dns ??= new DnsCache(cfg.general.dns_max_ttl * 1000);
+      this.dns.maxTtlMs = cfg.general.dns_max_ttl * 1000;
+    } else this.dns = null;
     this.generation++;
     const users = new Map<string, Map<string, UserPool>>();
     const live = new Set<number>();
@@ -73,6 +80,7 @@ export class Registry {
                 tls: cfg.general.server_tls,
                 verifyCertificate: cfg.general.verify_server_certificate,
                 keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
+                dns: this.dns,
               },
             };
             let sp = this.servers.get(slot);
@@ -140,6 +148,7 @@ export class Registry {
   }
 
   sweep(now: number): void {
+    this.dns?.refreshDue();
     for (const up of this.userPools()) {
       for (const shard of up.shards) for (const e of shard) e.pool.sweep(now, this.minShare(up.user.min_pool_size));
     }

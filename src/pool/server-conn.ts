@@ -10,6 +10,7 @@ import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { FrameReader } from '../protocol/frame-reader';
 import { errorField, queryMessage } from '../protocol/backend';
 import { MessageScanner, ScanSink } from '../protocol/scanner';
+import type { DnsCache } from '../net/dns-cache';
 import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
 import { setKeepAlive } from '../net/sockopt';
@@ -34,6 +35,8 @@ export interface ServerLogin {
   tls: boolean;
   verifyCertificate: boolean;
   keepalive: { idle: number; interval: number; count: number };
+  /** dns_cache_enabled: where `host` is resolved (the connection records the address it used). */
+  dns?: DnsCache | null;
 }
 
 /** Receives what the server sends while a client holds the connection. */
@@ -118,18 +121,40 @@ export class ServerConn implements ScanSink {
    * arriving after the owner's last ReadyForQuery): the connection is closed, never reused.
    */
   doomed: string | null = null;
+  /** The address the connection went to (dns_cache_enabled), or the host as configured. */
+  address = '';
   /** Offset in the chunk being scanned where the owner's share ended (its hold-ending ReadyForQuery), or -1. */
   private cut = -1;
 
   private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
 
-  static open(login: ServerLogin): Promise<ServerConn> {
+  static async open(login: ServerLogin): Promise<ServerConn> {
+    let address = login.host;
+    if (login.dns) {
+      try {
+        address = await login.dns.resolve(login.host);
+      } catch (e) {
+        throw new ServerConnError(`cannot resolve ${login.host}: ${(e as Error).message}`, '08006');
+      }
+    }
+    const conn = await ServerConn.connect(login, address);
+    conn.address = address;
+    return conn;
+  }
+
+  /** True when dns_cache_enabled and the host now resolves elsewhere: the connection drains. */
+  get addressStale(): boolean {
+    const now = this.login.dns?.current(this.login.host);
+    return now !== undefined && now !== this.address;
+  }
+
+  private static connect(login: ServerLogin, address: string): Promise<ServerConn> {
     return new Promise((resolve, reject) => {
       let settled = false;
       // Plain connections read into the thread's reused buffer (onread); TLS keeps the stream path.
       const raw = login.tls
-        ? net.connect({ host: login.host, port: login.port, noDelay: true })
-        : net.connect({ host: login.host, port: login.port, noDelay: true, onread: onreadOptions(onServerRead) } as net.NetConnectOpts);
+        ? net.connect({ host: address, port: login.port, noDelay: true })
+        : net.connect({ host: address, port: login.port, noDelay: true, onread: onreadOptions(onServerRead) } as net.NetConnectOpts);
       let sock: net.Socket = raw;
       const timer = setTimeout(() => done(new ServerConnError(`timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`, '08006')), login.connectTimeout);
       const done = (err: Error | null, conn?: ServerConn) => {

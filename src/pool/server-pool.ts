@@ -236,6 +236,7 @@ export class ServerPool {
     const now = Date.now();
     if (this.retired) return conn.close('pool removed by reload');
     if (conn.doomed) return conn.close(conn.doomed);
+    if (conn.addressStale) return conn.close(`DNS: ${conn.login.host} moved from ${conn.address}; draining`);
     if (conn.closeNeeded) return conn.close('RECONNECT by admin');
     if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
     // Fairness across workers without churn: a slot moves (close here, open there) only to a client
@@ -260,8 +261,9 @@ export class ServerPool {
       const tooOld = s.lifetime > 0 && now - c.createdAt >= s.lifetime;
       const tooIdle = s.idleTimeout > 0 && now - c.lastUsed >= s.idleTimeout && this.all.size > minShare;
       const wanted = this.shouldGiveSlot(true);
-      if (this.retired || tooOld || tooIdle || wanted) {
-        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : 'slot handed to a client starving on another worker');
+      const moved = c.addressStale;
+      if (this.retired || tooOld || tooIdle || wanted || moved) {
+        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : moved ? `DNS: ${c.login.host} moved from ${c.address}; draining` : 'slot handed to a client starving on another worker');
         continue; // close() removed it from idle
       }
       i++;

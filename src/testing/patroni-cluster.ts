@@ -3,7 +3,7 @@
 // failover takes seconds. Patroni and PostgreSQL run as the postgres system user when we are root.
 
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,13 +181,24 @@ export class PatroniCluster {
     }
   }
 
-  /** The whole node dies at once: Patroni and PostgreSQL SIGKILLed. */
+  /** The whole node dies at once: Patroni, the postmaster and every backend SIGKILLed. */
   killNode(m: PatroniMember): void {
     this.killPatroni(m);
     const pm = this.postmasterPid(m);
-    if (pm > 0) {
+    if (pm <= 0) return;
+    const pids = [pm];
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
       try {
-        process.kill(pm, 'SIGKILL');
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pm) pids.push(Number(d));
+      } catch {
+        /* gone */
+      }
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
       } catch {
         /* gone */
       }
