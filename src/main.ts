@@ -218,6 +218,12 @@ export async function main(argv: string[]): Promise<void> {
         log.info('setting changed by the admin console (until the next reload)', { key: req.key, value: req.key.includes('password') ? '********' : req.value });
         return { ok: true };
       }
+      case 'vrrp': {
+        const vr = cfg.virtual_router;
+        const v = sup.vrrp;
+        if (!vr) return { ok: true, vrrp: { state: 'off', priority: 0, local_ip: '', vips: '', since: 0, reason: 'no [general.virtual_router] section' } };
+        return { ok: true, vrrp: { state: v?.state ?? 'INIT', priority: v?.priority ?? vr.priority, local_ip: v?.localIp ?? '', vips: vr.vip_addresses.join(' '), since: v?.since ?? 0, reason: v?.reason ?? 'starting' } };
+      }
       case 'shutdown':
         log.info('SHUTDOWN from the admin console', { wait_for_clients: req.waitForClients });
         setTimeout(() => shutdown(!req.waitForClients), 50);

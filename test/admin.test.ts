@@ -204,6 +204,12 @@ describe('admin console', () => {
     await assert.rejects(adm.query('SELECT $1::int', [1]), /simple query protocol only/);
   });
 
+  test('SHOW VRRP without a [general.virtual_router] section says so', async () => {
+    const r = await adm.query('SHOW VRRP');
+    assert.deepEqual(r.fields.map((f) => f.name), ['state', 'priority', 'local_ip', 'vips', 'since', 'reason']);
+    assert.deepEqual([r.rows[0].state, r.rows[0].reason], ['off', 'no [general.virtual_router] section']);
+  });
+
   test('only admin_username reaches the console, with its password', async () => {
     const notAdmin = await connectError(proxy.port, { database: 'openproxy' });
     assert.equal(notAdmin.code, '28000');

@@ -140,6 +140,8 @@ describe('VRRP between two openproxy instances and keepalived', () => {
     assert.match(metrics, /openproxy_vrrp_state\{state="MASTER"\} 1/);
     assert.match(metrics, /openproxy_vrrp_state\{state="BACKUP"\} 0/);
     assert.match(metrics, /openproxy_vrrp_priority 150/);
+    const show = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, 'psql', '-X', '-A', '-t', '-F', '|', '-h', VIP, '-p', '6432', '-U', 'admin', '-d', 'openproxy', '-c', 'SHOW VRRP'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'adminpass' } });
+    assert.match(show.stdout, new RegExp(`^MASTER\\|150\\|${NET.replace(/\./g, '\\.')}\\.1\\|${VIP.replace(/\./g, '\\.')}/24\\|`), show.stdout + show.stderr);
     assert.match(keepalivedLog, /Entering BACKUP STATE/);
     assert.doesNotMatch(keepalivedLog, /Entering MASTER STATE/);
     assert.match(scripts(), /a promote MASTER/);

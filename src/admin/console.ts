@@ -13,7 +13,7 @@ export const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 
 const HELP = [
   'SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION',
-  'SHOW LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS',
+  'SHOW LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS|VRRP',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>[, <user>]]',
@@ -102,6 +102,12 @@ export class AdminConsole {
             return this.table(show.showTotals(reg, shared, uptime));
           case 'BANS':
             return this.table(show.showBans(reg, shared));
+          case 'VRRP': {
+            const r = await this.ctx.admin({ op: 'vrrp' });
+            if (!r.ok || !r.vrrp) throw new CommandError('XX000', r.ok ? 'no answer' : r.error);
+            const v = r.vrrp;
+            return this.table({ columns: ['state', 'priority', 'local_ip', 'vips', 'since', 'reason'], rows: [[v.state, v.priority, v.local_ip, v.vips, v.since ? new Date(v.since).toISOString() : '', v.reason]] });
+          }
           default:
             throw new CommandError('42601', `unknown SHOW item "${words[1] ?? ''}"; SHOW HELP lists the commands`);
         }

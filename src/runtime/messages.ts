@@ -17,9 +17,20 @@ export type AdminRequest =
   | { op: 'reload' }
   | { op: 'set'; key: string; value: string }
   | { op: 'shutdown'; waitForClients: boolean }
-  | { op: 'control'; control: Control };
+  | { op: 'control'; control: Control }
+  | { op: 'vrrp' };
 
-export type AdminResult = { ok: true; snapshots?: WorkerSnapshot[] } | { ok: false; error: string };
+/** SHOW VRRP: the virtual router as the HA thread last reported it. */
+export interface VrrpRow {
+  state: string;
+  priority: number;
+  local_ip: string;
+  vips: string;
+  since: number;
+  reason: string;
+}
+
+export type AdminResult = { ok: true; snapshots?: WorkerSnapshot[]; vrrp?: VrrpRow } | { ok: false; error: string };
 
 export interface WorkerInit {
   index: number;
