@@ -37,10 +37,13 @@ export function pgbouncerBinary(): string {
   return '/usr/sbin/pgbouncer';
 }
 
+/** openproxy's worker_threads in the benchmarks: BENCH_WORKERS, else one per core. */
+export const benchWorkers = (): number => Number(process.env.BENCH_WORKERS) || os.cpus().length;
+
 export async function startOpenproxy(work: string, pgPort: number, user: string, pass: string, mode: string, pool: number): Promise<Started> {
   const port = await freePort();
-  const conf = join(work, 'openproxy.toml');
-  writeFileSync(conf, `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${os.cpus().length}\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword = "${pass}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${pgPort}, "primary"]]\n`);
+  const conf = join(work, `openproxy-${port}.toml`);
+  writeFileSync(conf, `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword = "${pass}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${pgPort}, "primary"]]\n`);
   const proc = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
   await waitPort(port);
   return { port, proc, pid: () => proc.pid! };

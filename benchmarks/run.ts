@@ -13,13 +13,14 @@ import { writeHead } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../src/testing/pg-cluster';
-import { pgbouncerBinary, startOpenproxy, startPgBouncer, teardown } from './poolers';
+import { benchWorkers, pgbouncerBinary, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100,500').split(',').map(Number);
 const PROTOCOLS = (process.env.BENCH_PROTOCOLS ?? 'simple,extended,prepared').split(',');
 const MODE = process.env.BENCH_MODE ?? 'transaction';
 const SCALE = Number(process.env.BENCH_SCALE) || 10;
+const WORKLOADS = (process.env.BENCH_WORKLOADS ?? 'select-only,tpcb-like').split(',');
 const USER = 'bench';
 const PASS = 'bench-pass';
 
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0 };
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-    for (const selectOnly of [true, false]) {
+    for (const selectOnly of [true, false].filter((x) => WORKLOADS.includes(x ? 'select-only' : 'tpcb-like'))) {
       for (const protocol of PROTOCOLS) {
         for (const clients of CLIENTS) {
           const jobs = threads(clients, protocol, selectOnly);
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
       '',
       `- Machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgv}; ${pbv}.`,
       `- One PostgreSQL primary (fsync off) on loopback; pgbench scale ${SCALE}, \`-j 2 -T ${SECONDS}\`, latency from \`-l --sampling-rate 0.2\`.`,
-      `- Pool mode **${MODE}** for both poolers; openproxy with worker_threads = ${os.cpus().length} and prepared_statements_cache_size = 100, PgBouncer single process; ${pool} server connections.`,
+      `- Pool mode **${MODE}** for both poolers; openproxy with worker_threads = ${benchWorkers()} and prepared_statements_cache_size = 100, PgBouncer single process; ${pool} server connections.`,
       pbPrepared ? '' : `- ${pbVersion} predates protocol-level prepared statements in transaction mode (1.21, max_prepared_statements): its \`-M prepared\` rows are n/a.`,
       '- pgbench threads (`j`): 2, except TPC-B-like with `-M prepared`, one thread per client: pgbench prepares with a blocking PQprepare on first use, and a thread blocked there while its other clients hold server connections inside BEGIN … END stalls any transaction pooler (measured: 1 tps with 10 clients per thread).',
       '- Targets run interleaved (direct, openproxy, PgBouncer) for each row, on the same cluster; pgbench, the pooler and PostgreSQL share the same cores.',
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
       'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
       '',
     ].join('\n');
-    writeHead(md); // the sections other scripts wrote stay
+    if (process.env.BENCH_WRITE !== '0') writeHead(md); // the sections other scripts wrote stay
     process.stdout.write('\n' + md);
   } finally {
     await finish();
