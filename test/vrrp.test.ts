@@ -225,6 +225,23 @@ describe('VRRP between two openproxy instances and keepalived', () => {
   });
 });
 
+describe('VRRP that cannot start', () => {
+  test('a bad interface puts the router in FAULT (log, SHOW VRRP); openproxy serves on', async () => {
+    const c = bed.members.get('c')!;
+    const p = await startProxy(config('c', 100).replace('interface = "eth0"', 'interface = "nope0"').replace('port = 6432', 'port = 6439'), [], {}, /openproxy listening/, c.ns);
+    try {
+      await p.waitFor(/VRRP fault reason="cannot start VRRP: interface nope0 has no IPv4 address of its own"/, 5000);
+      const run = (user: string, pass: string, db: string, sql: string) =>
+        spawnSync('ip', ['netns', 'exec', c.ns, 'psql', '-X', '-A', '-t', '-F', '|', '-h', '127.0.0.1', '-p', '6439', '-U', user, '-d', db, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: pass } }).stdout.trim();
+      assert.match(run('admin', 'adminpass', 'openproxy', 'SHOW VRRP'), /^FAULT\|100\|\|/);
+      assert.equal(run(APP_USER, APP_PASS, 'postgres', 'SELECT 1'), '1');
+      assert.ok(!bed.addresses(c.ns).includes(VIP), 'no VIP taken');
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
 describe('VRRP in unicast mode', () => {
   test('unicast_peers: adverts go to the peer only; the backup takes over when the master stops', async () => {
     for (const p of proxies.values()) await p.stop('SIGTERM');

@@ -131,7 +131,7 @@ export class RawIpSocket {
     check(load().sendto(this.fd, payload, payload.length, 0, sockaddrIn(dst), 16), `sendto ${dst}`);
   }
 
-  /** Reads packets until close(), calling `onPacket` for each. */
+  /** Reads packets until close(), calling `onPacket` for each; an error is reported and reading goes on (a deaf backup would take the VIPs). */
   receive(onPacket: (packet: Buffer) => void, onError: (e: Error) => void): void {
     const l = load();
     const loop = () => {
@@ -139,7 +139,11 @@ export class RawIpSocket {
       this.fromLen[0] = 16;
       l.recvfrom.async(this.fd, this.buf, this.buf.length, 0, this.from, this.fromLen, (err: Error | null, n: number) => {
         if (this.closed) return;
-        if (err) return onError(err);
+        if (err) {
+          onError(err);
+          setTimeout(loop, 100);
+          return;
+        }
         if (n > 0) onPacket(Buffer.from(this.buf.subarray(0, n)));
         setImmediate(loop);
       });

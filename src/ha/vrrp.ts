@@ -65,7 +65,8 @@ export class VirtualRouter {
       if (this.peers.length === 0) this.sock.joinGroup(VRRP_MULTICAST);
       this.arp = new PacketSocket(c.interface);
     } catch (e) {
-      this.fault(`cannot start VRRP: ${(e as Error).message} (needs CAP_NET_RAW and CAP_NET_ADMIN)`);
+      const msg = (e as Error).message;
+      this.fault(`cannot start VRRP: ${msg}${/not permitted|EPERM|EACCES|denied/i.test(msg) ? ' (openproxy needs CAP_NET_RAW and CAP_NET_ADMIN)' : ''}`);
       return;
     }
     this.machine = new VrrpMachine(
