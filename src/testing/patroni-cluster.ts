@@ -81,6 +81,8 @@ export class PatroniCluster {
     const root = mkdtempSync(join(tmpdir(), 'openproxy-patroni-'));
     if (isRoot()) chownSync(root, pgUser().uid, pgUser().gid);
     const c = new PatroniCluster(root, opts);
+    // A test process that is killed or force-exited before its after() must not leave the cluster running.
+    process.once('exit', () => c.stop());
     try {
       await c.startEtcd();
       for (let i = 1; i <= opts.members; i++) await c.addMember(`pg${i}`);
@@ -245,7 +247,11 @@ export class PatroniCluster {
     throw new Error(`timed out after ${ms} ms waiting for ${what}; logs in ${this.root}`);
   }
 
+  private stopped = false;
+
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     for (const m of this.members) this.killNode(m);
     if (this.etcd?.pid && this.etcd.exitCode === null) this.etcd.kill('SIGKILL');
     if (!process.env.KEEP_PATRONI) rmSync(this.root, { recursive: true, force: true });

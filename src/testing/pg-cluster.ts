@@ -93,6 +93,8 @@ export class PgCluster {
     const root = mkdtempSync(join(tmpdir(), 'openproxy-pg-'));
     const c = new PgCluster(root, bin);
     c.netns = opts.netns;
+    // A test process that is force-exited before its after() must not leave servers running.
+    process.once('exit', () => c.stop());
     if (isRoot()) {
       const { uid, gid } = pgUser();
       chownSync(root, uid, gid);
@@ -197,7 +199,11 @@ export class PgCluster {
     return r.stdout.trim();
   }
 
+  private stopped = false;
+
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     for (const n of [...this.nodes].reverse()) this.stopNode(n);
     rmSync(this.root, { recursive: true, force: true });
   }
