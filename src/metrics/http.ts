@@ -3,8 +3,8 @@
 // live status page at / (pools, servers with role and ban state, clients, VRRP state) that
 // refreshes itself from /status.json.
 
+import { tcpReachable } from '../ha/primary-reachable';
 import http from 'node:http';
-import net from 'node:net';
 import type { Exporter } from './exporter';
 import type { Config } from '../config/types';
 import { STATUS_PAGE } from './status-page';
@@ -19,19 +19,6 @@ export interface HttpDeps {
 }
 
 /** TCP reachability of host:port within ms. */
-function reachable(host: string, port: number, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(ms, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-
 export class HealthCheck {
   private cached: { at: number; ok: boolean; problems: string[] } | null = null;
   constructor(private readonly deps: HttpDeps) {}
@@ -45,7 +32,7 @@ export class HealthCheck {
       cfg.pools.flatMap((p) =>
         p.shards.map(async (shard) => {
           const primaries = shard.servers.filter((s) => s.role !== 'replica');
-          const ok = (await Promise.all(primaries.map((a) => reachable(a.host, a.port, Math.min(1000, p.connect_timeout))))).some(Boolean);
+          const ok = (await Promise.all(primaries.map((a) => tcpReachable(a.host, a.port, Math.min(1000, p.connect_timeout))))).some(Boolean);
           if (!ok) problems.push(`pool ${p.name} shard ${shard.index}: no primary reachable (${primaries.map((a) => `${a.host}:${a.port}`).join(', ') || 'none configured'})`);
         }),
       ),
