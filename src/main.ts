@@ -16,6 +16,7 @@ import { LogSink, log, setLogSink } from './log';
 import { SlotAllocator } from './pool/slots';
 import { SharedState } from './shared/state';
 import { Supervisor } from './runtime/supervisor';
+import type { VrrpRow } from './runtime/messages';
 import { listen } from './runtime/listener';
 
 /** Exit codes (documented in man/openproxy.1). */
@@ -111,13 +112,19 @@ export async function main(argv: string[]): Promise<void> {
           cfg: () => cfg,
           listening: () => server.listening && !shuttingDown,
           vrrp: () => {
-            const v = sup.vrrp;
-            if (!cfg.virtual_router) return { state: 'off', detail: 'no [general.virtual_router] section' };
-            if (!v) return { state: 'INIT', detail: 'starting' };
-            return { state: v.state, detail: `on ${v.localIp || '?'}, priority ${v.priority}, since ${new Date(v.since).toISOString()}: ${v.reason}` };
+            const v = vrrpRow();
+            return { state: v.state, detail: v.state === 'off' ? v.reason : `on ${v.local_ip || '?'}, priority ${v.priority}${v.since ? `, since ${new Date(v.since).toISOString()}` : ''}: ${v.reason}` };
           },
         })
       : null;
+
+  /** The virtual router as SHOW VRRP and the status page show it. */
+  function vrrpRow(): VrrpRow {
+    const vr = cfg.virtual_router;
+    const v = sup.vrrp;
+    if (!vr) return { state: 'off', priority: 0, local_ip: '', vips: '', since: 0, reason: 'no [general.virtual_router] section' };
+    return { state: v?.state ?? 'INIT', priority: v?.priority ?? vr.priority, local_ip: v?.localIp ?? '', vips: vr.vip_addresses.join(' '), since: v?.since ?? 0, reason: v?.reason ?? 'starting' };
+  }
 
   let mtime = statSync(cfg.path).mtimeMs;
   const reload = (why: string): string | null => {
@@ -218,12 +225,8 @@ export async function main(argv: string[]): Promise<void> {
         log.info('setting changed by the admin console (until the next reload)', { key: req.key, value: req.key.includes('password') ? '********' : req.value });
         return { ok: true };
       }
-      case 'vrrp': {
-        const vr = cfg.virtual_router;
-        const v = sup.vrrp;
-        if (!vr) return { ok: true, vrrp: { state: 'off', priority: 0, local_ip: '', vips: '', since: 0, reason: 'no [general.virtual_router] section' } };
-        return { ok: true, vrrp: { state: v?.state ?? 'INIT', priority: v?.priority ?? vr.priority, local_ip: v?.localIp ?? '', vips: vr.vip_addresses.join(' '), since: v?.since ?? 0, reason: v?.reason ?? 'starting' } };
-      }
+      case 'vrrp':
+        return { ok: true, vrrp: vrrpRow() };
       case 'shutdown':
         log.info('SHUTDOWN from the admin console', { wait_for_clients: req.waitForClients });
         setTimeout(() => shutdown(!req.waitForClients), 50);

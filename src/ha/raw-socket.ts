@@ -80,11 +80,6 @@ export function ifIndex(name: string): number {
   return i;
 }
 
-export interface ReceivedPacket {
-  /** The whole IPv4 packet, header included (raw sockets deliver it). */
-  packet: Buffer;
-}
-
 /** An IPv4 raw socket for one IP protocol, bound to an interface. */
 export class RawIpSocket {
   private fd: number;

@@ -16,7 +16,7 @@ import { decodeAdvert, encodeAdvert, gratuitousArp, ipString, VRRP_MULTICAST, VR
 import { PacketSocket, RawIpSocket } from './raw-socket';
 
 export interface VrrpStatus {
-  state: VrrpState | 'FAULT' | 'off';
+  state: VrrpState | 'FAULT';
   priority: number;
   since: number;
   reason: string;
@@ -45,12 +45,10 @@ export class VirtualRouter {
   private reported = '';
   private readonly vips: string[];
   private readonly peers: string[];
-  status: VrrpStatus;
 
   constructor(private readonly cfg: VirtualRouterConfig, private readonly onStatus: (s: VrrpStatus) => void) {
     this.vips = cfg.vip_addresses;
     this.peers = cfg.unicast_peers ?? [];
-    this.status = { state: 'INIT', priority: cfg.priority, since: Date.now(), reason: 'starting', localIp: '' };
   }
 
   start(): void {
@@ -147,9 +145,8 @@ export class VirtualRouter {
     const key = `${t.at}|${t.to}|${m.currentPriority}`;
     if (key !== this.reported) {
       this.reported = key;
-      this.status = { state: m.state, priority: m.currentPriority, since: t.at || Date.now(), reason: t.reason, localIp: this.localIp };
       if (t.to !== t.from || t.at === 0) log.info('VRRP state', { from: t.from, to: t.to, reason: t.reason, priority: m.currentPriority });
-      this.onStatus(this.status);
+      this.onStatus({ state: m.state, priority: m.currentPriority, since: t.at || Date.now(), reason: t.reason, localIp: this.localIp });
     }
     if (this.timer) clearTimeout(this.timer);
     const next = m.nextDeadline();
@@ -236,7 +233,6 @@ export class VirtualRouter {
 
   private fault(reason: string): void {
     log.error('VRRP fault', { reason });
-    this.status = { state: 'FAULT', priority: this.cfg.priority, since: Date.now(), reason, localIp: this.localIp };
-    this.onStatus(this.status);
+    this.onStatus({ state: 'FAULT', priority: this.cfg.priority, since: Date.now(), reason, localIp: this.localIp });
   }
 }

@@ -72,10 +72,6 @@ export class PatroniCluster {
 
   private constructor(readonly root: string, readonly opts: Required<PatroniOptions>) {}
 
-  static available(): boolean {
-    return existsSync('/usr/bin/patroni') && existsSync('/usr/bin/etcd');
-  }
-
   static async start(options: PatroniOptions = {}): Promise<PatroniCluster> {
     const opts: Required<PatroniOptions> = { members: 3, ttl: 10, loopWait: 1, retryTimeout: 3, synchronous: false, ...options };
     const root = mkdtempSync(join(tmpdir(), 'openproxy-patroni-'));
