@@ -44,7 +44,9 @@ export async function startOpenproxy(work: string, pgPort: number, user: string,
   const port = await freePort();
   const conf = join(work, `openproxy-${port}.toml`);
   writeFileSync(conf, `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword = "${pass}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${pgPort}, "primary"]]\n`);
-  const proc = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
+  // BENCH_NODE_ARGS: extra node flags for openproxy, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a run.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
   await waitPort(port);
   return { port, proc, pid: () => proc.pid! };
 }

@@ -5,7 +5,8 @@
 // Environment: BENCH_SECONDS (per run, default 10), BENCH_CLIENTS (default "10,100,500"),
 // BENCH_PROTOCOLS (default "simple,extended,prepared"), BENCH_MODE (pool mode for both poolers,
 // default transaction), BENCH_POOL (server connections, default 20 in transaction mode, the client
-// count in session mode), BENCH_SCALE (pgbench -s, default 10).
+// count in session mode), BENCH_SCALE (pgbench -s, default 10), BENCH_WORKERS (openproxy worker_threads, default one per core),
+// BENCH_NODE_ARGS (extra node flags for openproxy, e.g. "--cpu-prof --cpu-prof-dir=DIR").
 
 import { ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';

@@ -142,6 +142,46 @@ describe('hold and release points', () => {
   });
 });
 
+describe('waiting for a server connection', () => {
+  test('queued transactions are served in arrival order; one queued past connect_timeout gets 53300; one that leaves while queued costs nothing', async () => {
+    const proxy = await startProxy((port) => configFor(cluster, port, 'connect_timeout = 1500\nworker_threads = 1', [{ pool_mode: 'transaction', pool_size: 1 }]));
+    const clients = Array.from({ length: 5 }, () => client(proxy.port));
+    const quitter = await doomedClient(proxy.port);
+    try {
+      await Promise.all(clients.map((c) => c.connect()));
+      const [holder, a, b, c, late] = clients;
+      late.on('error', () => undefined); // its 53300 is a FATAL: the connection ends after it
+      await holder.query('BEGIN');
+      const order: string[] = [];
+      const run = (cl: pg.Client, name: string) => cl.query('SELECT 1').then(() => order.push(name));
+      const pa = run(a, 'a');
+      await sleep(50);
+      void quitter.query('SELECT 1').catch(() => undefined);
+      await sleep(50);
+      const pb = run(b, 'b');
+      await sleep(50);
+      const pc = run(c, 'c');
+      await sleep(50);
+      vanish(quitter); // gone while queued: its turn must pass to the next client
+      await sleep(200);
+      await holder.query('COMMIT');
+      await Promise.all([pa, pb, pc]);
+      assert.deepEqual(order, ['a', 'b', 'c'], 'FIFO');
+      // Now hold the only connection past connect_timeout: the queued client gets 53300.
+      await holder.query('BEGIN');
+      const t0 = Date.now();
+      const err = await late.query('SELECT 1').then(() => null, (e: { code?: string; message: string }) => e);
+      assert.equal(err?.code, '53300', `queued past connect_timeout: ${err?.message}`);
+      assert.ok(Date.now() - t0 >= 1400, `it waited connect_timeout (${Date.now() - t0} ms)`);
+      await holder.query('COMMIT');
+      assert.deepEqual((await a.query('SELECT 2 AS x')).rows, [{ x: 2 }], 'the pool still serves');
+    } finally {
+      for (const cl of clients) await cl.end().catch(() => undefined);
+      await proxy.stop();
+    }
+  });
+});
+
 describe('fairness across worker threads', () => {
   test('a client on one worker is served while the other worker holds every connection idle', async () => {
     const proxy = await startProxy(tx(2));

@@ -23,15 +23,25 @@ export interface ServerPoolSettings {
   workers: number;
 }
 
-interface Waiter {
-  resolve(conn: ServerConn): void;
-  reject(err: ServerConnError): void;
+/**
+ * A client waiting for a connection. `grant` is called synchronously from `release` (no promise
+ * per transaction on the hot path), so it must not assume anything about the caller's stack; a
+ * transaction-mode client keeps one waiter object for its whole life.
+ */
+export interface PoolWaiter {
+  grant(conn: ServerConn): void;
+  fail(err: ServerConnError): void;
+  /** Set by the pool when it queues the waiter. */
   deadline: number;
   /** Date.now() when it started waiting. */
   since: number;
   /** Counted in the shared serverStarving table. */
   starving: boolean;
-  timer: NodeJS.Timeout;
+}
+
+/** A fresh waiter for `request` (its deadline and timestamps are set when it is queued). */
+export function poolWaiter(grant: (conn: ServerConn) => void, fail: (err: ServerConnError) => void): PoolWaiter {
+  return { grant, fail, deadline: 0, since: 0, starving: false };
 }
 
 export class ServerPool {
@@ -41,7 +51,9 @@ export class ServerPool {
   readonly all = new Set<ServerConn>();
   /** Connections being opened (sv_login). */
   opening = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters: PoolWaiter[] = [];
+  /** One timer per pool for waiters' deadlines (FIFO, so the head expires first), not one per waiter. */
+  private expiryTimer: NodeJS.Timeout | null = null;
   /** How many of `waiters` are counted as starving (they are the oldest, at the head). */
   private starvingHere = 0;
   private watching = false;
@@ -58,23 +70,49 @@ export class ServerPool {
 
   /** A connection for a client: an idle one, a new one if the global limit allows, or wait FIFO. */
   acquire(): Promise<ServerConn> {
-    const conn = this.takeIdle();
-    if (conn) return Promise.resolve(conn);
-    if (this.waiters.length === 0 && this.mayTakeSlot() && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return this.openWithSlot();
     return new Promise((resolve, reject) => {
-      const timeout = this.settings.connectTimeout;
-      const w: Waiter = {
-        resolve,
-        reject,
-        deadline: Date.now() + timeout,
-        since: Date.now(),
-        starving: false,
-        timer: setTimeout(() => this.expire(w), timeout),
-      };
-      this.waiters.push(w);
-      Atomics.add(this.shared.serverWaiters, this.slot, 1);
-      this.watch();
+      const conn = this.request(poolWaiter(resolve, reject));
+      if (conn) resolve(conn);
     });
+  }
+
+  /**
+   * An idle connection now, or null and `w` is granted one later (a new connection when the global
+   * limit allows, else the next one released, FIFO) or failed after connect_timeout.
+   */
+  request(w: PoolWaiter): ServerConn | null {
+    const conn = this.takeIdle();
+    if (conn) return conn;
+    if (this.waiters.length === 0 && this.mayTakeSlot() && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) {
+      this.openWithSlot().then(
+        (c) => w.grant(c),
+        (e) => w.fail(e as ServerConnError),
+      );
+      return null;
+    }
+    const now = Date.now();
+    w.deadline = now + this.settings.connectTimeout;
+    w.since = now;
+    w.starving = false;
+    this.waiters.push(w);
+    Atomics.add(this.shared.serverWaiters, this.slot, 1);
+    if (this.expiryTimer === null) this.armExpiry(w.deadline - now);
+    this.watch();
+    return null;
+  }
+
+  private armExpiry(ms: number): void {
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = null;
+      const now = Date.now();
+      // Usually only the head is due; a reload that shortened connect_timeout can make a later one due first.
+      for (const w of this.waiters.filter((x) => x.deadline <= now)) this.expire(w);
+      if (this.waiters.length === 0) return;
+      let next = Infinity;
+      for (const w of this.waiters) next = Math.min(next, w.deadline);
+      this.armExpiry(Math.max(1, next - now));
+    }, ms);
+    this.expiryTimer.unref?.();
   }
 
   /** An idle connection right now, without waiting (undefined if none); the transaction-mode fast path. */
@@ -141,12 +179,11 @@ export class ServerPool {
     this.serveWaiters();
   }
 
-  private dequeue(w: Waiter): void {
+  private dequeue(w: PoolWaiter): void {
     const i = this.waiters[0] === w ? 0 : this.waiters.indexOf(w);
     if (i < 0) return;
     if (i === 0) this.waiters.shift();
     else this.waiters.splice(i, 1);
-    clearTimeout(w.timer);
     Atomics.sub(this.shared.serverWaiters, this.slot, 1);
     if (w.starving) {
       this.starvingHere--;
@@ -179,9 +216,9 @@ export class ServerPool {
     return Atomics.load(this.shared.serverStarving, this.slot) - this.starvingHere;
   }
 
-  private expire(w: Waiter): void {
+  private expire(w: PoolWaiter): void {
     this.dequeue(w);
-    w.reject(new ServerConnError(`no server connection to ${this.settings.label} became free within ${this.settings.connectTimeout} ms (pool_size ${this.settings.poolSize})`, SQLSTATE.TOO_MANY_CONNECTIONS));
+    w.fail(new ServerConnError(`no server connection to ${this.settings.label} became free within ${this.settings.connectTimeout} ms (pool_size ${this.settings.poolSize})`, SQLSTATE.TOO_MANY_CONNECTIONS));
   }
 
   /** Give waiters what can be had: idle connections first, then new slots. */
@@ -191,13 +228,16 @@ export class ServerPool {
       if (conn) {
         const w = this.waiters[0];
         this.dequeue(w);
-        w.resolve(conn);
+        w.grant(conn);
         continue;
       }
       if (!this.mayTakeSlot() || !this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return;
       const w = this.waiters[0];
       this.dequeue(w);
-      this.openWithSlot().then(w.resolve, w.reject);
+      this.openWithSlot().then(
+        (c) => w.grant(c),
+        (e) => w.fail(e as ServerConnError),
+      );
     }
   }
 
@@ -246,7 +286,7 @@ export class ServerPool {
       const w = this.waiters[0];
       this.dequeue(w);
       this.lend(conn);
-      w.resolve(conn);
+      w.grant(conn);
       return;
     }
     conn.lastUsed = now;
@@ -301,7 +341,7 @@ export class ServerPool {
   rejectWaiters(err: ServerConnError): void {
     for (const w of this.waiters.slice()) {
       this.dequeue(w);
-      w.reject(err);
+      w.fail(err);
     }
   }
 }

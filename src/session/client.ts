@@ -10,6 +10,7 @@ import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { MAX_MESSAGE_LENGTH, ServerConn, ServerConnError, ServerOwner, sendCancel } from '../pool/server-conn';
+import { PoolWaiter, poolWaiter } from '../pool/server-pool';
 import type { ServerEntry, UserPool } from '../pool/registry';
 import { chooseSessionServer, roleOf } from '../pool/choose';
 import { Verdict } from '../routing/classify';
@@ -111,6 +112,16 @@ export class ClientSession implements ServerOwner {
   /** Extended-protocol messages forwarded since the last Sync. */
   private sinceSync = 0;
   private acquiring = false;
+  /** This client's place in a server pool's queue (one object for its life: no allocation per wait). */
+  private readonly waiter: PoolWaiter = poolWaiter(
+    (conn) => this.onGranted(conn),
+    (err) => this.onGrantFailed(err),
+  );
+  /** What the queued wait is for: the server entry, the route target, the candidates, the start (performance.now()). */
+  private waitEntry: ServerEntry | null = null;
+  private waitTarget: Target = 'primary';
+  private waitOrder: ServerEntry[] = [];
+  private waitStart = 0;
   private releasePending = false;
   /** openproxy's own statement runs on the held server: client messages wait. */
   private syncing = false;
@@ -483,29 +494,78 @@ export class ClientSession implements ServerOwner {
     }
     this.acquiring = true;
     this.waitSince = Date.now();
-    const waitStart = performance.now();
-    this.acquireWithWait(order, target, idle).then(
-      async ({ conn, entry }) => {
+    this.waitStart = performance.now();
+    this.waitTarget = target;
+    this.waitOrder = order;
+    if (first && !idle && order.length === 1) {
+      // One candidate and nothing idle: queue on its pool; a released connection is handed over
+      // synchronously (onGranted), without a promise per transaction.
+      this.waitEntry = first;
+      const conn = first.pool.request(this.waiter);
+      if (conn) this.onGranted(conn);
+      return;
+    }
+    this.acquireSlow(order, target, idle);
+  }
+
+  /** The general path: health checks, GUC sync, several candidates, waiting for a primary. */
+  private acquireSlow(order: ServerEntry[], target: Target, idle: ServerConn | undefined, failed?: ServerConnError): void {
+    this.acquireWithWait(order, target, idle, failed).then(
+      ({ conn, entry }) => {
         this.acquiring = false;
         this.waitSince = 0;
-        this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
+        this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - this.waitStart) * 1000);
         this.serverPool = entry.pool;
         if (this.phase === Phase.Closed) return entry.pool.release(conn);
         this.attachRouted(conn, entry, target);
         this.forwardToServer();
       },
-      (e: ServerConnError | GucRejected) => {
-        this.acquiring = false;
-        this.waitSince = 0;
-        this.ctx.shared.stats[this.stat + STAT.errors] += 1;
-        if (e instanceof GucRejected) {
-          // The client's own settings were refused (e.g. a bad value): its error, then goodbye.
-          if (this.sock.writable) this.sock.write(withSeverity(e.body, 'ERROR'));
-          return this.disconnect('session parameters rejected by the server');
-        }
-        this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
-      },
+      (e: ServerConnError | GucRejected) => this.onAcquireError(e),
     );
+  }
+
+  private onAcquireError(e: ServerConnError | GucRejected): void {
+    this.acquiring = false;
+    this.waitSince = 0;
+    this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+    if (e instanceof GucRejected) {
+      // The client's own settings were refused (e.g. a bad value): its error, then goodbye.
+      if (this.sock.writable) this.sock.write(withSeverity(e.body, 'ERROR'));
+      return this.disconnect('session parameters rejected by the server');
+    }
+    this.fatal(e.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, e.message, 'no server connection');
+  }
+
+  /** The pool gave this client a connection (called synchronously from its release, or when one was opened). */
+  private onGranted(conn: ServerConn): void {
+    const entry = this.waitEntry!;
+    this.serverPool = entry.pool;
+    if (this.phase === Phase.Closed) {
+      this.acquiring = false;
+      this.waitSince = 0;
+      return entry.pool.release(conn);
+    }
+    if (this.needsCheck(conn) || entry.address.role === 'auto' || gucSyncStatement(conn.gucs, this.gucs, conn.reported) !== '') {
+      // Checked, role-confirmed and matched by the general path, this connection first.
+      return this.acquireSlow(this.waitOrder, this.waitTarget, conn);
+    }
+    this.acquiring = false;
+    this.waitSince = 0;
+    this.ctx.shared.stats[this.stat + STAT.wait_time_us] += Math.round((performance.now() - this.waitStart) * 1000);
+    this.attachRouted(conn, entry, this.waitTarget);
+    this.forwardToServer();
+  }
+
+  /** The pool could not give a connection (connect_timeout while queued, or opening one failed). */
+  private onGrantFailed(err: ServerConnError): void {
+    if (this.phase === Phase.Closed) {
+      this.acquiring = false;
+      this.waitSince = 0;
+      return;
+    }
+    // As the general path treats a failed acquire: final, or ban the server and maybe wait for a primary.
+    if (!isFinal(err)) this.ban(this.waitEntry!, BAN.connect);
+    this.acquireSlow([], this.waitTarget, undefined, err);
   }
 
   /** Shard of the transaction being routed (for recomputing candidates while waiting for a primary). */
@@ -515,19 +575,22 @@ export class ClientSession implements ServerOwner {
    * acquireFrom, but a write that finds no primary (failover under way: none known, or the known
    * one unreachable) waits up to primary_wait_timeout for the HA thread to find one.
    */
-  private async acquireWithWait(order: ServerEntry[], target: Target, idle: ServerConn | undefined): Promise<{ conn: ServerConn; entry: ServerEntry }> {
+  private async acquireWithWait(order: ServerEntry[], target: Target, idle: ServerConn | undefined, failed?: ServerConnError): Promise<{ conn: ServerConn; entry: ServerEntry }> {
     const g = this.ctx.registry.general;
     const up = this.userPool!;
     const deadline = Date.now() + (target === 'primary' && this.routingActive(up) ? g.primary_wait_timeout : 0);
     let announced = false;
     for (;;) {
-      if (order.length > 0) {
+      if (failed) {
+        // The queued fast path already tried its one server and failed (and banned it if it may).
+        const err = failed;
+        failed = undefined;
+        if (!retryable(err) || Date.now() >= deadline || this.phase === Phase.Closed) throw err;
+      } else if (order.length > 0) {
         try {
           return await this.acquireFrom(order, target, idle);
         } catch (e) {
-          const err = e as ServerConnError;
-          const retryable = err instanceof ServerConnError && err.sqlstate !== SQLSTATE.TOO_MANY_CONNECTIONS && (!err.fromServer || err.sqlstate.startsWith('57P0'));
-          if (!retryable || Date.now() >= deadline || this.phase === Phase.Closed) throw e;
+          if (!retryable(e as ServerConnError) || Date.now() >= deadline || this.phase === Phase.Closed) throw e;
         }
       } else if (Date.now() >= deadline) {
         throw new ServerConnError(`no primary is available in pool "${up.pool.name}" (waited primary_wait_timeout = ${g.primary_wait_timeout} ms)`, SQLSTATE.CONNECTION_FAILURE);
@@ -576,10 +639,7 @@ export class ClientSession implements ServerOwner {
           conn = i === 0 && attempt === 0 && idle ? idle : await e.pool.acquire();
         } catch (err) {
           lastError = err as ServerConnError;
-          // Pool exhaustion and PostgreSQL's own refusals (auth, unknown database) are final; a server
-          // that cannot be reached or is starting / shutting down (57P0x) is banned and skipped.
-          const goingAway = lastError.sqlstate !== undefined && lastError.sqlstate.startsWith('57P0');
-          if (lastError.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (lastError.fromServer && !goingAway) || this.phase === Phase.Closed) throw lastError;
+          if (isFinal(lastError) || this.phase === Phase.Closed) throw lastError;
           this.ban(e, BAN.connect);
           break;
         }
@@ -1336,6 +1396,21 @@ const REPLY_RETRY = 2;
 const REPLY_RETRY_BAN = 3;
 /** Server going away: admin_shutdown, crash_shutdown, cannot_connect_now. */
 const GOING_AWAY = new Set(['57P01', '57P02', '57P03']);
+
+/**
+ * A failed acquire that no other server or later try can fix: pool exhaustion, or PostgreSQL's
+ * own refusal (auth, unknown database). A server that cannot be reached or is starting / shutting
+ * down (57P0x) is not: it is banned and skipped.
+ */
+function isFinal(err: ServerConnError): boolean {
+  const goingAway = err.sqlstate !== undefined && err.sqlstate.startsWith('57P0');
+  return err.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err.fromServer === true && !goingAway);
+}
+
+/** Whether a write may wait for a primary and try again after this failure. */
+function retryable(err: ServerConnError): boolean {
+  return err instanceof ServerConnError && !isFinal(err);
+}
 /** A replica refusing a read: read_only_sql_transaction, serialization_failure (conflict with recovery). */
 const REPLICA_REFUSAL = new Set(['25006', '40001']);
 
