@@ -30,6 +30,22 @@ interface Result {
   p50: number;
   p99: number;
   failed: number;
+  /** Transactions pgbench completed. */
+  xacts: number;
+  /** CPU the pooler process used during the run (all threads, user + system), µs per transaction. */
+  cpuPerXact: number;
+}
+
+/** CPU time of a process, all threads, user + system, in µs (from /proc; clock ticks of 10 ms). */
+function cpuMicros(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return NaN;
+  }
 }
 
 
@@ -49,14 +65,17 @@ function threads(clients: number, protocol: string, selectOnly: boolean): number
   return clients;
 }
 
-function pgbench(port: number, clients: number, protocol: string, selectOnly: boolean, logDir: string, jobs: number): Result {
+function pgbench(port: number, clients: number, protocol: string, selectOnly: boolean, logDir: string, jobs: number, poolerPid?: number): Result {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
+  const cpu0 = cpuMicros(poolerPid);
   const args = ['-n', '-c', String(clients), '-j', String(jobs), '-T', String(SECONDS), '-M', protocol, '-l', '--sampling-rate', '0.2', '--log-prefix', join(logDir, 'pgb'), '-h', '127.0.0.1', '-p', String(port), '-U', USER];
   if (selectOnly) args.push('-S');
   args.push('postgres');
   const r = spawnSync('pgbench', args, { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS }, timeout: (SECONDS + 60) * 1000 });
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout)?.[1] ?? NaN);
   const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? (r.status === 0 ? 0 : NaN));
+  const xacts = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? NaN);
+  const cpuPerXact = (cpuMicros(poolerPid) - cpu0) / xacts;
   const lat: number[] = [];
   for (const f of readdirSync(logDir)) {
     for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
@@ -66,7 +85,7 @@ function pgbench(port: number, clients: number, protocol: string, selectOnly: bo
   }
   lat.sort((a, b) => a - b);
   if (r.status !== 0) process.stdout.write(`pgbench failed on port ${port}: ${r.stderr}\n`);
-  return { tps, p50: percentile(lat, 50) / 1000, p99: percentile(lat, 99) / 1000, failed };
+  return { tps, p50: percentile(lat, 50) / 1000, p99: percentile(lat, 99) / 1000, failed, xacts, cpuPerXact };
 }
 
 async function main(): Promise<void> {
@@ -97,24 +116,24 @@ async function main(): Promise<void> {
 
     const logDir = join(work, 'pgbench-logs');
     spawnSync('mkdir', ['-p', logDir]);
-    const targets: [string, number][] = [['direct', cluster.primary.port], ['openproxy', opPort], ['pgbouncer', pbPort]];
+    const targets: [string, number, number | undefined][] = [['direct', cluster.primary.port, undefined], ['openproxy', opPort, op.pid()], ['pgbouncer', pbPort, pb.pid()]];
     const rows: string[] = [];
-    const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0 };
+    const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN };
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
     for (const selectOnly of [true, false].filter((x) => WORKLOADS.includes(x ? 'select-only' : 'tpcb-like'))) {
       for (const protocol of PROTOCOLS) {
         for (const clients of CLIENTS) {
           const jobs = threads(clients, protocol, selectOnly);
           const res: Record<string, Result> = {};
-          for (const [name, port] of targets) {
-            res[name] = name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared ? na : pgbench(port, clients, protocol, selectOnly, logDir, jobs);
-            process.stdout.write(`${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} j=${jobs} ${name}: ${fmt(res[name].tps)} tps p99 ${fmt(res[name].p99, 2)} ms failed ${res[name].failed}\n`);
+          for (const [name, port, pid] of targets) {
+            res[name] = name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared ? na : pgbench(port, clients, protocol, selectOnly, logDir, jobs, pid);
+            process.stdout.write(`${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} j=${jobs} ${name}: ${fmt(res[name].tps)} tps p99 ${fmt(res[name].p99, 2)} ms failed ${res[name].failed} pooler CPU ${fmt(res[name].cpuPerXact, 1)} µs/xact\n`);
           }
           const d = res.direct;
           const o = res.openproxy;
           const b = res.pgbouncer;
           rows.push(
-            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} | **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ${fmt(o.p99 / b.p99, 2)} | ${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
+            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} | **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ${fmt(b.cpuPerXact, 1)} | ${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
           );
         }
       }
@@ -133,9 +152,10 @@ async function main(): Promise<void> {
       pbPrepared ? '' : `- ${pbVersion} predates protocol-level prepared statements in transaction mode (1.21, max_prepared_statements): its \`-M prepared\` rows are n/a.`,
       '- pgbench threads (`j`): 2, except TPC-B-like with `-M prepared`, one thread per client: pgbench prepares with a blocking PQprepare on first use, and a thread blocked there while its other clients hold server connections inside BEGIN … END stalls any transaction pooler (measured: 1 tps with 10 clients per thread).',
       '- Targets run interleaved (direct, openproxy, PgBouncer) for each row, on the same cluster; pgbench, the pooler and PostgreSQL share the same cores.',
+      '- Pooler CPU: user + system time of the pooler process (every thread) during the run, from /proc, divided by the transactions pgbench completed. On a machine where pgbench, PostgreSQL and the pooler compete for the same cores, the pooler that spends less CPU per transaction leaves more to the others; this column is what limits the TPS ratio.',
       '',
-      '| workload | protocol | clients | j | direct TPS | openproxy TPS | PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | failed |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|',
+      '| workload | protocol | clients | j | direct TPS | openproxy TPS | PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | pooler CPU µs / xact, openproxy / PgBouncer | failed |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
       'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',

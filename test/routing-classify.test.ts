@@ -2,27 +2,11 @@
 // meta-queries, DDL, utility commands) with the route each must take.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Classifier, Verdict, classify } from '../src/routing/classify';
+import { corpus } from './helpers/corpus';
 
 const ROUTES: Record<string, Verdict> = { r: Verdict.Read, w: Verdict.Write, b: Verdict.Begin, ro: Verdict.ReadOnlyTx };
 const NAMES: Record<number, string> = { [Verdict.Read]: 'r', [Verdict.Write]: 'w', [Verdict.Begin]: 'b', [Verdict.ReadOnlyTx]: 'ro' };
-
-function corpus(): { route: string; sql: string; line: number }[] {
-  // The corpus sits next to the compiled test's source: dist/test → ../../test/corpus.
-  const text = readFileSync(join(__dirname, '..', '..', 'test', 'corpus', 'routes.txt'), 'utf8');
-  const out: { route: string; sql: string; line: number }[] = [];
-  text.split('\n').forEach((l, i) => {
-    if (l.startsWith('#') || l === '') return;
-    if (l.startsWith('\t') && out.length) out[out.length - 1].sql += `\n${l.slice(1)}`;
-    else {
-      const tab = l.indexOf('\t');
-      out.push({ route: l.slice(0, tab), sql: l.slice(tab + 1), line: i + 1 });
-    }
-  });
-  return out;
-}
 
 test('corpus: at least 200 statements, every one routed as expected', () => {
   const entries = corpus();

@@ -21,7 +21,7 @@ import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { ClientAuth } from './auth';
 import { clientGucs } from './startup-params';
-import { gucReadStatement, gucSyncStatement } from './guc-sync';
+import { gucReadStatement, gucSyncStatement, gucsMatch } from './guc-sync';
 import { NO_EFFECT, PinReason, stateEffects } from './state-effects';
 import { PreparedStatements } from './prepared';
 import { writeView } from '../net/read-buffer';
@@ -487,7 +487,7 @@ export class ClientSession implements ServerOwner {
     }
     const first = order[0] as ServerEntry | undefined;
     const idle = first?.pool.takeIdleNow();
-    if (first && idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucSyncStatement(idle.gucs, this.gucs, idle.reported) === '') {
+    if (first && idle && !this.needsCheck(idle) && (first.address.role !== 'auto' || first.learned) && gucsMatch(idle.gucs, this.gucs, idle.reported)) {
       this.attachRouted(idle, first, target);
       this.forwardToServer();
       return;
@@ -545,7 +545,7 @@ export class ClientSession implements ServerOwner {
       this.waitSince = 0;
       return entry.pool.release(conn);
     }
-    if (this.needsCheck(conn) || entry.address.role === 'auto' || gucSyncStatement(conn.gucs, this.gucs, conn.reported) !== '') {
+    if (this.needsCheck(conn) || entry.address.role === 'auto' || !gucsMatch(conn.gucs, this.gucs, conn.reported)) {
       // Checked, role-confirmed and matched by the general path, this connection first.
       return this.acquireSlow(this.waitOrder, this.waitTarget, conn);
     }
@@ -875,6 +875,10 @@ export class ClientSession implements ServerOwner {
     while (f.pending >= 5 && f.buf[f.off] === QUERY) {
       const len = f.buf.readInt32BE(f.off + 1);
       if (len > 80 || f.pending < len + 1) return false;
+      // Every hint starts with SET or SHOW: look at the first non-blank byte before decoding text.
+      let i = f.off + 5;
+      while (i < f.off + len && (f.buf[i] === 0x20 || (f.buf[i] >= 0x09 && f.buf[i] <= 0x0d))) i++;
+      if ((f.buf[i] | 0x20) !== 0x73) return false;
       const hint = parseHint(f.buf.toString('utf8', f.off + 5, f.off + len));
       if (!hint) return false;
       f.next();
@@ -1227,7 +1231,7 @@ export class ClientSession implements ServerOwner {
     }
     if (this.pins.size > 0 || !conn.clean) {
       // Pinned: the connection stays, but a RESET may have left it behind the client's settings.
-      if (conn.clean && gucSyncStatement(conn.gucs, this.gucs, conn.reported) !== '') {
+      if (conn.clean && !gucsMatch(conn.gucs, this.gucs, conn.reported)) {
         this.syncing = true;
         void this.matchGucs(conn, false).then((ok) => {
           this.syncing = false;

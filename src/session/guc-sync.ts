@@ -22,6 +22,13 @@ export function gucSyncStatement(have: ReadonlyMap<string, string>, want: Readon
   return parts.join('; ');
 }
 
+/** gucSyncStatement(...) === '', without building the statement (checked on every transaction). */
+export function gucsMatch(have: ReadonlyMap<string, string>, want: ReadonlyMap<string, string>, reported?: ReadonlyMap<string, string>): boolean {
+  if (have.size > 0) for (const name of have.keys()) if (!want.has(name)) return false;
+  for (const [name, value] of want) if ((have.get(name) ?? reported?.get(name)) !== value) return false;
+  return true;
+}
+
 /** The query reading back the current value of each GUC a transaction may have changed. */
 export function gucReadStatement(names: string[]): string {
   return `SELECT ${names.map((n) => `current_setting(${literal(n)}, true)`).join(', ')}`;

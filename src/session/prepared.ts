@@ -118,6 +118,7 @@ export class PreparedStatements {
    * this connection has it, else run a no-op that completes the same way. Null: not ours.
    */
   rewriteQuery(sql: string, conn: ServerConn): Buffer | null {
+    if (this.byName.size === 0) return null; // nothing of the client's to deallocate
     const m = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i.exec(sql);
     if (!m) return null;
     const name = m[1].startsWith('"') ? m[1].slice(1, -1).replace(/""/g, '"') : m[1].toLowerCase() === m[1] ? m[1] : m[1].toLowerCase();

@@ -19,8 +19,18 @@ export interface StateEffects {
 
 export const NO_EFFECT: StateEffects = Object.freeze({ gucs: [], resets: [], resetAll: false, pin: [], unpin: [] }) as StateEffects;
 
-/** Cheap pre-filter: can this text change session state at all? Most statements fail it in one regex. */
-const MAYBE = /\b(set|reset|discard|temp|temporary|listen|unlisten|hold|prepare|deallocate|load|close)\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
+/**
+ * Cheap pre-filter: can this text change session state at all? Most statements fail it in one
+ * regex. The commands that matter (SET, RESET, DISCARD, LISTEN, DECLARE … WITH HOLD, PREPARE, …)
+ * are looked for where a statement starts, so UPDATE … SET does not count; the function names and
+ * TEMP anywhere. Text with comments gets the looser test (a comment may precede the command).
+ */
+const MAYBE_AT_START = /(?:^|;)\s*(?:set|reset|discard|listen|unlisten|declare|prepare|deallocate|load|close)\b|\btemp(?:orary)?\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
+const MAYBE_ANYWHERE = /\b(set|reset|discard|temp|temporary|listen|unlisten|declare|prepare|deallocate|load|close)\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
+
+function maybe(sql: string): boolean {
+  return sql.includes('--') || sql.includes('/*') ? MAYBE_ANYWHERE.test(sql) : MAYBE_AT_START.test(sql);
+}
 
 /** Splits SQL into statements, skipping quotes, dollar quotes and comments; returns each statement's text with comments and quoted text blanked. */
 export function statements(sql: string): string[] {
@@ -93,7 +103,11 @@ const SET_FORMS: [RegExp, string[]][] = [
 
 /** Session state effects of one SQL text (a simple Query or a Parse). */
 export function stateEffects(sql: string): StateEffects {
-  if (!MAYBE.test(sql)) return NO_EFFECT;
+  return maybe(sql) ? analyze(sql) : NO_EFFECT;
+}
+
+/** stateEffects without the pre-filter (exported for the test that checks the filter loses nothing). */
+export function analyze(sql: string): StateEffects {
   const fx: StateEffects = { gucs: [], resets: [], resetAll: false, pin: [], unpin: [] };
   for (const raw of statements(sql)) {
     const s = raw.toLowerCase().replace(/\s+/g, ' ');
