@@ -302,14 +302,18 @@ export class ServerConn implements ScanSink {
       if (end > 0) owner.onServerData(end === chunk.length ? chunk : chunk.subarray(0, end));
       return;
     }
+    // Dropped replies (answers to openproxy's own Parse / Close) and swapped errors: the client
+    // still gets the chunk in one piece, so one write.
+    const parts: Buffer[] = [];
     let from = 0;
     for (let i = 0; i < this.drops.length && this.drops[i] < end; i += 2) {
-      if (this.drops[i] > from) owner.onServerData(chunk.subarray(from, this.drops[i]));
+      if (this.drops[i] > from) parts.push(chunk.subarray(from, this.drops[i]));
       const insert = this.inserts[i / 2];
-      if (insert) owner.onServerData(insert);
+      if (insert) parts.push(insert);
       from = this.drops[i + 1];
     }
-    if (end > from) owner.onServerData(chunk.subarray(from, end));
+    if (end > from) parts.push(chunk.subarray(from, end));
+    if (parts.length > 0) owner.onServerData(parts.length === 1 ? parts[0] : Buffer.concat(parts));
   }
 
   /** Watch ParseComplete / CloseComplete (prepared-statement cache on), or not. */

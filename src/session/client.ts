@@ -934,10 +934,14 @@ export class ClientSession implements ServerOwner {
     const ps = this.ps;
     let runStart = f.off;
     const batchStart = f.off;
+    // Rewritten messages (prepared statements, refused names, DEALLOCATE) are spliced between
+    // views of the client's bytes; the batch still goes out in one write (one syscall).
+    let parts: Buffer[] | null = null;
     loop: while (f.next()) {
       switch (f.type) {
         case TERMINATE:
-          if (f.start > runStart) server.write(f.view(runStart, f.start));
+          parts = splice(parts, f, runStart, f.start, null);
+          if (parts.length > 0) server.write(Buffer.concat(parts));
           return this.disconnect('client sent Terminate');
         case QUERY: {
           if (this.implicitReads && this.sinceSync === 0 && this.mustWait(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1))) {
@@ -952,8 +956,7 @@ export class ClientSession implements ServerOwner {
             ps.noteSync();
             const out = ps.rewriteQuery(sql, server);
             if (out) {
-              if (f.start > runStart) server.write(f.view(runStart, f.start));
-              server.write(out);
+              parts = splice(parts, f, runStart, f.start, out);
               runStart = f.msgEnd;
             }
           }
@@ -970,8 +973,7 @@ export class ClientSession implements ServerOwner {
           if (nameEnd > f.start + 5 && !ps) {
             // Cache off: a named statement cannot follow the client to another connection. Send
             // a Parse that fails at analysis instead; its error is swapped for a clear one.
-            if (f.start > runStart) server.write(f.view(runStart, f.start));
-            server.write(NAMED_STATEMENT_PROBE);
+            parts = splice(parts, f, runStart, f.start, NAMED_STATEMENT_PROBE);
             this.namedRefused.push(f.buf.toString('utf8', f.start + 5, nameEnd));
             runStart = f.msgEnd;
             break;
@@ -1002,8 +1004,7 @@ export class ClientSession implements ServerOwner {
       if (ps && (f.type === PARSE || f.type === BIND || f.type === DESCRIBE || f.type === CLOSE)) {
         const out = ps.rewrite(f.type, f.view(f.start, f.msgEnd), server);
         if (out) {
-          if (f.start > runStart) server.write(f.view(runStart, f.start));
-          server.write(out);
+          parts = splice(parts, f, runStart, f.start, out);
           runStart = f.msgEnd;
         }
       }
@@ -1016,7 +1017,10 @@ export class ClientSession implements ServerOwner {
     if (f.error) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
     if (this.replayArmed && f.off > batchStart) this.keepForReplay(f.buf, batchStart, f.off);
     // Complete messages only: a partial one stays buffered until its last byte arrives.
-    if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
+    if (parts !== null) {
+      parts = splice(parts, f, runStart, f.off, null);
+      if (!server.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))) this.sock.pause();
+    } else if (f.off > runStart && !server.write(f.view(runStart, f.off))) this.sock.pause();
   }
 
   /** Appends forwarded client bytes to the replay copy (up to 64 KiB; a bigger batch is not retried). */
@@ -1400,6 +1404,18 @@ const REPLY_RETRY = 2;
 const REPLY_RETRY_BAN = 3;
 /** Server going away: admin_shutdown, crash_shutdown, cannot_connect_now. */
 const GOING_AWAY = new Set(['57P01', '57P02', '57P03']);
+
+/**
+ * Adds the client's bytes [from, to) and `insert` to a batch. Views of the read buffer are fine:
+ * the batch is concatenated (copied) at once, and a lone view goes through writeView, which keeps
+ * the buffer when the write is queued.
+ */
+function splice(parts: Buffer[] | null, f: FrameReader, from: number, to: number, insert: Buffer | null): Buffer[] {
+  const p = parts ?? [];
+  if (to > from) p.push(f.view(from, to));
+  if (insert) p.push(insert);
+  return p;
+}
 
 /**
  * A failed acquire that no other server or later try can fix: pool exhaustion, or PostgreSQL's

@@ -20,6 +20,8 @@ const PARSE_COMPLETE = 0x31;
 interface Statement {
   /** Server-side name: openproxy_<hash of query and parameter types>. */
   server: string;
+  /** `server` as a C string, for the messages that name it. */
+  serverC: Buffer;
   /** Parse body after the statement name: query, NUL, parameter count and types. */
   rest: Buffer;
 }
@@ -66,7 +68,7 @@ export class PreparedStatements {
         const name = msg.toString('utf8', 5, nameEnd);
         const rest = msg.subarray(nameEnd + 1);
         const server = 'openproxy_' + createHash('sha1').update(rest).digest('hex').slice(0, 24);
-        this.byName.set(name, { server, rest: Buffer.from(rest) });
+        this.byName.set(name, { server, serverC: cstr(server), rest: Buffer.from(rest) });
         this.replies.push(P_CLIENT);
         if (conn.prepared.has(server)) {
           conn.prepareHits++;
@@ -84,8 +86,8 @@ export class PreparedStatements {
         const st = this.byName.get(msg.toString('utf8', portalEnd + 1, stmtEnd));
         if (!st) return null; // the server answers "prepared statement … does not exist"
         const pre = this.ensure(st, conn);
-        const body = Buffer.concat([msg.subarray(5, portalEnd + 1), cstr(st.server), msg.subarray(stmtEnd + 1)]);
-        return pre ? Buffer.concat([pre, message('B', body)]) : message('B', body);
+        const bind = renamed(msg, portalEnd + 1, stmtEnd + 1, st.serverC);
+        return pre ? Buffer.concat([pre, bind]) : bind;
       }
       case 0x44: // Describe
       case 0x43: { // Close
@@ -198,6 +200,16 @@ export class PreparedStatements {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** `msg` with bytes [from, to) (a statement name and its NUL) replaced by `name`: one allocation. */
+function renamed(msg: Buffer, from: number, to: number, name: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(msg.length - (to - from) + name.length);
+  msg.copy(out, 0, 0, from);
+  name.copy(out, from);
+  msg.copy(out, from + name.length, to);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
 
 function touch(conn: ServerConn, server: string): void {
   conn.prepared.delete(server);
