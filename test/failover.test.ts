@@ -1,12 +1,13 @@
 // Following the primary without Patroni: servers configured as "auto" are probed over SQL by the
 // HA thread; when the primary dies and a replica is promoted, writes wait (primary_wait_timeout)
 // and then go to the new primary, reads keep flowing, and a client caught mid-transaction gets a
-// clear error. Real primary + replica; the replica is promoted with pg_ctl promote.
+// clear error; a primary in the middle of shutting down (refusing new connections with 57P03)
+// costs nobody their login. Real primary + replica; the replica is promoted with pg_ctl promote.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
-import { APP_USER, client, createAppRole, sleep, until } from './helpers/db';
+import { PgCluster, SUPERPASS, SUPERUSER, freePort } from '../src/testing/pg-cluster';
+import { APP_USER, client, connectError, createAppRole, sleep, until } from './helpers/db';
 import { Proxy, startProxy } from './helpers/proxy';
 import { APP_PASS } from './helpers/db';
 
@@ -36,6 +37,32 @@ after(async () => {
 async function port(c: pg.Client, sql = 'SELECT inet_server_port() AS port'): Promise<number> {
   return Number((await c.query(sql)).rows[0].port);
 }
+
+test('a primary shutting down (57P03 to new connections): logins go on from the replica, reads too, a write waits and lands on it once it is back', async () => {
+  const primary = cluster.primary;
+  // A session of its own keeps the smart shutdown pending: sessions go on, new connections get 57P03.
+  const holder = new pg.Client({ host: '127.0.0.1', port: primary.port, user: SUPERUSER, password: SUPERPASS, database: 'postgres' });
+  holder.on('error', () => undefined);
+  await holder.connect();
+  const c = client(proxy.port);
+  c.on('error', () => undefined);
+  try {
+    cluster.signal(primary, 'SIGTERM');
+    await until(async () => (await connectError(primary.port).catch(() => ({ code: 'connected' }))).code === '57P03', 5000, 'the primary refusing new connections with 57P03');
+    await c.connect(); // openproxy's fresh pool meets the 57P03 at its first server login
+    assert.equal(await port(c), cluster.replicas[0].port, 'the read went to the replica');
+    let settled = false;
+    const write = c.query('INSERT INTO fo (v) VALUES (0) RETURNING inet_server_port() AS port').finally(() => (settled = true));
+    await sleep(800);
+    assert.equal(settled, false, 'the write waits while the primary refuses connections');
+    cluster.stopNode(primary, 'fast');
+    cluster.startNode(primary);
+    assert.equal(Number((await write).rows[0].port), primary.port, 'the write landed on the primary once it was back');
+  } finally {
+    await c.end().catch(() => undefined);
+    await holder.end().catch(() => undefined);
+  }
+});
 
 test('auto roles are discovered over SQL: writes to the primary, reads to the replica', async () => {
   const c = client(proxy.port);
@@ -80,9 +107,11 @@ test('failover: the primary dies, the replica is promoted; writes wait and resum
       }
     })();
 
+    const demotions = () => (proxy.output().match(/no longer primary/g) ?? []).length;
+    const before = demotions(); // the restart in the first test logged one already
     cluster.signal(oldPrimary, 'SIGQUIT');
     await inTx.query('INSERT INTO fo (v) VALUES (4)').catch((e) => txErrors.push(codeOf(e)));
-    await proxy.waitFor(/no longer primary/, 5000);
+    await until(() => demotions() > before, 5000, 'openproxy saw the primary go');
     // An idle client's write now waits for a primary…
     const t0 = Date.now();
     const write = writer.query('INSERT INTO fo (v) VALUES (5) RETURNING inet_server_port() AS port');

@@ -401,6 +401,41 @@ describe('a server ending its session between transactions', () => {
       await relay.close();
     }
   });
+
+  test('a FATAL in the same read as a new connection\'s login: that connection is never handed out, the query runs on a fresh one', async () => {
+    const relay = await startRelay(cluster.primary.port);
+    const proxy = await startProxy((p) => tx(1)(p).replace(`"127.0.0.1", ${cluster.primary.port},`, `"127.0.0.1", ${relay.port},`));
+    const c = client(proxy.port);
+    c.on('error', () => undefined);
+    await c.connect();
+    const appPids = () => cluster.psql(cluster.primary, `SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE usename = '${APP_USER}'`).split(',').filter(Boolean).map(Number);
+    const terminate = async (pid: number) => {
+      assert.equal(cluster.psql(cluster.primary, `SELECT pg_terminate_backend(${pid})`), 't');
+      await until(() => !appPids().includes(pid), 5000, 'backend gone');
+    };
+    try {
+      // The pool's only connection goes, so the next query needs a new one.
+      const first = Number((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+      await terminate(first);
+      await sleep(100);
+      relay.holdNextLogin();
+      const q = c.query('SELECT 42 AS answer');
+      await until(() => relay.heldLogins() === 1, 5000, 'the new connection\'s login answer is held');
+      const [fresh] = appPids();
+      assert.ok(fresh > 0, 'the new backend');
+      // Its session ends before openproxy has read its login answer: both arrive in one read.
+      await terminate(fresh);
+      await until(() => relay.heldCloses() === 1, 5000, 'the FATAL and the close are held too');
+      relay.release();
+      const answer = await Promise.race([q, sleep(10000).then(() => 'no answer within 10 s')]);
+      assert.deepEqual(typeof answer === 'string' ? answer : answer.rows, [{ answer: 42 }]);
+      assert.match(proxy.output(), /server ended a new connection at login; trying once more/);
+    } finally {
+      await c.end().catch(() => undefined);
+      await proxy.stop();
+      await relay.close();
+    }
+  });
 });
 
 describe('timeouts', () => {

@@ -4,7 +4,7 @@
 // (in_hot_standby, PostgreSQL 14+).
 
 import type { ServerConn } from './server-conn';
-import { ServerConnError } from './server-conn';
+import { ServerConnError, isFinal } from './server-conn';
 import type { ServerEntry, UserPool } from './registry';
 import type { ServerPool } from './server-pool';
 import { SQLSTATE } from '../protocol/sqlstate';
@@ -44,7 +44,8 @@ async function tryEntry(e: ServerEntry, want: 'primary' | 'replica' | null): Pro
  * The server a client logs in on. `anyRole` (routed clients: the login server only supplies
  * parameters and is given back) takes the primary, else a replica, else a server not yet known,
  * so logins go on while no primary is known. Otherwise the session needs the primary (or,
- * default_role = replica, a replica first). A server that cannot be reached is skipped.
+ * default_role = replica, a replica first). A server that cannot be reached, or is starting or
+ * shutting down (57P0x, as during a switchover), is skipped.
  */
 export async function chooseSessionServer(up: UserPool, anyRole = false): Promise<{ conn: ServerConn; pool: ServerPool }> {
   const servers = up.shards[0];
@@ -67,7 +68,7 @@ export async function chooseSessionServer(up: UserPool, anyRole = false): Promis
         if (got) return got;
       } catch (err) {
         lastError = err as Error;
-        if ((err as ServerConnError).sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err as ServerConnError).fromServer) throw err;
+        if (isFinal(err as ServerConnError)) throw err;
       }
     }
   }

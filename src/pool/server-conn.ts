@@ -15,6 +15,7 @@ import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
 import { setKeepAlive } from '../net/sockopt';
 import { onreadOptions, writeView } from '../net/read-buffer';
+import { SQLSTATE } from '../protocol/sqlstate';
 
 /** PostgreSQL's own maximum message size (1 GB). */
 export const MAX_MESSAGE_LENGTH = 0x3fffffff;
@@ -60,9 +61,20 @@ export interface ServerOwner {
 }
 
 export class ServerConnError extends Error {
-  constructor(message: string, readonly sqlstate: string, readonly fromServer = false) {
+  /** `endedAtLogin`: the server closed the session as its login completed; nothing was sent on it. */
+  constructor(message: string, readonly sqlstate: string, readonly fromServer = false, readonly endedAtLogin = false) {
     super(message);
   }
+}
+
+/**
+ * A failed acquire that no other server or later try can fix: pool exhaustion, or PostgreSQL's
+ * own refusal (auth, unknown database). A server that cannot be reached or is starting / shutting
+ * down (57P0x, as during a switchover) is not: it is banned or skipped and another one tried.
+ */
+export function isFinal(err: ServerConnError): boolean {
+  const goingAway = err.sqlstate !== undefined && err.sqlstate.startsWith('57P0');
+  return err.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err.fromServer === true && !goingAway);
 }
 
 let nextServerId = 1;
@@ -121,6 +133,8 @@ export class ServerConn implements ScanSink {
    * arriving after the owner's last ReadyForQuery): the connection is closed, never reused.
    */
   doomed: string | null = null;
+  /** SQLSTATE of the error that doomed it. */
+  doomedCode = '';
   /** The address the connection went to (dns_cache_enabled), or the host as configured. */
   address = '';
   /** Offset in the chunk being scanned where the owner's share ended (its hold-ending ReadyForQuery), or -1. */
@@ -232,6 +246,9 @@ export class ServerConn implements ScanSink {
               conn.attachStream();
               if (frames.pending > 0) conn.onData(Buffer.from(frames.view(frames.off, frames.end)));
               frames.off = frames.end;
+              // A FATAL in the same read as the login's end (the server shutting down as the session
+              // started): the connection is already closed and must not be handed to anyone.
+              if (conn.closed) return done(new ServerConnError(`server ${login.host}:${login.port} ended the session right after login: ${conn.closeReason}`, conn.doomedCode || '08006', true, true));
               return done(null, conn);
             }
             default:
@@ -341,7 +358,8 @@ export class ServerConn implements ScanSink {
       }
     } else if (type === E) {
       if (this.cut >= 0 || this.owner === null) {
-        this.doomed ??= `server sent an error while idle: ${errorField(body, 0x43)} ${errorField(body, 0x4d)}`;
+        if (this.doomed === null) this.doomedCode = errorField(body, 0x43);
+        this.doomed ??= `server sent an error while idle: ${this.doomedCode} ${errorField(body, 0x4d)}`;
         return;
       }
       const replacement = this.owner?.replaceError?.(body) ?? null;

@@ -152,7 +152,16 @@ export class ServerPool {
   private async openWithSlot(): Promise<ServerConn> {
     this.opening++;
     try {
-      const conn = await ServerConn.open(this.settings.login);
+      let conn: ServerConn;
+      try {
+        conn = await ServerConn.open(this.settings.login);
+      } catch (e) {
+        // Ended by the server as its login completed (pg_terminate_backend, a shutdown starting):
+        // nothing was sent on it, so one fresh try is safe; a server going away refuses that one.
+        if (!(e instanceof ServerConnError) || !e.endedAtLogin) throw e;
+        log.debug('server ended a new connection at login; trying once more', { server: this.settings.label, reason: e.message });
+        conn = await ServerConn.open(this.settings.login);
+      }
       this.all.add(conn);
       conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
       this.lend(conn);

@@ -9,7 +9,7 @@ import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, commandComplete, dataRow, err
 import { FrameReader } from '../protocol/frame-reader';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
 import { SQLSTATE } from '../protocol/sqlstate';
-import { MAX_MESSAGE_LENGTH, ServerConn, ServerConnError, ServerOwner, sendCancel } from '../pool/server-conn';
+import { MAX_MESSAGE_LENGTH, ServerConn, ServerConnError, ServerOwner, isFinal, sendCancel } from '../pool/server-conn';
 import { PoolWaiter, poolWaiter } from '../pool/server-pool';
 import type { ServerEntry, UserPool } from '../pool/registry';
 import { chooseSessionServer, roleOf } from '../pool/choose';
@@ -1415,16 +1415,6 @@ function splice(parts: Buffer[] | null, f: FrameReader, from: number, to: number
   if (to > from) p.push(f.view(from, to));
   if (insert) p.push(insert);
   return p;
-}
-
-/**
- * A failed acquire that no other server or later try can fix: pool exhaustion, or PostgreSQL's
- * own refusal (auth, unknown database). A server that cannot be reached or is starting / shutting
- * down (57P0x) is not: it is banned and skipped.
- */
-function isFinal(err: ServerConnError): boolean {
-  const goingAway = err.sqlstate !== undefined && err.sqlstate.startsWith('57P0');
-  return err.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err.fromServer === true && !goingAway);
 }
 
 /** Whether a write may wait for a primary and try again after this failure. */
