@@ -45,7 +45,7 @@ before(async () => {
   await sql(leader, `GRANT ALL ON ALL TABLES IN SCHEMA public TO ${APP_USER}`);
   const servers = cluster.members.map((m) => `["127.0.0.1", ${m.pgPort}, "auto", ${m.restPort}]`).join(', ');
   proxy = await startProxy(
-    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\nrenew_interval = ${RENEW}\nprimary_wait_timeout = 30000\nhealthcheck_timeout = 1000\nconnect_timeout = 2000\nban_time = 2\n
+    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\nrenew_interval = ${RENEW}\nadmin_username = "admin"\nadmin_password = "adminpass"\nprimary_wait_timeout = 30000\nhealthcheck_timeout = 1000\nconnect_timeout = 2000\nban_time = 2\n
 [pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true\n
 [pools.postgres.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\npool_size = 8\n
 [pools.postgres.shards.0]\ndatabase = "postgres"\nuse_patroni = true\nservers = [${servers}]\n`,
@@ -154,11 +154,12 @@ function pgbench(seconds: number): Promise<{ done: number; aborted: number; out:
  */
 async function trial(name: string, act: (leader: PatroniMember) => Promise<void>, fenced: boolean): Promise<void> {
   // Every commit acknowledged from here on is also on the synchronous standby, the only failover target.
-  await cluster.waitForSyncStandby();
+  await cluster.waitForSyncStandby(60000); // after a node crash the survivor re-follows the new leader first
   const old = (await cluster.leader())!;
   assert.ok(old, 'a leader before the trial');
   const base = ++trials * 10_000_000;
   const w = writers(4, base);
+  const benchStart = Date.now();
   const bench = pgbench(25);
   let t0 = 0;
   let accepts = 0;
@@ -190,7 +191,11 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
     await w.stop();
   }
   const resumed = w.acks.find((a) => a.port === next!.pgPort && a.at >= t0)!.at;
+  // pgbench should end 25 s after it started; if it is still running 10 s later, record why first.
+  let stuck = '';
+  const late = setTimeout(() => void stuckReport(old).then((r) => (stuck = r)), Math.max(0, benchStart + 35_000 - Date.now()));
   const b = await bench;
+  clearTimeout(late);
   timings.push({ trial: name, outage: resumed - t0, afterWritable: resumed - accepts });
 
   // Every acknowledged write is on the new primary (it would be missing had it landed on a node
@@ -204,8 +209,33 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
     assert.deepEqual(late, [], 'writes acknowledged by the fenced node after renew_interval + 1 s');
   }
   assert.ok(resumed - accepts <= RENEW + 1000, `writes resumed ${resumed - accepts} ms after ${next!.name} accepted writes (limit ${RENEW + 1000})`);
-  assert.ok(b.done > 0, `pgbench ran through the failover: ${b.out}`);
-  console.log(`# ${name}: ${old.name} -> ${next!.name}; write outage ${resumed - t0} ms, ${resumed - accepts} ms after the new primary was writable; ${w.acks.length} writes acknowledged, ${w.errors.length} failed (${[...new Set(w.errors.map((e) => e.code))].join(' ')}); pgbench ${b.done} transactions, ${b.aborted} clients aborted${b.aborted ? ` (first: ${/aborted in command.*/.exec(b.out)?.[0]})` : ''}`);
+  assert.ok(b.done > 0, `pgbench ran through the failover: ${b.out}\n${stuck}`);
+  console.log(`# ${name}: ${old.name} -> ${next!.name}; write outage ${resumed - t0} ms, ${resumed - accepts} ms after the new primary was writable; ${w.acks.length} writes acknowledged, ${w.errors.length} failed (${[...new Set(w.errors.map((e) => `${e.code} ${e.message}`))].join('; ')}); pgbench ${b.done} transactions, ${b.aborted} clients aborted${b.aborted ? ` (first: ${/aborted in command.*/.exec(b.out)?.[0]})` : ''}`);
+}
+
+/** What a pgbench that outlived its -T waits for: the app's sessions on every node, openproxy's recent log. */
+async function stuckReport(old: PatroniMember): Promise<string> {
+  const lines = [`pgbench still running 10 s after -T (old leader ${old.name})`];
+  for (const m of cluster.members) {
+    try {
+      const r = await sql(m, `SELECT pid, state, wait_event_type || ':' || wait_event AS wait, backend_xid IS NOT NULL AS xid, now() - xact_start AS xact_age, left(query, 60) AS query FROM pg_stat_activity WHERE usename = '${APP_USER}'`);
+      lines.push(`${m.name} (${m.pgPort}): ${JSON.stringify(r.rows)}`);
+    } catch (e) {
+      lines.push(`${m.name}: ${(e as Error).message}`);
+    }
+  }
+  const admin = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'admin', password: 'adminpass', database: 'openproxy' });
+  admin.on('error', () => undefined);
+  try {
+    await admin.connect();
+    for (const cmd of ['SHOW CLIENTS', 'SHOW SERVERS']) lines.push(`${cmd}: ${JSON.stringify((await admin.query(cmd)).rows)}`);
+  } catch (e) {
+    lines.push(`admin console: ${(e as Error).message}`);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+  lines.push('openproxy:', ...proxy.output().split('\n').slice(-60));
+  return lines.join('\n');
 }
 
 describe('use_patroni', () => {
