@@ -402,6 +402,34 @@ describe('a server ending its session between transactions', () => {
     }
   });
 
+  test('a FATAL in the same read as the answer to openproxy\'s own SET (matching a client\'s settings): that connection is dropped, the query runs on a fresh one', async () => {
+    const relay = await startRelay(cluster.primary.port);
+    const proxy = await startProxy((p) => tx(1, 'worker_threads = 1')(p).replace(`"127.0.0.1", ${cluster.primary.port},`, `"127.0.0.1", ${relay.port},`));
+    const x = client(proxy.port, { application_name: 'client_x' });
+    const y = client(proxy.port, { application_name: 'client_y' });
+    for (const c of [x, y]) c.on('error', () => undefined);
+    const appPids = () => cluster.psql(cluster.primary, `SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE usename = '${APP_USER}'`).split(',').filter(Boolean).map(Number);
+    try {
+      await x.connect();
+      await y.connect(); // the pool's one connection now carries y's application_name
+      const [backend] = appPids();
+      relay.hold();
+      const q = x.query(`SELECT 7 AS n, current_setting('application_name') AS app`);
+      await until(() => relay.heldBytes() > 0, 5000, 'the answer to the settings statement is held');
+      assert.equal(cluster.psql(cluster.primary, `SELECT pg_terminate_backend(${backend})`), 't');
+      await until(() => relay.heldCloses() === 1, 5000, 'the FATAL and the close are held too');
+      relay.release();
+      const answer = await Promise.race([q, sleep(10000).then(() => 'no answer within 10 s')]);
+      assert.deepEqual(typeof answer === 'string' ? answer : answer.rows, [{ n: 7, app: 'client_x' }]);
+      assert.deepEqual((await y.query(`SELECT current_setting('application_name') AS app`)).rows, [{ app: 'client_y' }]);
+    } finally {
+      await x.end().catch(() => undefined);
+      await y.end().catch(() => undefined);
+      await proxy.stop();
+      await relay.close();
+    }
+  });
+
   test('a FATAL in the same read as a new connection\'s login: that connection is never handed out, the query runs on a fresh one', async () => {
     const relay = await startRelay(cluster.primary.port);
     const proxy = await startProxy((p) => tx(1)(p).replace(`"127.0.0.1", ${cluster.primary.port},`, `"127.0.0.1", ${relay.port},`));

@@ -429,6 +429,11 @@ export class ClientSession implements ServerOwner {
     if (!sql) return true;
     const r = await conn.run(sql, this.userPool!.pool.connect_timeout + 5000);
     if (r.ok) conn.gucs = new Map(this.gucs);
+    if (conn.closed && (this.phase as Phase) !== Phase.Closed) {
+      // The server ended the session right behind its answer: nothing may be sent on it.
+      this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed: ${conn.closeReason}`, 'server connection lost');
+      return false;
+    }
     if ((this.phase as Phase) === Phase.Closed || !r.ok) {
       if (!r.ok && r.error && this.sock.writable) this.sock.write(withSeverity(r.error, atLogin ? 'FATAL' : 'ERROR'));
       this.releaseServer(conn, this.serverPool!);
@@ -655,7 +660,8 @@ export class ClientSession implements ServerOwner {
           const sql = gucSyncStatement(conn.gucs, this.gucs, conn.reported);
           if (!sql) return { conn, entry: e };
           const r = await conn.run(sql, e.pool.settings.connectTimeout + 5000);
-          if (r.ok) {
+          // ok but closed: the server ended the session in the same read as the answer (shutdown).
+          if (r.ok && !conn.closed) {
             conn.gucs = new Map(this.gucs);
             return { conn, entry: e };
           }
@@ -1188,8 +1194,14 @@ export class ClientSession implements ServerOwner {
     const conn = this.server;
     if (!conn || this.phase === Phase.Closed) return;
     if (conn.closed) {
+      // Gone after its last answer (a FATAL in the same read as a ReadyForQuery): the client has
+      // everything it asked for; only state it was pinned to is lost.
       this.server = null;
-      return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed: ${conn.closeReason}`, 'server connection lost');
+      if (this.pins.size > 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed with this session's state: ${conn.closeReason}`, 'pinned server connection lost');
+      this.unpinLater.clear();
+      this.sock.resume();
+      if (this.frames.pending) this.beginTransaction();
+      return;
     }
     if (conn.doomed) {
       // The server ended the session after its last answer (shutdown, idle timeout): an unpinned

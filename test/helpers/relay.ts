@@ -13,6 +13,8 @@ export interface Relay {
   holdNextLogin(): void;
   /** Logins held so far. */
   heldLogins(): number;
+  /** Server bytes held now. */
+  heldBytes(): number;
   /** Writes everything kept in one write (then forwards again, and passes on a server close). */
   release(): void;
   /** How many held connections the server has closed (their close waits for release()). */
@@ -83,6 +85,7 @@ export function startRelay(targetPort: number): Promise<Relay> {
           holdLogin = true;
         },
         heldLogins: () => heldLogins,
+        heldBytes: () => [...waiting].reduce((n, w) => n + w.bytes.reduce((m, b) => m + b.length, 0), 0),
         heldCloses: () => [...waiting].filter((w) => w.ended).length,
         release: () => {
           holding = false;
