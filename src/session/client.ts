@@ -1193,25 +1193,18 @@ export class ClientSession implements ServerOwner {
   private endTransaction(): void {
     const conn = this.server;
     if (!conn || this.phase === Phase.Closed) return;
-    if (conn.closed) {
-      // Gone after its last answer (a FATAL in the same read as a ReadyForQuery): the client has
-      // everything it asked for; only state it was pinned to is lost.
+    if (conn.closed || conn.doomed) {
+      // The server ended the session after its last answer (shutdown, idle timeout; its FATAL may
+      // share a read with the ReadyForQuery): an unpinned client has everything it asked for and
+      // goes on; a pinned one has lost the state it was pinned to.
+      const why = conn.closed ? conn.closeReason : conn.doomed!;
       this.server = null;
-      if (this.pins.size > 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed with this session's state: ${conn.closeReason}`, 'pinned server connection lost');
+      conn.owner = null;
+      if (!conn.closed) conn.close(why);
+      if (this.pins.size > 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection lost with this session's state: ${why}`, 'pinned server connection lost');
       this.unpinLater.clear();
       this.sock.resume();
       if (this.frames.pending) this.beginTransaction();
-      return;
-    }
-    if (conn.doomed) {
-      // The server ended the session after its last answer (shutdown, idle timeout): an unpinned
-      // client never notices; a pinned one has lost the state it was pinned to.
-      this.server = null;
-      conn.owner = null;
-      conn.close(conn.doomed);
-      if (this.pins.size > 0) return this.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection lost with this session's state: ${conn.doomed}`, 'pinned server connection lost');
-      this.pins.clear();
-      this.sock.resume();
       return;
     }
     if (this.touched.size > 0 || this.resets.size > 0 || this.resetAll) {
