@@ -157,6 +157,12 @@ export class ClientSession implements ServerOwner {
   private replaySinceSync = 0;
   /** Header replies (ParseComplete, RowDescription, …) held while a retry is still possible. */
   private heldReply: Buffer | null = null;
+  /**
+   * A Flush was forwarded inside the retry window: the client now waits for what the server has
+   * answered so far (describe-first drivers: Parse/Describe/Flush, then Bind/Execute/Sync), so
+   * the next reply goes straight through and ends the window.
+   */
+  private replayFlushed = false;
   private retrying = false;
   /** SET SHARD TO / SET SHARDING KEY TO: the shard this client's transactions go to (null = decided per query). */
   private shardSetting: number | null = null;
@@ -463,6 +469,9 @@ export class ClientSession implements ServerOwner {
     const f = this.frames;
     if (f.pending === 0) return;
     if (f.pending >= 5 && f.buf[f.off] === TERMINATE) return this.disconnect('client sent Terminate');
+    // A Flush with no server held has nothing to flush: answered by silence, as PostgreSQL would.
+    while (f.pending >= 5 && f.buf[f.off] === FLUSH && f.buf.readInt32BE(f.off + 1) === 4) f.next();
+    if (f.pending === 0) return;
     if (this.generation !== this.ctx.registry.generation) this.refreshPool();
     if (f.buf[f.off] === QUERY && this.answerHints()) return;
     const up = this.userPool!;
@@ -618,6 +627,7 @@ export class ClientSession implements ServerOwner {
     this.rywPending = this.userPool!.pool.read_your_writes && this.txMode && roleOf(entry) === 'primary' && this.routedVerdict !== Verdict.Read && this.routedVerdict !== Verdict.ReadOnlyTx;
     if (target === 'read' && this.txMode && this.replayTries < 2) {
       this.replayArmed = true;
+      this.replayFlushed = false;
       this.replayLen = 0;
       this.replayPendingReady = this.pendingReady;
       this.replaySinceSync = this.sinceSync;
@@ -997,11 +1007,15 @@ export class ClientSession implements ServerOwner {
           this.pendingReady++;
           ps?.noteSync();
           break;
+        case FLUSH:
+          // Everything answered so far is owed to the client now (see onServerData). A Flush
+          // leaves nothing behind on the server, so it does not keep the connection held.
+          if (this.replayArmed) this.replayFlushed = true;
+          break;
         case BIND:
         case EXECUTE:
         case DESCRIBE:
         case CLOSE:
-        case FLUSH:
           this.sinceSync++;
           break;
         default:
@@ -1022,6 +1036,8 @@ export class ClientSession implements ServerOwner {
     }
     if (f.error) return this.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
     if (this.replayArmed && f.off > batchStart) this.keepForReplay(f.buf, batchStart, f.off);
+    // Header replies held back before this Flush are what the client now waits for.
+    if (this.replayFlushed && this.heldReply) this.endReplay();
     // Complete messages only: a partial one stays buffered until its last byte arrives.
     if (parts !== null) {
       parts = splice(parts, f, runStart, f.off, null);
@@ -1033,7 +1049,7 @@ export class ClientSession implements ServerOwner {
   private keepForReplay(buf: Buffer, from: number, to: number): void {
     const n = to - from;
     if (this.replayLen + n > 65536) {
-      this.replayArmed = false;
+      this.endReplay();
       return;
     }
     if (this.replayBuf.length < this.replayLen + n) {
@@ -1115,12 +1131,12 @@ export class ClientSession implements ServerOwner {
     if (this.replayArmed) {
       const reply = this.heldReply ? Buffer.concat([this.heldReply, chunk]) : chunk;
       const next = firstReply(reply, this.entry !== null && roleOf(this.entry) !== 'primary');
-      if (next === REPLY_WAIT) {
+      if (next === REPLY_WAIT && !this.replayFlushed) {
         this.heldReply = Buffer.from(reply);
         return;
       }
       this.heldReply = null;
-      if (next !== REPLY_FORWARD) return this.retryRead(next === REPLY_RETRY_BAN ? 'server is shutting down' : 'the replica refused the read', next === REPLY_RETRY_BAN);
+      if (next === REPLY_RETRY || next === REPLY_RETRY_BAN) return this.retryRead(next === REPLY_RETRY_BAN ? 'server is shutting down' : 'the replica refused the read', next === REPLY_RETRY_BAN);
       this.replayArmed = false;
       this.replayTries = 0;
       chunk = reply;
@@ -1131,6 +1147,20 @@ export class ClientSession implements ServerOwner {
       this.releasePending = false;
       this.endTransaction();
     }
+  }
+
+  /**
+   * Ends the retry window: header replies held so far go to the client now (they are never
+   * dropped), and later replies pass straight through.
+   */
+  private endReplay(): void {
+    this.replayArmed = false;
+    this.replayTries = 0;
+    const held = this.heldReply;
+    if (!held) return;
+    this.heldReply = null;
+    this.ctx.shared.stats[this.stat + STAT.sent] += held.length;
+    if (!this.sock.write(held)) this.server?.socket.pause();
   }
 
   onServerDrain(): void {
