@@ -68,6 +68,14 @@ const SHAPES: Shape[] = [
     },
   },
   {
+    name: 'named Parse and its Bind in one batch (postgres.js, pgjdbc) are routed by the statement text',
+    named: true,
+    async run(c, cfg) {
+      c.send(P.parse({ name: 'wire_s3', text: 'SELECT pg_is_in_recovery()::text' }), P.describe({ type: 'S', name: 'wire_s3' }), P.bind({ statement: 'wire_s3' }), P.execute({}), P.sync());
+      assert.deepEqual(rowsOf(await c.expect('1tT2DCZ')), [[cfg.routing ? 'true' : 'false']]);
+    },
+  },
+  {
     name: 'Describe portal inside Parse/Bind/Describe/Execute/Sync',
     async run(c) {
       c.send(P.parse({ text: 'SELECT g FROM generate_series(1, 3) g' }), P.bind({}), P.describe({ type: 'P' }), P.execute({}), P.sync());

@@ -246,8 +246,15 @@ describe('use_patroni', () => {
     try {
       const wrote = await c.query('INSERT INTO ledger (id, port) VALUES (1, inet_server_port()) RETURNING port');
       assert.equal(Number(wrote.rows[0].port), leader.pgPort);
+      // Another client: this one's reads right after its write stay on the primary (read_your_writes).
+      const reader = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres' });
+      await reader.connect();
       const seen = new Set<number>();
-      for (let i = 0; i < 30; i++) seen.add(Number((await c.query('SELECT inet_server_port() AS p')).rows[0].p));
+      try {
+        for (let i = 0; i < 30; i++) seen.add(Number((await reader.query('SELECT inet_server_port() AS p')).rows[0].p));
+      } finally {
+        await reader.end();
+      }
       assert.ok(!seen.has(leader.pgPort), 'reads go to replicas');
       assert.equal(seen.size, 2, 'both replicas take reads');
     } finally {

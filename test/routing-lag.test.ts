@@ -110,8 +110,8 @@ describe('read_your_writes', () => {
     return { stale, ports };
   }
 
-  test('without it, a read right after a write can miss the write (the problem exists here)', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: SPLIT }]));
+  test('turned off, a read right after a write can miss the write (the problem exists here)', async () => {
+    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}read_your_writes = false\n` }]));
     const c = client(proxy.port);
     await c.connect();
     try {
@@ -123,8 +123,8 @@ describe('read_your_writes', () => {
     }
   });
 
-  test('with read_your_writes = true a client never reads older data than it wrote, and reads return to replicas', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, 'replica_lag_interval = 100', [{ pool_mode: 'transaction', extraPool: `${SPLIT}read_your_writes = true\n` }]));
+  test('by default (read_your_writes = true) a client never reads older data than it wrote, and reads return to replicas', async () => {
+    const proxy = await startProxy((p) => configFor(cluster, p, 'replica_lag_interval = 100', [{ pool_mode: 'transaction', extraPool: SPLIT }]));
     const c = client(proxy.port);
     const other = client(proxy.port);
     await c.connect();

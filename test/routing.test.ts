@@ -27,7 +27,9 @@ before(async () => {
 });
 after(() => cluster?.stop());
 
-const SPLIT = 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\n';
+// These tests check where each statement goes; read_your_writes (on by default) would send reads
+// right after a write to the primary on purpose, and is tested in routing-lag.test.ts.
+const SPLIT = 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\nread_your_writes = false\n';
 
 async function portOf(c: { query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }> }, sql = 'SELECT inet_server_port() AS port', params?: unknown[]): Promise<number> {
   const r = await c.query(sql, params);

@@ -46,7 +46,13 @@ export function lagMs(history: { at: number; lsn: number }[], replayLsn: number,
 }
 
 export function usesLag(p: PoolConfig): boolean {
-  return p.max_replica_lag > 0 || p.max_replica_lag_ms > 0 || p.read_your_writes;
+  return p.max_replica_lag > 0 || p.max_replica_lag_ms > 0 || (p.read_your_writes && splitsReads(p));
+}
+
+/** read_your_writes matters only where reads can leave the primary: splitting on, and more than one server. */
+function splitsReads(p: PoolConfig): boolean {
+  const routed = (p.query_parser_enabled && p.query_parser_read_write_splitting) || p.default_role === 'replica';
+  return routed && p.shards.some((s) => s.servers.length > 1);
 }
 
 export class LagMonitor {
@@ -105,6 +111,7 @@ export class LagMonitor {
   }
 
   private async measure(shard: Shard): Promise<void> {
+    const sent = Date.now();
     const results = await Promise.all(shard.nodes.map((n) => this.probe(n)));
     const now = Date.now();
     const primary = results.find((r) => r && !r.recovery);
@@ -136,6 +143,7 @@ export class LagMonitor {
         this.shared.serverLagBytes[slot] = lagBytes;
         this.shared.serverLagMs[slot] = lagBytes === 0 ? 0 : lagMs(shard.history, r.lsn, now);
         this.shared.serverLagAt[slot] = now;
+        this.shared.serverLsnSince[slot] = sent;
       }
     }
   }

@@ -169,10 +169,17 @@ export class ClientSession implements ServerOwner {
   /** The first statement of the batch at the head of the buffer, and its Bind parameters (text), for sharding. */
   private batchSql = '';
   private batchParams: (string | null)[] | null = null;
-  /** read_your_writes: WAL position after this client's last transaction on the primary. */
+  /** read_your_writes: a replica must have replayed this far to take this client's reads. */
   private minLsn = 0;
-  /** read_your_writes: the held transaction runs on the primary; read its end position when it ends. */
+  /** read_your_writes: the held transaction runs on the primary (it may write). */
   private rywPending = false;
+  /**
+   * read_your_writes: when this client's last primary transaction ended (ms epoch; 0 = settled) and
+   * that primary's shared slot. The HA thread's next primary position sent after that time
+   * becomes minLsn; until then the client's reads stay on the primary. No round trip per write.
+   */
+  private rywSince = 0;
+  private rywSlot = -1;
 
   constructor(sock: net.Socket, private readonly ctx: WorkerContext) {
     this.sock = sock;
@@ -491,7 +498,7 @@ export class ClientSession implements ServerOwner {
       const shard = up.shards.length > 1 ? this.shardOf(up) : 0;
       if (shard < 0) return;
       const g = this.ctx.registry.general;
-      order = candidates(this.ctx.shared, up, shard, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes ? this.minLsn : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
+      order = candidates(this.ctx.shared, up, shard, target, { primaryReads: this.primaryReads(up), minLsn: up.pool.read_your_writes && target === 'read' ? this.readFloor() : 0, staleMs: Math.max(2000, 4 * g.replica_lag_interval) });
       if (order.length === 0 && target === 'read') return this.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
       this.routeShard = shard;
     } else {
@@ -816,6 +823,22 @@ export class ClientSession implements ServerOwner {
     if (f.pending) queueMicrotask(() => this.beginTransaction());
   }
 
+  /**
+   * read_your_writes: how far a replica must have replayed for this client's next read. Right
+   * after a write, until the HA thread has measured the primary since, that is "everything" (the
+   * read goes to the primary).
+   */
+  private readFloor(): number {
+    if (this.rywSince > 0) {
+      const sh = this.ctx.shared;
+      // Strictly later: a probe sent in the same millisecond may have run before the commit.
+      if (this.rywSlot < 0 || !(sh.serverLsnSince[this.rywSlot] > this.rywSince)) return Number.MAX_SAFE_INTEGER;
+      this.minLsn = Math.max(this.minLsn, sh.serverReplayLsn[this.rywSlot]);
+      this.rywSince = 0;
+    }
+    return this.minLsn;
+  }
+
   private primaryReads(up: UserPool): boolean {
     return this.primaryReadsHint ?? (up.pool.primary_reads_enabled || this.roleHint === 'any');
   }
@@ -848,6 +871,8 @@ export class ClientSession implements ServerOwner {
     const cls = this.ctx.classifier;
     let p = f.off;
     let result: Verdict | null = null;
+    /** Statements named by a Parse in this batch: their Bind is already judged by that Parse. */
+    let parsed: string[] | null = null;
     while (p + 5 <= f.end) {
       const len = buf.readInt32BE(p + 1);
       if (len < 4 || p + 1 + len > f.end) break;
@@ -860,13 +885,16 @@ export class ClientSession implements ServerOwner {
         const nameEnd = buf.indexOf(0, p + 5);
         const textEnd = buf.indexOf(0, nameEnd + 1);
         if (nameEnd > 0 && textEnd > nameEnd) sql = buf.toString('utf8', nameEnd + 1, textEnd);
+        if (nameEnd > p + 5) (parsed ??= []).push(buf.toString('utf8', p + 5, nameEnd));
       } else if (type === BIND) {
-        // A statement prepared earlier: its text decides (known only with the prepared-statement cache).
+        // A statement prepared earlier: its text decides (known only with the prepared-statement
+        // cache). Parse + Bind of the same name in one batch (postgres.js, pgjdbc) was judged at the Parse.
         const portalEnd = buf.indexOf(0, p + 5);
         const nameEnd = buf.indexOf(0, portalEnd + 1);
         const name = buf.toString('utf8', portalEnd + 1, nameEnd);
-        const text = name && this.ps ? this.ps.textOf(name) : undefined;
-        if (text === undefined) v = name || result === null ? Verdict.Write : null;
+        const text = name && this.ps && !parsed?.includes(name) ? this.ps.textOf(name) : undefined;
+        if (name && parsed?.includes(name)) v = null;
+        else if (text === undefined) v = name || result === null ? Verdict.Write : null;
         else sql = text;
       } else if (type === FUNCTION_CALL) v = Verdict.Write;
       if (sql) {
@@ -1243,18 +1271,11 @@ export class ClientSession implements ServerOwner {
     }
     for (const r of this.unpinLater) this.pins.delete(r);
     this.unpinLater.clear();
-    if (this.rywPending && conn.clean) {
-      // read_your_writes: where the primary's WAL ends now is at or past this transaction's commit.
+    if (this.rywPending) {
+      // read_your_writes: the commit is done; a primary position measured after now covers it.
       this.rywPending = false;
-      this.syncing = true;
-      conn.run("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text", this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
-        this.syncing = false;
-        if (r.ok && r.rows.length === 1) this.minLsn = Math.max(this.minLsn, Number(r.rows[0][0]));
-        else this.minLsn = Number.MAX_SAFE_INTEGER; // unknown: reads stay on the primary until a replica provably passes it
-        if (this.server === conn) conn.owner = this;
-        if ((this.phase as Phase) !== Phase.Closed) this.endTransaction();
-      });
-      return;
+      this.rywSince = Date.now();
+      this.rywSlot = this.entry?.pool.slot ?? -1;
     }
     if (conn.stalePlans && conn.clean) {
       this.syncing = true;

@@ -68,6 +68,8 @@ export const LAYOUT = regions({
   serverLagBytes: [MAX_SERVER_SLOTS, 8],
   serverLagMs: [MAX_SERVER_SLOTS, 8],
   serverLagAt: [MAX_SERVER_SLOTS, 8],
+  /** When the probe behind serverReplayLsn was sent (ms epoch): that position is at least the WAL end as of this time (read_your_writes). */
+  serverLsnSince: [MAX_SERVER_SLOTS, 8],
   /** Role of an `auto` server as the HA thread last found it: ROLE codes (0 = not known / unreachable). */
   serverRole: [MAX_SERVER_SLOTS, 4],
   /** When serverRole was last written (ms epoch; 0 = never probed, the worker's own login-time learning applies). */

@@ -17,6 +17,7 @@ export class SharedState {
   readonly serverLagBytes: Float64Array;
   readonly serverLagMs: Float64Array;
   readonly serverLagAt: Float64Array;
+  readonly serverLsnSince: Float64Array;
   readonly serverRole: Int32Array;
   readonly serverRoleAt: Float64Array;
   readonly stats: Float64Array;
@@ -38,6 +39,7 @@ export class SharedState {
     this.serverLagBytes = f64(LAYOUT.serverLagBytes);
     this.serverLagMs = f64(LAYOUT.serverLagMs);
     this.serverLagAt = f64(LAYOUT.serverLagAt);
+    this.serverLsnSince = f64(LAYOUT.serverLsnSince);
     this.serverRole = i32(LAYOUT.serverRole);
     this.serverRoleAt = f64(LAYOUT.serverRoleAt);
     this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
