@@ -29,7 +29,7 @@ async function startRouted(work: string, cluster: PgCluster, ryw: boolean): Prom
   const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "${n.role}"]`).join(', ');
   writeFileSync(
     conf,
-    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n` +
+    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nprometheus_exporter_port = 0\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n` +
       `[pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true\nread_your_writes = ${ryw}\n\n` +
       `[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${POOL}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [${servers}]\n`,
   );
