@@ -892,10 +892,12 @@ export class ClientSession implements ServerOwner {
         const portalEnd = buf.indexOf(0, p + 5);
         const nameEnd = buf.indexOf(0, portalEnd + 1);
         const name = buf.toString('utf8', portalEnd + 1, nameEnd);
-        const text = name && this.ps && !parsed?.includes(name) ? this.ps.textOf(name) : undefined;
         if (name && parsed?.includes(name)) v = null;
-        else if (text === undefined) v = name || result === null ? Verdict.Write : null;
-        else sql = text;
+        else {
+          const text = name && this.ps ? this.ps.textOf(name) : undefined;
+          if (text === undefined) v = name || result === null ? Verdict.Write : null;
+          else sql = text;
+        }
       } else if (type === FUNCTION_CALL) v = Verdict.Write;
       if (sql) {
         v = cls.verdict(sql, maxLength);

@@ -1,10 +1,11 @@
 # asyncpg through openproxy. asyncpg describes every statement before it binds it (Parse/Describe
 # then Flush, Bind/Execute/Sync after the answer) and, with its statement cache on, names them all.
 # argv: port mode routing(0/1) named(0/1) pool_size who. Prints OK or raises.
-import asyncio, sys
+import asyncio
+from matrix_args import parse_args
 import asyncpg
 
-port, mode, routing, named, pool_size, who = int(sys.argv[1]), sys.argv[2], sys.argv[3] == '1', sys.argv[4] == '1', int(sys.argv[5]), sys.argv[6]
+port, mode, routing, named, pool_size, who = parse_args()
 DSN = dict(host='127.0.0.1', port=port, user='app', password='app-secret', database='postgres')
 # Without openproxy's prepared-statement cache in transaction mode: asyncpg as PgBouncer users run it.
 OPTS = {} if named else {'statement_cache_size': 0}

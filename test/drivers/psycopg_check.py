@@ -1,38 +1,31 @@
 # psycopg 3 through openproxy: prepare_threshold=0 (every statement named _pg3_N) where openproxy
 # can keep named statements, never prepared otherwise; pipeline mode (Flush requests inside the
 # pipeline, one Sync at its end). argv: port mode routing(0/1) named(0/1) pool_size who.
-import sys, threading
+from matrix_args import parse_args, run_readers
 import psycopg
 
-port, mode, routing, named, pool_size, who = int(sys.argv[1]), sys.argv[2], sys.argv[3] == '1', sys.argv[4] == '1', int(sys.argv[5]), sys.argv[6]
+port, mode, routing, named, pool_size, who = parse_args()
+
 ARGS = dict(host='127.0.0.1', port=port, user='app', password='app-secret', dbname='postgres', connect_timeout=20,
             prepare_threshold=0 if named else None, options='-c statement_timeout=20000', autocommit=True)
-errors = []
 
 def reader(i):
-    try:
-        with psycopg.connect(**ARGS) as conn:
-            assert conn.execute('SELECT pg_is_in_recovery()').fetchone()[0] == routing, 'read ran on the wrong kind of server'
-            for k in range(10):
-                assert conn.execute('SELECT %s::int * %s::int', (i, k)).fetchone()[0] == i * k
-            rows = conn.execute('SELECT g, md5(g::text) FROM generate_series(1, %s::int) g', (20000,)).fetchall()
-            assert len(rows) == 20000 and rows[-1][0] == 20000
-            try:
-                conn.execute('SELECT 1 / %s::int', (0,))
-                raise AssertionError('division by zero did not fail')
-            except psycopg.errors.DivisionByZero:
-                pass
-            with conn.pipeline():
-                curs = [conn.execute('SELECT %s::int + 1', (k,)) for k in range(5)]
-            assert [c.fetchone()[0] for c in curs] == [1, 2, 3, 4, 5]
-    except Exception as e:
-        errors.append(f'reader {i}: {e!r}')
+    with psycopg.connect(**ARGS) as conn:
+        assert conn.execute('SELECT pg_is_in_recovery()').fetchone()[0] == routing, 'read ran on the wrong kind of server'
+        for k in range(10):
+            assert conn.execute('SELECT %s::int * %s::int', (i, k)).fetchone()[0] == i * k
+        rows = conn.execute('SELECT g, md5(g::text) FROM generate_series(1, %s::int) g', (20000,)).fetchall()
+        assert len(rows) == 20000 and rows[-1][0] == 20000
+        try:
+            conn.execute('SELECT 1 / %s::int', (0,))
+            raise AssertionError('division by zero did not fail')
+        except psycopg.errors.DivisionByZero:
+            pass
+        with conn.pipeline():
+            curs = [conn.execute('SELECT %s::int + 1', (k,)) for k in range(5)]
+        assert [c.fetchone()[0] for c in curs] == [1, 2, 3, 4, 5]
 
-threads = [threading.Thread(target=reader, args=(i,)) for i in range(pool_size + 4)]
-for t in threads: t.start()
-for t in threads: t.join(60)
-if any(t.is_alive() for t in threads): raise SystemExit('a reader hung for 60 s')
-if errors: raise SystemExit('; '.join(errors))
+run_readers(reader, pool_size + 4)
 
 with psycopg.connect(**{**ARGS, 'autocommit': False}) as conn:
     conn.execute('INSERT INTO matrix_t (who, v) VALUES (%s, 1)', (who,))

@@ -2,11 +2,12 @@
 # under a name (asyncpg Connection.prepare), so in transaction mode it needs openproxy's
 # prepared-statement cache; without it the first statement must fail with openproxy's clear 26000.
 # argv: port mode routing(0/1) named(0/1) pool_size who. Prints OK or raises.
-import asyncio, sys
+import asyncio
+from matrix_args import parse_args
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-port, mode, routing, named, pool_size, who = int(sys.argv[1]), sys.argv[2], sys.argv[3] == '1', sys.argv[4] == '1', int(sys.argv[5]), sys.argv[6]
+port, mode, routing, named, pool_size, who = parse_args()
 URL = f'postgresql+asyncpg://app:app-secret@127.0.0.1:{port}/postgres'
 
 async def step(coro):
