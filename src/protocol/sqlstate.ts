@@ -31,6 +31,8 @@ export const SQLSTATE = {
   QUERY_CANCELED: '57014',
   /** 26000: a prepared statement that cannot be used (named statements with the cache off). */
   INVALID_SQL_STATEMENT_NAME: '26000',
+  /** 25006: a write where only reads can run (a routed session whose state keeps it on a replica). */
+  READ_ONLY_SQL_TRANSACTION: '25006',
   /** XX000: internal error. */
   INTERNAL_ERROR: 'XX000',
 } as const;

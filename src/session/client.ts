@@ -384,8 +384,6 @@ export class ClientSession implements ServerOwner {
     const up = this.userPool!;
     this.phase = Phase.Waiting;
     this.txMode = up.user.pool_mode === 'transaction';
-    const cacheSize = this.ctx.registry.general.prepared_statements_cache_size;
-    if (this.txMode && cacheSize > 0) this.ps = new PreparedStatements(cacheSize);
     this.stat = this.ctx.shared.statBase(this.ctx.index, up.statSlot);
     let lat = this.ctx.latency.get(up.statSlot);
     if (!lat) this.ctx.latency.set(up.statSlot, (lat = new PoolLatency()));
@@ -403,8 +401,11 @@ export class ClientSession implements ServerOwner {
       conn = pick.conn;
       this.serverPool = pick.pool;
       this.home = this.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;
-    this.generation = this.ctx.registry.generation;
+      this.generation = this.ctx.registry.generation;
       this.routedSession = !this.txMode && this.routingActive(up);
+      // Named statements follow a client between server connections only through the cache.
+      const cacheSize = this.ctx.registry.general.prepared_statements_cache_size;
+      if (this.movable && cacheSize > 0) this.ps = new PreparedStatements(cacheSize);
     } catch (e) {
       const err = e as ServerConnError;
       this.ctx.shared.stats[this.stat + STAT.errors] += 1;
@@ -466,9 +467,70 @@ export class ClientSession implements ServerOwner {
 
   private onClientBytes(): void {
     if (this.admin) return this.onAdminMessages();
-    if (this.server) this.forwardToServer();
-    else if (this.txMode || this.routedSession) this.beginTransaction();
+    if (this.server) {
+      // A routed session on a replica with nothing outstanding: the next statement may need the primary.
+      if (this.routedSession && this.implicitReads && this.pendingReady === 0 && this.sinceSync === 0) this.sessionBoundary();
+      else this.forwardToServer();
+    } else if (this.movable) this.beginTransaction();
   }
+
+  /** The client's session can move between server connections: transaction mode, or a routed session. */
+  private get movable(): boolean {
+    return this.txMode || this.routedSession;
+  }
+
+  /**
+   * Session mode with routing, on a replica with nothing outstanding (the session's first query
+   * chose it). A statement that needs the primary moves the session there at a transaction
+   * boundary, carrying its settings as transaction mode does, and the session then stays on the
+   * primary (it reads its own writes). State that cannot move (temp table, advisory lock, LISTEN,
+   * WITH HOLD cursor, SQL PREPARE, LOAD) gets a clear error instead of the replica's raw 25006.
+   */
+  private sessionBoundary(): void {
+    this.releasePending = false;
+    const conn = this.server;
+    const f = this.frames;
+    if (!conn || this.phase !== Phase.Active || this.syncing || f.pending < 5) return;
+    if (conn.txStatus !== 0x49) {
+      // Inside a transaction on the replica (BEGIN READ ONLY): everything goes to it.
+      this.waitBypass = true;
+      return this.forwardToServer();
+    }
+    if (f.pending < 1 + f.buf.readInt32BE(f.off + 1)) return; // judged when the message is whole
+    const head = f.buf[f.off];
+    // Only a statement can need the primary (Terminate, Sync, Flush, Describe, Close … stay here).
+    if (head !== QUERY && head !== PARSE && head !== BIND && head !== FUNCTION_CALL) return this.forwardToServer();
+    for (const r of this.unpinLater) this.pins.delete(r);
+    this.unpinLater.clear();
+    if (this.target(this.userPool!) !== 'primary') return this.forwardToServer();
+    if (this.pins.size > 0 && STATE_COMMAND.test(this.routedSql)) {
+      // EXECUTE, FETCH, DEALLOCATE, …: they use the state that keeps the session here.
+      this.waitBypass = true;
+      return this.forwardToServer();
+    }
+    if (this.pins.size > 0) {
+      const reasons = [...this.pins].join(', ');
+      const where = this.entry ? `${this.entry.address.host}:${this.entry.address.port}` : 'a replica';
+      this.errors++;
+      this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+      log.warn('routed session cannot move to the primary for a write: its state stays on the replica', { client: this.remote, user: this.userPool!.user.username, server: where, state: reasons });
+      return this.rejectHead(SQLSTATE.READ_ONLY_SQL_TRANSACTION, `this session cannot move to the primary for this statement: it holds ${reasons} on replica ${where}`, "Write before creating session state (the session then stays on the primary), or SET SERVER ROLE TO 'primary' at the start of the session.");
+    }
+    const move = () => {
+      if (this.phase !== Phase.Active || this.server !== conn) return;
+      log.debug('routed session moves to the primary', { client: this.remote, from: this.entry ? `${this.entry.address.host}:${this.entry.address.port}` : '' });
+      this.server = null;
+      this.implicitReads = false;
+      conn.socket.resume();
+      this.releaseServer(conn, this.serverPool!);
+      this.beginTransaction();
+    };
+    if (this.touched.size > 0 || this.resets.size > 0 || this.resetAll) this.captureGucs(conn, move);
+    else move();
+  }
+
+  /** The next forwarded statement goes to the held server even if it would need the primary (inside a transaction). */
+  private waitBypass = false;
 
   /** Transaction mode: the client sent something and holds no server; take one (routed, if routing is on). */
   private beginTransaction(): void {
@@ -640,7 +702,7 @@ export class ClientSession implements ServerOwner {
       this.replaySinceSync = this.sinceSync;
     } else this.replayArmed = false;
     // Autocommit reads on a replica: a write arriving between them waits for the next transaction.
-    this.implicitReads = this.txMode && target === 'read' && this.routedVerdict === Verdict.Read && roleOf(entry) !== 'primary';
+    this.implicitReads = ((this.txMode && target === 'read' && this.routedVerdict === Verdict.Read) || this.routedSession) && roleOf(entry) !== 'primary';
     this.attach(conn);
   }
 
@@ -815,12 +877,12 @@ export class ClientSession implements ServerOwner {
    * Answers the transaction at the head of the buffer with an error instead of running it: the
    * messages up to its Query or Sync are consumed and one ErrorResponse + ReadyForQuery is sent.
    */
-  private rejectHead(code: string, message: string): void {
+  private rejectHead(code: string, message: string, hint?: string): void {
     const f = this.frames;
     while (f.next()) if (f.type === QUERY || f.type === SYNC) break;
     this.batchSql = '';
-    this.sock.write(Buffer.concat([errorResponse({ severity: 'ERROR', code, message }), READY_IDLE]));
-    if (f.pending) queueMicrotask(() => this.beginTransaction());
+    this.sock.write(Buffer.concat([errorResponse({ severity: 'ERROR', code, message, hint }), READY_IDLE]));
+    if (f.pending) queueMicrotask(() => this.onClientBytes());
   }
 
   /**
@@ -990,12 +1052,12 @@ export class ClientSession implements ServerOwner {
           if (parts.length > 0) server.write(Buffer.concat(parts));
           return this.disconnect('client sent Terminate');
         case QUERY: {
-          if (this.implicitReads && this.sinceSync === 0 && this.mustWait(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1))) {
+          if (this.implicitReads && this.sinceSync === 0 && !this.takeBypass() && this.mustWait(f.buf.toString('utf8', f.start + 5, f.msgEnd - 1))) {
             f.off = f.start; // a write: it starts the next transaction, on the primary
             break loop;
           }
           this.pendingReady++;
-          if (!this.txMode) break;
+          if (!this.movable) break;
           const sql = f.buf.toString('utf8', f.start + 5, f.msgEnd - 1);
           this.noteSql(sql);
           if (ps) {
@@ -1009,12 +1071,12 @@ export class ClientSession implements ServerOwner {
           break;
         }
         case PARSE: {
-          if (this.implicitReads && this.sinceSync === 0 && this.mustWait(parseText(f.buf, f.start))) {
+          if (this.implicitReads && this.sinceSync === 0 && !this.takeBypass() && this.mustWait(parseText(f.buf, f.start))) {
             f.off = f.start;
             break loop;
           }
           this.sinceSync++;
-          if (!this.txMode) break;
+          if (!this.movable) break;
           const nameEnd = f.buf.indexOf(0, f.start + 5);
           if (nameEnd > f.start + 5 && !ps) {
             // Cache off: a named statement cannot follow the client to another connection. Send
@@ -1126,6 +1188,13 @@ export class ClientSession implements ServerOwner {
     });
   }
 
+  /** Uses up waitBypass: true once after sessionBoundary forwarded into an open transaction. */
+  private takeBypass(): boolean {
+    if (!this.waitBypass) return false;
+    this.waitBypass = false;
+    return true;
+  }
+
   /** On a replica between implicit transactions: does this statement need another server? */
   private mustWait(sql: string): boolean {
     const v = this.ctx.classifier.verdict(sql, this.userPool!.pool.query_parser_max_length ?? 0);
@@ -1153,7 +1222,7 @@ export class ClientSession implements ServerOwner {
     if (this.pins.has(reason)) return;
     this.pins.add(reason);
     this.ctx.shared.stats[this.stat + STAT.pins] += 1;
-    log.info('client pinned to its server connection', { client: this.remote, user: this.userPool?.user.username, reason, server_id: this.server?.id });
+    log.info(this.txMode ? 'client pinned to its server connection' : 'routed session holds state that keeps it on its server', { client: this.remote, user: this.userPool?.user.username, reason, server_id: this.server?.id });
   }
 
   onServerData(chunk: Buffer): void {
@@ -1175,7 +1244,8 @@ export class ClientSession implements ServerOwner {
     if (!writeView(this.sock, chunk)) this.server?.socket.pause();
     if (this.releasePending) {
       this.releasePending = false;
-      this.endTransaction();
+      if (this.txMode) this.endTransaction();
+      else this.sessionBoundary();
     }
   }
 
@@ -1207,8 +1277,8 @@ export class ClientSession implements ServerOwner {
     return errorResponse({
       severity: 'ERROR',
       code: SQLSTATE.INVALID_SQL_STATEMENT_NAME,
-      message: `prepared statement "${name}" cannot be used: named prepared statements need prepared_statements_cache_size > 0 in transaction pooling`,
-      hint: 'Set general.prepared_statements_cache_size in openproxy (e.g. 500), use unnamed statements, or use pool_mode = "session".',
+      message: `prepared statement "${name}" cannot be used: named prepared statements need prepared_statements_cache_size > 0 in ${this.txMode ? 'transaction pooling' : 'a routed session (read/write splitting moves it between servers)'}`,
+      hint: `Set general.prepared_statements_cache_size in openproxy (e.g. 500), or use unnamed statements${this.txMode ? ', or pool_mode = "session"' : ''}.`,
     });
   }
 
@@ -1235,6 +1305,11 @@ export class ClientSession implements ServerOwner {
       this.xactStart = -1;
       // Transaction mode: the server owes nothing more once every Sync/Query was answered.
       if (this.txMode && this.pendingReady === 0 && this.sinceSync === 0) this.releasePending = true;
+    }
+    if (this.routedSession && this.implicitReads && this.pendingReady === 0 && this.sinceSync === 0 && this.frames.pending > 0) {
+      // Statements held back on a replica-bound session (see forwardToServer): decide after this answer.
+      this.releasePending = true;
+      return status === 0x49 && this.pins.size === 0;
     }
     return this.releasePending && this.staysUnpinned();
   }
@@ -1321,7 +1396,7 @@ export class ClientSession implements ServerOwner {
    * values back (PostgreSQL's session defaults): record that, and let the next match apply them.
    * GUCs SET in the transaction are read back from the server, which also covers rollbacks.
    */
-  private captureGucs(conn: ServerConn): void {
+  private captureGucs(conn: ServerConn, next: () => void = () => this.endTransaction()): void {
     if (this.resetAll) {
       this.gucs = new Map(this.startupGucs);
       conn.gucs.clear();
@@ -1337,7 +1412,7 @@ export class ClientSession implements ServerOwner {
     this.resets.clear();
     const names = [...this.touched];
     this.touched.clear();
-    if (names.length === 0) return this.endTransaction();
+    if (names.length === 0) return next();
     this.syncing = true;
     conn.run(gucReadStatement(names), this.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
       this.syncing = false;
@@ -1349,7 +1424,7 @@ export class ClientSession implements ServerOwner {
         this.gucs.set(n, v);
         conn.gucs.set(n, v);
       });
-      this.endTransaction();
+      next();
     });
   }
 
@@ -1455,6 +1530,9 @@ class GucRejected extends Error {
     super('session parameters rejected');
   }
 }
+
+/** Commands that work on session objects: a pinned routed session runs them where the objects are. */
+const STATE_COMMAND = /^\s*(?:execute|fetch|move|close|deallocate|discard|unlisten|reset|show)\b/i;
 
 const REPLY_FORWARD = 0;
 const REPLY_WAIT = 1;

@@ -86,8 +86,9 @@ export function driverMatrix(poolMode: Mode): void {
 
   for (const cfg of CONFIGS) {
     const label = `${cfg.mode} mode, routing ${cfg.routing ? 'on' : 'off'}, prepared cache ${cfg.cache}`;
-    // Named statements can follow a client across server connections only with the cache on.
-    const named = cfg.mode === 'session' || cfg.cache > 0;
+    // Named statements can follow a client across server connections only with the cache on; a
+    // session moves only when routing is on (its first read may bind it to a replica).
+    const named = (cfg.mode === 'session' && !cfg.routing) || cfg.cache > 0;
     const tag = `${cfg.mode[0]}${cfg.routing ? 'r' : 'n'}${cfg.cache}`;
     describe(label, () => {
       let proxy: Proxy;
@@ -102,19 +103,13 @@ export function driverMatrix(poolMode: Mode): void {
       after(() => proxy?.stop());
 
       test(`asyncpg (${named ? 'statement cache on' : 'statement_cache_size=0'}, pool, concurrent tasks)`, () => runCheck(PYTHON, [join(DIR, 'asyncpg_check.py'), ...argv('asyncpg')]));
-      // Session mode with routing binds a session to the server its first query chose (seed 001's
-    // caveat). SQLAlchemy (its pool hands a replica-bound session to a writer), pgjdbc and
-    // postgres.js (their first statements on a connection are the driver's own reads) then write on
-    // a replica and fail with 25006: that is issue 17's work, so these three are not run in that
-    // column until it lands. Every other cell runs them.
-    const sessionRouted = cfg.mode === 'session' && cfg.routing;
-    if (!sessionRouted) test(`SQLAlchemy asyncio over asyncpg${named ? '' : ': refused with a clear 26000'}`, () => runCheck(PYTHON, [join(DIR, 'sqlalchemy_check.py'), ...argv('sqlalchemy')]));
+      test(`SQLAlchemy asyncio over asyncpg${named ? '' : ': refused with a clear 26000'}`, () => runCheck(PYTHON, [join(DIR, 'sqlalchemy_check.py'), ...argv('sqlalchemy')]));
       test(`psycopg 3 (prepare_threshold=${named ? '0' : 'None'}, pipeline mode)`, () => runCheck(PYTHON, [join(DIR, 'psycopg_check.py'), ...argv('psycopg')]));
       test('psycopg2', () => runCheck(PYTHON, [join(DIR, 'psycopg2_check.py'), ...argv('psycopg2')]));
-      if (!sessionRouted) test(`pgjdbc (prepareThreshold=${named ? '5, run past it' : '0'})`, () => runCheck('java', ['-cp', '/usr/share/java/postgresql.jar', join(DIR, 'JdbcCheck.java'), ...argv('jdbc')]));
+      test(`pgjdbc (prepareThreshold=${named ? '5, run past it' : '0'})`, () => runCheck('java', ['-cp', '/usr/share/java/postgresql.jar', join(DIR, 'JdbcCheck.java'), ...argv('jdbc')]));
       test(`node-postgres (${named ? 'named and unnamed' : 'unnamed; named refused with 26000'})`, () => within(nodePostgres(r), 'node-postgres', RUN_MS));
-      if (named && !sessionRouted) test('postgres.js (default: named statements)', () => within(postgresJs(r, true), 'postgres.js', RUN_MS));
-      if (!sessionRouted) test('postgres.js (prepare: false)', () => within(postgresJs(r, false), 'postgres.js', RUN_MS));
+      if (named) test('postgres.js (default: named statements)', () => within(postgresJs(r, true), 'postgres.js', RUN_MS));
+      test('postgres.js (prepare: false)', () => within(postgresJs(r, false), 'postgres.js', RUN_MS));
       for (const m of ['simple', 'extended', 'prepared']) {
         if (m === 'prepared' && !named) {
           test('pgbench -M prepared: refused with the clear 26000', async () => {
