@@ -206,14 +206,15 @@ describe('pool limits', () => {
     }
   });
 
-  test('a client that cannot get a connection within connect_timeout gets 53300', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, 'connect_timeout = 300', [{ pool_size: 1 }]));
+  test('a client that cannot get a connection within query_wait_timeout gets 53300 naming the pool', async () => {
+    const proxy = await startProxy((port) => configFor(cluster, port, 'query_wait_timeout = 300', [{ pool_size: 1 }]));
     const holder = client(proxy.port);
     try {
       await holder.connect();
       const t0 = Date.now();
       const e = await connectError(proxy.port);
       assert.equal(e.code, '53300');
+      assert.match(e.message, /query_wait_timeout = 300 ms: every one of pool "postgres"'s 1 connections/);
       assert.ok(Date.now() - t0 >= 250);
       await holder.end();
       assert.deepEqual(await query(proxy.port, 'SELECT 1 AS x'), [{ x: 1 }], 'the slot is free again');

@@ -143,8 +143,8 @@ describe('hold and release points', () => {
 });
 
 describe('waiting for a server connection', () => {
-  test('queued transactions are served in arrival order; one queued past connect_timeout gets 53300; one that leaves while queued costs nothing', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, 'connect_timeout = 1500\nworker_threads = 1', [{ pool_mode: 'transaction', pool_size: 1 }]));
+  test('queued transactions are served in arrival order; one queued past query_wait_timeout gets 53300; one that leaves while queued costs nothing', async () => {
+    const proxy = await startProxy((port) => configFor(cluster, port, 'query_wait_timeout = 1500\nworker_threads = 1', [{ pool_mode: 'transaction', pool_size: 1 }]));
     const clients = Array.from({ length: 5 }, () => client(proxy.port));
     const quitter = await doomedClient(proxy.port);
     try {
@@ -167,12 +167,12 @@ describe('waiting for a server connection', () => {
       await holder.query('COMMIT');
       await Promise.all([pa, pb, pc]);
       assert.deepEqual(order, ['a', 'b', 'c'], 'FIFO');
-      // Now hold the only connection past connect_timeout: the queued client gets 53300.
+      // Now hold the only connection past query_wait_timeout: the queued client gets 53300.
       await holder.query('BEGIN');
       const t0 = Date.now();
       const err = await late.query('SELECT 1').then(() => null, (e: { code?: string; message: string }) => e);
-      assert.equal(err?.code, '53300', `queued past connect_timeout: ${err?.message}`);
-      assert.ok(Date.now() - t0 >= 1400, `it waited connect_timeout (${Date.now() - t0} ms)`);
+      assert.equal(err?.code, '53300', `queued past query_wait_timeout: ${err?.message}`);
+      assert.ok(Date.now() - t0 >= 1400, `it waited query_wait_timeout (${Date.now() - t0} ms)`);
       await holder.query('COMMIT');
       assert.deepEqual((await a.query('SELECT 2 AS x')).rows, [{ x: 2 }], 'the pool still serves');
     } finally {

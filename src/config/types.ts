@@ -17,6 +17,7 @@ export interface GeneralConfig {
   ban_time: number;
   replica_lag_interval: number;
   primary_wait_timeout: number;
+  query_wait_timeout: number;
   tcp_keepalives_idle: number;
   tcp_keepalives_interval: number;
   tcp_keepalives_count: number;

@@ -67,6 +67,8 @@ export class Registry {
               idleTimeout: pool.idle_timeout,
               lifetime: user.server_lifetime,
               connectTimeout: pool.connect_timeout,
+              waitTimeout: cfg.general.query_wait_timeout,
+              poolName: pool.name,
               label: `${pool.name}_shard_${shard.index}_${role === 'auto' ? `auto_${i}` : role}`,
               workers: this.workerCount,
               login: {

@@ -16,6 +16,10 @@ export interface ServerPoolSettings {
   /** ms; 0 = no limit. */
   lifetime: number;
   connectTimeout: number;
+  /** query_wait_timeout: ms a client may wait in line for a connection; 0 = no limit. */
+  waitTimeout: number;
+  /** The pool (database) name, for the error a client gets when it waited too long. */
+  poolName: string;
   login: ServerLogin;
   /** Label for logs and SHOW DATABASES: postgres_shard_0_primary. */
   label: string;
@@ -78,7 +82,7 @@ export class ServerPool {
 
   /**
    * An idle connection now, or null and `w` is granted one later (a new connection when the global
-   * limit allows, else the next one released, FIFO) or failed after connect_timeout.
+   * limit allows, else the next one released, FIFO) or failed after query_wait_timeout.
    */
   request(w: PoolWaiter): ServerConn | null {
     const conn = this.takeIdle();
@@ -91,12 +95,12 @@ export class ServerPool {
       return null;
     }
     const now = Date.now();
-    w.deadline = now + this.settings.connectTimeout;
+    w.deadline = this.settings.waitTimeout > 0 ? now + this.settings.waitTimeout : Infinity;
     w.since = now;
     w.starving = false;
     this.waiters.push(w);
     Atomics.add(this.shared.serverWaiters, this.slot, 1);
-    if (this.expiryTimer === null) this.armExpiry(w.deadline - now);
+    if (this.expiryTimer === null && w.deadline !== Infinity) this.armExpiry(w.deadline - now);
     this.watch();
     return null;
   }
@@ -105,13 +109,13 @@ export class ServerPool {
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = null;
       const now = Date.now();
-      // Usually only the head is due; a reload that shortened connect_timeout can make a later one due first.
+      // Usually only the head is due; a reload that shortened query_wait_timeout can make a later one due first.
       for (const w of this.waiters.filter((x) => x.deadline <= now)) this.expire(w);
       if (this.waiters.length === 0) return;
       let next = Infinity;
       for (const w of this.waiters) next = Math.min(next, w.deadline);
-      this.armExpiry(Math.max(1, next - now));
-    }, ms);
+      if (next !== Infinity) this.armExpiry(Math.max(1, next - now));
+    }, Math.min(ms, 0x7fffffff));
     this.expiryTimer.unref?.();
   }
 
@@ -227,7 +231,8 @@ export class ServerPool {
 
   private expire(w: PoolWaiter): void {
     this.dequeue(w);
-    w.fail(new ServerConnError(`no server connection to ${this.settings.label} became free within ${this.settings.connectTimeout} ms (pool_size ${this.settings.poolSize})`, SQLSTATE.TOO_MANY_CONNECTIONS));
+    const s = this.settings;
+    w.fail(new ServerConnError(`no server connection to ${s.label} became free within query_wait_timeout = ${s.waitTimeout} ms: every one of pool "${s.poolName}"'s ${s.poolSize} connections (pool_size) stayed in use`, SQLSTATE.TOO_MANY_CONNECTIONS));
   }
 
   /** Give waiters what can be had: idle connections first, then new slots. */

@@ -639,7 +639,7 @@ export class ClientSession implements ServerOwner {
     this.forwardToServer();
   }
 
-  /** The pool could not give a connection (connect_timeout while queued, or opening one failed). */
+  /** The pool could not give a connection (query_wait_timeout while queued, or opening one failed). */
   private onGrantFailed(err: ServerConnError): void {
     if (this.phase === Phase.Closed) {
       this.acquiring = false;

@@ -63,11 +63,12 @@ async function runCheck(cmd: string, args: string[]): Promise<void> {
 }
 
 /**
- * pgbench through openproxy (30 transactions per client). pgbench blocks a whole thread in
- * PQconnectdb and, with -M prepared, in a synchronous PQprepare (Parse + Sync), so behind any pooler
- * a thread must not serve more clients than can hold a server at once: in session mode there are
- * as many clients as pool_size (each holds its server for the run), and -M prepared runs one
- * thread per client; the other runs put three clients on each thread.
+ * pgbench through openproxy, 30 transactions per client. pgbench connects every client before any
+ * runs (its threads meet at a barrier), so in session mode, where each client holds a server for
+ * its whole run, it runs as many clients as pool_size. With -M prepared it blocks a whole thread in
+ * a synchronous PQprepare (Parse + Sync), so behind any transaction pooler a thread must not serve
+ * more clients than can hold a server at once: one thread per client there; otherwise 6 clients
+ * over pool_size 2, three on each of two threads.
  */
 async function bench(port: number, mode: Mode, protocol: string, script: string[]): Promise<string> {
   const clients = mode === 'session' ? POOL_SIZE : 6;
