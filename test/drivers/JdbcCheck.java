@@ -69,6 +69,15 @@ public class JdbcCheck {
         try (ResultSet rs = ps.executeQuery()) { rs.next(); check(rs.getInt(1) == 3 && rs.getInt(2) == 6, "own writes not read back: " + rs.getInt(1)); }
       }
     }
+    // A session that reads first (with routing: on a replica) and then writes, in autocommit.
+    try (Connection c = DriverManager.getConnection(url, "app", "app-secret")) {
+      try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) FROM matrix_t")) { rs.next(); }
+      try (PreparedStatement ps = c.prepareStatement("INSERT INTO matrix_t (who, v) VALUES (?, 3)")) { ps.setString(1, who + "-rw"); ps.executeUpdate(); }
+      try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM matrix_t WHERE who = ?")) {
+        ps.setString(1, who + "-rw");
+        try (ResultSet rs = ps.executeQuery()) { rs.next(); check(rs.getInt(1) == 1, "read-then-write session lost its write"); }
+      }
+    }
     System.out.println("OK");
   }
 }

@@ -43,4 +43,7 @@ with psycopg.connect(**{**ARGS, 'autocommit': False}) as conn:
     conn.commit()
 with psycopg.connect(**ARGS) as conn:
     assert conn.execute('SELECT count(*) FROM matrix_t WHERE who = %s', (who,)).fetchone()[0] == 1
+    # The same autocommit session writes after reading (with routing: it started on a replica).
+    conn.execute('INSERT INTO matrix_t (who, v) VALUES (%s, 3)', (who + '-rw',))
+    assert conn.execute('SELECT count(*) FROM matrix_t WHERE who = %s', (who + '-rw',)).fetchone()[0] == 1
 print('OK')
