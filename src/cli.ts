@@ -2,8 +2,8 @@
 
 import { parseArgs } from 'node:util';
 import { LEVELS, Level, LogFormat, LogTarget } from './log';
+import { VERSION } from './version';
 
-export const VERSION: string = require('../../package.json').version;
 /** Bumped by hand with each release; printed by --revision. */
 export const REVISION = 1;
 

@@ -6,7 +6,8 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { parseCli, CliOptions } from './cli';
-import { ConfigError, loadConfig, withSetting } from './config/load';
+import { ConfigError } from './config/error';
+import { loadConfig, withSetting } from './config/load';
 import { Exporter } from './metrics/exporter';
 import { startHttp } from './metrics/http';
 import { keysOf } from './config/table';
@@ -16,7 +17,7 @@ import { LogSink, log, setLogSink } from './log';
 import { SlotAllocator } from './pool/slots';
 import { SharedState } from './shared/state';
 import { Supervisor } from './runtime/supervisor';
-import type { VrrpRow } from './runtime/messages';
+import type { VrrpRow } from './admin/requests';
 import { listen } from './runtime/listener';
 
 /** Exit codes (documented in man/openproxy.1). */

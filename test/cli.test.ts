@@ -1,7 +1,8 @@
 // CLI: OpenProxy's exact options, each also from its environment variable; option wins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCli, VERSION } from '../src/cli';
+import { parseCli } from '../src/cli';
+import { VERSION } from '../src/version';
 
 test('defaults match the spec', () => {
   const r = parseCli([], {});

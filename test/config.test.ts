@@ -1,7 +1,8 @@
 // Config table and loader: the seed's example and a PgCat file load; bad values are named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, ConfigError, configRows } from '../src/config/load';
+import { parseConfig, configRows } from '../src/config/load';
+import { ConfigError } from '../src/config/error';
 import { CONFIG_TABLE } from '../src/config/table';
 
 const SEED_EXAMPLE = `

@@ -2,7 +2,7 @@
 // counts at this moment (see snapshot.ts).
 
 import type { WorkerContext } from '../session/context';
-import type { WorkerSnapshot, PoolRow } from './snapshot';
+import type { WorkerSnapshot, PoolRow } from '../shared/snapshot';
 
 export function collect(ctx: WorkerContext): WorkerSnapshot {
   const now = Date.now();

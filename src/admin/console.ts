@@ -3,13 +3,11 @@
 
 import { commandComplete, dataRow, errorResponse, noticeResponse, READY_IDLE, rowDescription } from '../protocol/backend';
 import type { WorkerContext } from '../session/context';
-import type { AdminRequest } from '../runtime/messages';
-import type { WorkerSnapshot } from './snapshot';
+import type { AdminRequest, AskMain } from './requests';
+import type { WorkerSnapshot } from '../shared/snapshot';
 import * as show from './show';
 import { BAN } from '../shared/layout';
 import { log } from '../log';
-
-export const ADMIN_DATABASES = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 
 const HELP = [
   'SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION',
@@ -38,7 +36,10 @@ class CommandError extends Error {
 const startedAt = Date.now();
 
 export class AdminConsole {
-  constructor(private readonly ctx: WorkerContext) {}
+  constructor(
+    private readonly ctx: WorkerContext,
+    private readonly askMain: AskMain,
+  ) {}
 
   /** The reply to one simple Query, ReadyForQuery included. */
   async run(sql: string): Promise<Buffer> {
@@ -53,7 +54,7 @@ export class AdminConsole {
   }
 
   private async ask(req: AdminRequest): Promise<WorkerSnapshot[]> {
-    const r = await this.ctx.admin(req);
+    const r = await this.askMain(req);
     if (!r.ok) throw new CommandError('XX000', r.error);
     return r.snapshots ?? [];
   }
@@ -103,7 +104,7 @@ export class AdminConsole {
           case 'BANS':
             return this.table(show.showBans(reg, shared));
           case 'VRRP': {
-            const r = await this.ctx.admin({ op: 'vrrp' });
+            const r = await this.askMain({ op: 'vrrp' });
             if (!r.ok || !r.vrrp) throw new CommandError('XX000', r.ok ? 'no answer' : r.error);
             const v = r.vrrp;
             return this.table({ columns: ['state', 'priority', 'local_ip', 'vips', 'since', 'reason'], rows: [[v.state, v.priority, v.local_ip, v.vips, v.since ? new Date(v.since).toISOString() : '', v.reason]] });

@@ -4,21 +4,14 @@
 // KILL_CLIENT.
 
 import type { WorkerContext } from '../session/context';
-import type { ClientSession } from '../session/client';
-import type { Control } from '../runtime/messages';
+import type { SessionInfo } from '../session/context';
+import { pauseKey } from '../session/pause';
+import type { Control } from './requests';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { log } from '../log';
 
-export function pauseKey(db: string, user?: string): string {
-  return user ? `${db}\0${user}` : db;
-}
-
-export function isPaused(ctx: WorkerContext, db: string, user: string): boolean {
-  return ctx.paused.size > 0 && (ctx.paused.has('') || ctx.paused.has(db) || ctx.paused.has(pauseKey(db, user)));
-}
-
-export function applyControl(ctx: WorkerContext, sessions: Set<ClientSession>, c: Control): void {
-  const mine = (s: ClientSession) => c.op !== 'kill_client' && s.userPool !== null && (!c.db || s.userPool.pool.name === c.db) && (!c.user || s.userPool.user.username === c.user);
+export function applyControl(ctx: WorkerContext, sessions: Set<SessionInfo>, c: Control): void {
+  const mine = (s: SessionInfo) => c.op !== 'kill_client' && s.userPool !== null && (!c.db || s.userPool.pool.name === c.db) && (!c.user || s.userPool.user.username === c.user);
   switch (c.op) {
     case 'pause':
       ctx.paused.add(pauseKey(c.db ?? '', c.user));

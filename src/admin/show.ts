@@ -6,8 +6,8 @@ import type { Registry } from '../pool/registry';
 import { configRows } from '../config/load';
 import { BAN_REASON, STAT } from '../shared/layout';
 import type { SharedState } from '../shared/state';
-import type { WorkerSnapshot } from './snapshot';
-import { VERSION } from '../cli';
+import type { WorkerSnapshot } from '../shared/snapshot';
+import { VERSION } from '../version';
 
 export interface Table {
   columns: string[];

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_TABLE, KeyDef, Section } from './table';
-import { VERSION } from '../cli';
+import { VERSION } from '../version';
 
 const SECTIONS: { section: Section; toml: string; title: string; intro: string }[] = [
   { section: 'general', toml: 'general', title: '[general]', intro: 'Process-wide settings.' },

@@ -5,14 +5,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, KeyDef, Section, keysOf } from './table';
+import { ConfigError } from './error';
 import type { Config, GeneralConfig, PoolConfig, ServerAddress, ShardConfig, UserConfig, VirtualRouterConfig } from './types';
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 type Table = Record<string, unknown>;
 

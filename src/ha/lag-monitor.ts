@@ -5,7 +5,8 @@
 // proxy workers read them when they choose a replica.
 
 import type { Config, PoolConfig } from '../config/types';
-import { ServerConn, ServerLogin } from '../pool/server-conn';
+import type { ServerConn, ServerLogin } from '../pool/server-conn';
+import { openServerConn } from '../pool/server-login';
 import type { Slots } from '../pool/slots';
 import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
@@ -153,7 +154,7 @@ export class LagMonitor {
       if (n.connecting) return null;
       n.connecting = true;
       try {
-        n.conn = await ServerConn.open(n.login);
+        n.conn = await openServerConn(n.login);
       } catch (e) {
         log.debug('lag monitor cannot connect', { server: `${n.login.host}:${n.login.port}`, error: (e as Error).message });
         n.conn = null;

@@ -5,7 +5,8 @@
 // "unknown" — never its old role — so no worker sends writes to a node that may have been demoted.
 
 import type { Config } from '../config/types';
-import { ServerConn, ServerLogin } from '../pool/server-conn';
+import type { ServerConn, ServerLogin } from '../pool/server-conn';
+import { openServerConn } from '../pool/server-login';
 import type { Slots } from '../pool/slots';
 import { monitorLogin, slotsOf } from './monitor-login';
 import type { SharedState } from '../shared/state';
@@ -74,7 +75,7 @@ export class RoleMonitor {
     let sqlWhy = '';
     const rest = n.patroni ? fetchPatroni(n.patroni.host, n.patroni.port, timeoutMs) : null;
     try {
-      if (!n.conn || n.conn.closed) n.conn = await ServerConn.open(n.login);
+      if (!n.conn || n.conn.closed) n.conn = await openServerConn(n.login);
       const r = await n.conn.run('SELECT pg_is_in_recovery()', timeoutMs);
       if (r.ok && r.rows.length === 1) inRecovery = r.rows[0][0] === 't';
       else sqlWhy = 'no answer to pg_is_in_recovery()';

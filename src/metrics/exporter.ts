@@ -8,8 +8,8 @@ import type { Slots } from '../pool/slots';
 import { poolSlotKey, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import { BAN_REASON, ROLE, STAT } from '../shared/layout';
-import type { WorkerSnapshot } from '../admin/snapshot';
-import { BUCKETS, HistogramData } from './histogram';
+import type { WorkerSnapshot } from '../shared/snapshot';
+import { BUCKETS, HistogramData } from '../shared/histogram';
 
 export interface ScrapeSource {
   cfg(): Config;

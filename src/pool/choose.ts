@@ -4,26 +4,11 @@
 // (in_hot_standby, PostgreSQL 14+).
 
 import type { ServerConn } from './server-conn';
-import { ServerConnError, isFinal } from './server-conn';
-import type { ServerEntry, UserPool } from './registry';
+import { ServerConnError, isFinal } from './server-link';
+import { type ServerEntry, type UserPool, roleOf } from './registry';
 import type { ServerPool } from './server-pool';
 import { SQLSTATE } from '../protocol/sqlstate';
-import { ROLE } from '../shared/layout';
 
-/**
- * A server's role now: as configured, or for `auto` servers what the HA thread's last probe found
- * (an unreachable server is 'unknown', never its old role), or before any probe what the server
- * said at login (in_hot_standby).
- */
-export function roleOf(e: ServerEntry): 'primary' | 'replica' | 'unknown' {
-  if (e.address.role !== 'auto') return e.address.role;
-  const slot = e.pool.slot;
-  if (e.shared.serverRoleAt[slot] > 0) {
-    const r = e.shared.serverRole[slot];
-    return r === ROLE.primary ? 'primary' : r === ROLE.replica ? 'replica' : 'unknown';
-  }
-  return e.learned ?? 'unknown';
-}
 
 function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
   const hs = conn.params.get('in_hot_standby');

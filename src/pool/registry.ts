@@ -5,9 +5,9 @@
 import { DnsCache } from '../net/dns-cache';
 import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } from '../config/types';
 import type { SharedState } from '../shared/state';
+import { ROLE } from '../shared/layout';
 import { ServerPool, ServerPoolSettings } from './server-pool';
 import { Slots, poolSlotKey, serverSlotKey } from './slots';
-import { roleOf } from './choose';
 
 export interface ServerEntry {
   address: ServerAddress;
@@ -161,4 +161,19 @@ export class Registry {
       }
     }
   }
+}
+
+/**
+ * A server's role now: as configured, or for `auto` servers what the HA thread's last probe found
+ * (an unreachable server is 'unknown', never its old role), or before any probe what the server
+ * said at login (in_hot_standby).
+ */
+export function roleOf(e: ServerEntry): 'primary' | 'replica' | 'unknown' {
+  if (e.address.role !== 'auto') return e.address.role;
+  const slot = e.pool.slot;
+  if (e.shared.serverRoleAt[slot] > 0) {
+    const r = e.shared.serverRole[slot];
+    return r === ROLE.primary ? 'primary' : r === ROLE.replica ? 'replica' : 'unknown';
+  }
+  return e.learned ?? 'unknown';
 }

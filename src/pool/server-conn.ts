@@ -1,28 +1,19 @@
-// One connection from openproxy to a PostgreSQL server: login (TLS, md5, SCRAM) through
-// pg-protocol, then a byte pipe whose ReadyForQuery / ParameterStatus / ErrorResponse are watched
-// by a scanner while every chunk is forwarded unchanged to the client that holds it.
+// One logged-in connection from openproxy to a PostgreSQL server (the login is server-login.ts): a
+// byte pipe whose ReadyForQuery / ParameterStatus / ErrorResponse are watched by a scanner while
+// every chunk is forwarded unchanged to the client that holds it. Statements openproxy runs itself
+// (run()) take the replies for a moment without disturbing the holder.
 
 import net from 'node:net';
-import tls from 'node:tls';
-import { serialize } from 'pg-protocol';
-import { Parser } from 'pg-protocol/dist/parser';
-import type { BackendMessage } from 'pg-protocol/dist/messages';
-import { FrameReader } from '../protocol/frame-reader';
 import { errorField, queryMessage } from '../protocol/backend';
+import { BE, TX_IDLE } from '../protocol/messages';
 import { MessageScanner, ScanSink } from '../protocol/scanner';
 import type { DnsCache } from '../net/dns-cache';
-import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
-import { md5Response, md5Stored } from '../protocol/md5';
-import { setKeepAlive } from '../net/sockopt';
-import { onreadOptions, writeView } from '../net/read-buffer';
-import { SQLSTATE } from '../protocol/sqlstate';
+import { writeView } from '../net/read-buffer';
+import { serialize } from 'pg-protocol';
+import type { RunResult, ServerLink, ServerOwner } from './server-link';
 
 /** PostgreSQL's own maximum message size (1 GB). */
 export const MAX_MESSAGE_LENGTH = 0x3fffffff;
-const Z = 0x5a;
-const S = 0x53;
-const E = 0x45;
-const D = 0x44;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 export interface ServerLogin {
@@ -40,46 +31,9 @@ export interface ServerLogin {
   dns?: DnsCache | null;
 }
 
-/** Receives what the server sends while a client holds the connection. */
-export interface ServerOwner {
-  /** A chunk of server bytes to forward unchanged. */
-  onServerData(chunk: Buffer): void;
-  /**
-   * ReadyForQuery seen, with its transaction status byte (I, T, E). Returns true when this
-   * message ends the owner's hold: bytes after it belong to nobody and are not forwarded.
-   */
-  onReady(status: number): boolean | void;
-  onServerError(body: Buffer): void;
-  /** The connection broke (not called for close() we asked for). */
-  onServerClosed(reason: string): void;
-  /** The server socket drained after a write returned false. */
-  onServerDrain?(): void;
-  /** ParseComplete ('1') or CloseComplete ('3') arrived: true = it answers openproxy's own message, drop it. */
-  dropResponse?(type: number): boolean;
-  /** An ErrorResponse the owner may replace with its own (same position in the stream), or null. */
-  replaceError?(body: Buffer): Buffer | null;
-}
-
-export class ServerConnError extends Error {
-  /** `endedAtLogin`: the server closed the session as its login completed; nothing was sent on it. */
-  constructor(message: string, readonly sqlstate: string, readonly fromServer = false, readonly endedAtLogin = false) {
-    super(message);
-  }
-}
-
-/**
- * A failed acquire that no other server or later try can fix: pool exhaustion, or PostgreSQL's
- * own refusal (auth, unknown database). A server that cannot be reached or is starting / shutting
- * down (57P0x, as during a switchover) is not: it is banned or skipped and another one tried.
- */
-export function isFinal(err: ServerConnError): boolean {
-  const goingAway = err.sqlstate !== undefined && err.sqlstate.startsWith('57P0');
-  return err.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err.fromServer === true && !goingAway);
-}
-
 let nextServerId = 1;
 
-export class ServerConn implements ScanSink {
+export class ServerConn implements ScanSink, ServerLink {
   /** Process-unique id (SHOW SERVERS server_id). */
   readonly id = nextServerId++;
   /** ParameterStatus values as the server last reported them. */
@@ -100,7 +54,10 @@ export class ServerConn implements ScanSink {
   txStatus = 0x49;
   /** Client bytes were sent since the last ReadyForQuery: the server owes an answer. */
   busy = false;
+  /** The client holding the connection (hold / letGo), or null. */
   owner: ServerOwner | null = null;
+  /** Receives the replies to openproxy's own statement while run() is under way (before owner). */
+  private runner: ServerOwner | null = null;
   closed = false;
   closeReason = '';
   transactions = 0;
@@ -140,21 +97,11 @@ export class ServerConn implements ScanSink {
   /** Offset in the chunk being scanned where the owner's share ended (its hold-ending ReadyForQuery), or -1. */
   private cut = -1;
 
-  private constructor(readonly socket: net.Socket, readonly login: ServerLogin) {}
-
-  static async open(login: ServerLogin): Promise<ServerConn> {
-    let address = login.host;
-    if (login.dns) {
-      try {
-        address = await login.dns.resolve(login.host);
-      } catch (e) {
-        throw new ServerConnError(`cannot resolve ${login.host}: ${(e as Error).message}`, '08006');
-      }
-    }
-    const conn = await ServerConn.connect(login, address);
-    conn.address = address;
-    return conn;
-  }
+  /** Built by openServerConn (server-login.ts) once the login succeeded. */
+  constructor(
+    readonly socket: net.Socket,
+    readonly login: ServerLogin,
+  ) {}
 
   /** True when dns_cache_enabled and the host now resolves elsewhere: the connection drains. */
   get addressStale(): boolean {
@@ -162,122 +109,8 @@ export class ServerConn implements ScanSink {
     return now !== undefined && now !== this.address;
   }
 
-  private static connect(login: ServerLogin, address: string): Promise<ServerConn> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      // Plain connections read into the thread's reused buffer (onread); TLS keeps the stream path.
-      const raw = login.tls
-        ? net.connect({ host: address, port: login.port, noDelay: true })
-        : net.connect({ host: address, port: login.port, noDelay: true, onread: onreadOptions(onServerRead) } as net.NetConnectOpts);
-      let sock: net.Socket = raw;
-      const timer = setTimeout(() => done(new ServerConnError(`timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`, '08006')), login.connectTimeout);
-      const done = (err: Error | null, conn?: ServerConn) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) {
-          sock.destroy();
-          raw.destroy();
-          reject(err);
-        } else resolve(conn!);
-      };
-      raw.once('error', (e) => done(new ServerConnError(`cannot connect to ${login.host}:${login.port}: ${e.message}`, '08006')));
-      raw.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, '08006')));
-      raw.once('connect', () => {
-        setKeepAlive(raw, login.keepalive.idle, login.keepalive.interval, login.keepalive.count);
-        if (!login.tls) return startLogin(raw);
-        raw.write(serialize.requestSsl());
-        raw.once('data', (b: Buffer) => {
-          if (b.length !== 1 || b[0] !== 0x53) return done(new ServerConnError(`server ${login.host}:${login.port} refused TLS (server_tls = true)`, '08006'));
-          const t = tls.connect({ socket: raw, servername: net.isIP(login.host) ? undefined : login.host, rejectUnauthorized: login.verifyCertificate });
-          sock = t;
-          t.once('error', (e) => done(new ServerConnError(`TLS to ${login.host}:${login.port} failed: ${e.message}`, '08006')));
-          t.once('secureConnect', () => startLogin(t));
-        });
-      });
-
-      const startLogin = (s: net.Socket) => {
-        const conn = new ServerConn(s, login);
-        const frames = new FrameReader(MAX_MESSAGE_LENGTH);
-        const parser = new Parser();
-        let scram: ScramClient | null = null;
-        const onMessage = (msg: BackendMessage) => {
-          const m = msg as BackendMessage & Record<string, any>;
-          switch (m.name) {
-            case 'authenticationOk':
-              return;
-            case 'authenticationCleartextPassword':
-              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
-              s.write(serialize.password(login.password));
-              return;
-            case 'authenticationMD5Password':
-              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
-              s.write(serialize.password(md5Response(md5Stored(login.password, login.user), m.salt)));
-              return;
-            case 'authenticationSASL':
-              if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
-              if (!m.mechanisms.includes(SCRAM_MECHANISM)) return done(new ServerConnError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000'));
-              scram = new ScramClient(login.password);
-              s.write(serialize.sendSASLInitialResponseMessage(SCRAM_MECHANISM, scram.first()));
-              return;
-            case 'authenticationSASLContinue':
-              s.write(serialize.sendSCRAMClientFinalMessage(scram!.final(m.data)));
-              return;
-            case 'authenticationSASLFinal':
-              scram!.verify(m.data);
-              return;
-            case 'parameterStatus':
-              conn.params.set(m.parameterName, m.parameterValue);
-              conn.reported.set(m.parameterName.toLowerCase(), m.parameterValue);
-              return;
-            case 'backendKeyData':
-              conn.backendPid = m.processID;
-              conn.backendSecret = m.secretKey;
-              return;
-            case 'error':
-              return done(new ServerConnError(`server ${login.host}:${login.port}: ${m.message}`, m.code ?? '08006', true));
-            case 'readyForQuery': {
-              delete (raw as SocketWithConn)[LOGIN];
-              s.removeAllListeners('data');
-              s.removeAllListeners('error');
-              s.removeAllListeners('close');
-              raw.removeAllListeners('error');
-              raw.removeAllListeners('close');
-              conn.attachStream();
-              if (frames.pending > 0) conn.onData(Buffer.from(frames.view(frames.off, frames.end)));
-              frames.off = frames.end;
-              // A FATAL in the same read as the login's end (the server shutting down as the session
-              // started): the connection is already closed and must not be handed to anyone.
-              if (conn.closed) return done(new ServerConnError(`server ${login.host}:${login.port} ended the session right after login: ${conn.closeReason}`, conn.doomedCode || '08006', true, true));
-              return done(null, conn);
-            }
-            default:
-              return; // NoticeResponse during login: ignore
-          }
-        };
-        const onLoginData = (chunk: Buffer) => {
-          frames.push(chunk);
-          try {
-            while (!settled && frames.next()) parser.parse(frames.view(frames.start, frames.msgEnd), onMessage);
-          } catch (e) {
-            return done(new ServerConnError(`login to ${login.host}:${login.port} failed: ${(e as Error).message}`, '08006'));
-          }
-          if (frames.error) done(new ServerConnError(`server ${login.host}:${login.port} sent an invalid message: ${frames.error}`, '08P01'));
-          frames.detach();
-        };
-        if (s === raw && !login.tls) (raw as SocketWithConn)[LOGIN] = onLoginData;
-        else s.on('data', onLoginData);
-        if (s !== raw) {
-          s.once('error', (e) => done(new ServerConnError(`server ${login.host}:${login.port}: ${e.message}`, '08006')));
-          s.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, '08006')));
-        }
-        const startup: Record<string, string> = { user: login.user, database: login.database, application_name: login.applicationName };
-        s.write(serialize.startup(startup));
-      };
-    });
-  }
-
-  private attachStream(): void {
+  /** The login is done: server bytes now go through the scanner to the holder. */
+  attachStream(): void {
     this.socket.on('data', onServerSocketData);
     this.socket.on('error', onServerSocketError);
     this.socket.on('close', onServerSocketClose);
@@ -294,7 +127,7 @@ export class ServerConn implements ScanSink {
     }
     // The owner at the start of the chunk gets it up to the ReadyForQuery that ends its hold;
     // anything after that (a FATAL at shutdown, a notice) was not sent to it and is dropped.
-    const owner = this.owner;
+    const owner = this.runner ?? this.owner;
     this.chunk = chunk;
     this.cut = -1;
     if (!this.scanner.scan(chunk, this)) {
@@ -311,7 +144,7 @@ export class ServerConn implements ScanSink {
     if (owner) this.forward(owner, chunk, end);
     this.drops.length = 0;
     this.inserts.length = 0;
-    if (this.doomed && this.owner === null) this.close(this.doomed, true);
+    if (this.doomed && this.owner === null && this.runner === null) this.close(this.doomed, true);
   }
 
   private forward(owner: ServerOwner, chunk: Buffer, end: number): void {
@@ -334,20 +167,21 @@ export class ServerConn implements ScanSink {
   }
 
   /** Watch ParseComplete / CloseComplete (prepared-statement cache on), or not. */
-  trackStatementReplies(on: boolean): void {
+  private trackStatementReplies(on: boolean): void {
     this.wanted[0x31] = on ? 1 : 0;
     this.wanted[0x33] = on ? 1 : 0;
   }
 
   /** ScanSink: a watched message from the server. */
   onMessage(type: number, body: Buffer): void {
-    if (type === Z) {
+    const sink = this.runner ?? this.owner;
+    if (type === BE.READY) {
       this.txStatus = body[0];
       this.busy = false;
       this.queries++;
-      if (this.txStatus === 0x49) this.transactions++;
-      if (this.cut < 0 && this.owner?.onReady(this.txStatus) === true) this.cut = body.byteOffset - this.chunk.byteOffset + body.length;
-    } else if (type === S) {
+      if (this.txStatus === TX_IDLE) this.transactions++;
+      if (this.cut < 0 && sink?.onReady(this.txStatus) === true) this.cut = body.byteOffset - this.chunk.byteOffset + body.length;
+    } else if (type === BE.PARAMETER_STATUS) {
       const k = body.indexOf(0);
       const v = body.indexOf(0, k + 1);
       if (k > 0 && v > k) {
@@ -356,13 +190,13 @@ export class ServerConn implements ScanSink {
         this.params.set(name, value);
         this.reported.set(name.toLowerCase(), value);
       }
-    } else if (type === E) {
-      if (this.cut >= 0 || this.owner === null) {
+    } else if (type === BE.ERROR) {
+      if (this.cut >= 0 || sink === null) {
         if (this.doomed === null) this.doomedCode = errorField(body, 0x43);
         this.doomed ??= `server sent an error while idle: ${this.doomedCode} ${errorField(body, 0x4d)}`;
         return;
       }
-      const replacement = this.owner?.replaceError?.(body) ?? null;
+      const replacement = sink.replaceError?.(body) ?? null;
       // Only an error whose bytes all lie in this chunk can be swapped; others pass unchanged.
       if (replacement && body.buffer === this.chunk.buffer) {
         const start = body.byteOffset - this.chunk.byteOffset - 5;
@@ -371,14 +205,36 @@ export class ServerConn implements ScanSink {
           this.inserts.push(replacement);
         }
       }
-      this.owner?.onServerError(body);
-    } else if (type === D && this.rows) {
+      sink.onServerError(body);
+    } else if (type === BE.DATA_ROW && this.rows) {
       this.rows.push(decodeDataRow(body));
-    } else if ((type === 0x31 || type === 0x33) && this.cut < 0 && this.owner?.dropResponse?.(type)) {
+    } else if ((type === BE.PARSE_COMPLETE || type === BE.CLOSE_COMPLETE) && this.cut < 0 && sink?.dropResponse?.(type)) {
       const start = body.byteOffset - this.chunk.byteOffset - 5; // bodyless: header is in this chunk
       this.drops.push(start, start + 5);
       this.inserts.push(null);
     }
+  }
+
+  hold(owner: ServerOwner, trackStatements: boolean): void {
+    this.owner = owner;
+    this.trackStatementReplies(trackStatements);
+  }
+
+  letGo(): void {
+    this.owner = null;
+    this.socket.resume();
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  cancel(): Promise<void> {
+    return sendCancel(this.login.host, this.login.port, this.backendPid, this.backendSecret, this.login.connectTimeout);
   }
 
   /** Forwards client bytes. */
@@ -398,41 +254,38 @@ export class ServerConn implements ScanSink {
     return !this.closed && this.doomed === null && !this.busy && this.txStatus === 0x49 && this.scanner.atBoundary;
   }
 
-  /** Runs one simple-protocol statement without a client attached (reset, SET); resolves at ReadyForQuery. */
-  run(sql: string, timeoutMs: number): Promise<{ ok: boolean; error?: Buffer; params: [string, string][]; rows: string[][] }> {
+  /**
+   * Runs one simple-protocol statement of openproxy's own (reset, SET, GUC read-back, check);
+   * resolves at its ReadyForQuery. Its replies go to a runner, not to the holder, which keeps
+   * the connection throughout.
+   */
+  run(sql: string, timeoutMs: number): Promise<RunResult> {
     const rows: string[][] = [];
     this.rows = rows;
-    this.wanted[D] = 1;
-    const done = () => {
-      this.rows = null;
-      this.wanted[D] = 0;
-    };
+    this.wanted[BE.DATA_ROW] = 1;
     return new Promise((resolve) => {
       const changed: [string, string][] = [];
       const before = new Map(this.params);
       let error: Buffer | undefined;
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        this.rows = null;
+        this.wanted[BE.DATA_ROW] = 0;
+        this.runner = null;
+        if (ok) for (const [k, v] of this.params) if (before.get(k) !== v) changed.push([k, v]);
+        resolve({ ok: ok && error === undefined, error, params: changed, rows });
+      };
       const timer = setTimeout(() => {
-        done();
-        this.owner = null;
+        finish(false);
         this.close(`no answer to ${sql.slice(0, 40)} within ${timeoutMs} ms`);
-        resolve({ ok: false, params: changed, rows });
       }, timeoutMs);
-      this.owner = {
+      this.runner = {
         onServerData: () => undefined,
-        onServerError: (body) => (error = Buffer.from(body)),
-        onReady: () => {
-          clearTimeout(timer);
-          done();
-          this.owner = null;
-          for (const [k, v] of this.params) if (before.get(k) !== v) changed.push([k, v]);
-          resolve({ ok: error === undefined, error, params: changed, rows });
+        onServerError: (body) => {
+          error = Buffer.from(body);
         },
-        onServerClosed: () => {
-          clearTimeout(timer);
-          done();
-          this.owner = null;
-          resolve({ ok: false, params: changed, rows });
-        },
+        onReady: () => finish(true),
+        onServerClosed: () => finish(false),
       };
       this.write(queryMessage(sql));
     });
@@ -447,8 +300,8 @@ export class ServerConn implements ScanSink {
       if (!unexpected && this.socket.writable) this.socket.end(TERMINATE);
       else this.socket.destroy();
     }
-    const owner = this.owner;
-    if (unexpected && owner) owner.onServerClosed(reason);
+    const sink = this.runner ?? this.owner;
+    if (unexpected && sink) sink.onServerClosed(reason);
     this.onClosed?.(this, reason);
   }
 
@@ -457,11 +310,12 @@ export class ServerConn implements ScanSink {
 }
 
 const CONN = Symbol('serverConn');
-const LOGIN = Symbol('serverLogin');
-type SocketWithConn = net.Socket & { [CONN]?: ServerConn; [LOGIN]?: (chunk: Buffer) => void };
+/** Set on a plain socket while it logs in: its onread callback hands chunks to the login. */
+export const LOGIN = Symbol('serverLogin');
+export type SocketWithConn = net.Socket & { [CONN]?: ServerConn; [LOGIN]?: (chunk: Buffer) => void };
 
 /** `onread` callback of plain server sockets (`this` is the socket): login handler, then the pipe. */
-function onServerRead(this: net.Socket, nread: number, buf: Buffer): void {
+export function onServerRead(this: net.Socket, nread: number, buf: Buffer): void {
   const s = this as SocketWithConn;
   const chunk = buf.subarray(0, nread);
   const login = s[LOGIN];

@@ -6,7 +6,9 @@ import { log } from '../log';
 import type { SharedState } from '../shared/state';
 import { STARVING_MS } from '../shared/layout';
 import { SQLSTATE } from '../protocol/sqlstate';
-import { ServerConn, ServerConnError, ServerLogin } from './server-conn';
+import type { ServerConn, ServerLogin } from './server-conn';
+import { openServerConn } from './server-login';
+import { ServerConnError, type ServerLink } from './server-link';
 
 export interface ServerPoolSettings {
   poolSize: number;
@@ -158,13 +160,13 @@ export class ServerPool {
     try {
       let conn: ServerConn;
       try {
-        conn = await ServerConn.open(this.settings.login);
+        conn = await openServerConn(this.settings.login);
       } catch (e) {
         // Ended by the server as its login completed (pg_terminate_backend, a shutdown starting):
         // nothing was sent on it, so one fresh try is safe; a server going away refuses that one.
         if (!(e instanceof ServerConnError) || !e.endedAtLogin) throw e;
         log.debug('server ended a new connection at login; trying once more', { server: this.settings.label, reason: e.message });
-        conn = await ServerConn.open(this.settings.login);
+        conn = await openServerConn(this.settings.login);
       }
       this.all.add(conn);
       conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
@@ -281,9 +283,11 @@ export class ServerPool {
   /**
    * A client is done with a connection that is clean (reset already done by the caller).
    * Local waiters get it directly; if other workers wait for this server, it is closed so that
-   * its slot goes to them; otherwise it becomes idle.
+   * its slot goes to them; otherwise it becomes idle. Takes the session's view of the connection:
+   * every ServerLink a pool lends is one of its ServerConns.
    */
-  release(conn: ServerConn): void {
+  release(link: ServerLink): void {
+    const conn = link as ServerConn;
     conn.owner = null;
     if (conn.closed) return;
     this.unlend(conn);

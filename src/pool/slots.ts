@@ -3,7 +3,7 @@
 
 import type { Config } from '../config/types';
 import { MAX_POOL_SLOTS, MAX_SERVER_SLOTS } from '../shared/layout';
-import { ConfigError } from '../config/load';
+import { ConfigError } from '../config/error';
 
 export interface Slots {
   servers: Record<string, number>;

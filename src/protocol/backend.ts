@@ -1,6 +1,8 @@
 // Encoders for the backend (server → client) messages openproxy itself sends.
 // Constant messages are built once; the rest are rare (login, errors) and built on demand.
 
+import { cstr } from './messages';
+
 export const AUTH_OK = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
 export const SSL_NO = Buffer.from('N');
 export const SSL_YES = Buffer.from('S');
@@ -17,8 +19,6 @@ export function message(type: string, body: Buffer): Buffer {
   body.copy(out, 5);
   return out;
 }
-
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 
 export type Severity = 'ERROR' | 'FATAL' | 'PANIC' | 'WARNING' | 'NOTICE' | 'LOG' | 'INFO' | 'DEBUG';
 

@@ -7,7 +7,7 @@
 
 import type { PoolConfig } from '../config/types';
 import type { ServerEntry, UserPool } from '../pool/registry';
-import { roleOf } from '../pool/choose';
+import { roleOf } from '../pool/registry';
 import type { SharedState } from '../shared/state';
 import { BAN, BAN_REASON } from '../shared/layout';
 import { log } from '../log';

@@ -4,33 +4,8 @@
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { LogRecord, Level } from '../log';
-import type { WorkerSnapshot } from '../admin/snapshot';
-
-/** Admin console commands that act on every worker. */
-export type Control =
-  | { op: 'pause' | 'resume' | 'disable' | 'enable' | 'kill' | 'reconnect'; db?: string; user?: string }
-  | { op: 'kill_client'; pid: number };
-
-/** What an admin session asks the main thread for. */
-export type AdminRequest =
-  | { op: 'snapshots' }
-  | { op: 'reload' }
-  | { op: 'set'; key: string; value: string }
-  | { op: 'shutdown'; waitForClients: boolean }
-  | { op: 'control'; control: Control }
-  | { op: 'vrrp' };
-
-/** SHOW VRRP: the virtual router as the HA thread last reported it. */
-export interface VrrpRow {
-  state: string;
-  priority: number;
-  local_ip: string;
-  vips: string;
-  since: number;
-  reason: string;
-}
-
-export type AdminResult = { ok: true; snapshots?: WorkerSnapshot[]; vrrp?: VrrpRow } | { ok: false; error: string };
+import type { WorkerSnapshot } from '../shared/snapshot';
+import type { AdminRequest, AdminResult, Control } from '../admin/requests';
 
 export interface WorkerInit {
   index: number;

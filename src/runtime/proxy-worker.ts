@@ -7,15 +7,19 @@ import { readFileSync } from 'node:fs';
 import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
 import { Classifier } from '../routing/classify';
-import { ServerConnError } from '../pool/server-conn';
+import { ServerConnError } from '../pool/server-link';
 import { SharedState } from '../shared/state';
-import { ClientSession, cancelLocal, onClientRead } from '../session/client';
+import { ClientSession, onClientRead } from '../session/client';
+import { cancelLocal } from '../session/startup';
+import { AdminConsole } from '../admin/console';
+import { AdminConsoleSession } from '../admin/console-session';
 import { onreadOptions } from '../net/read-buffer';
 import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { STARVING_MS } from '../shared/layout';
 import { log, setThreadLogging } from '../log';
-import type { AdminResult, FromWorker, ToWorker, WorkerInit } from './messages';
+import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import type { AdminResult, AskMain } from '../admin/requests';
 import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
 
@@ -37,12 +41,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     clients: new Map(),
     shutdown: 0,
     forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
-    admin: (req) =>
-      new Promise((resolve) => {
-        const reqId = nextAdminReq++;
-        adminWaits.set(reqId, resolve);
-        post({ kind: 'admin', reqId, worker: init.index, req });
-      }),
+    openConsole: (client) => new AdminConsoleSession(client, new AdminConsole(ctx, askMain)),
     paused: new Set(),
     pauseWaiters: new Set(),
     disabled: new Set(),
@@ -50,6 +49,13 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
   };
   let nextAdminReq = 1;
   const adminWaits = new Map<number, (r: AdminResult) => void>();
+  /** The admin console asks the main thread (snapshots of every worker, reload, SET, shutdown, controls). */
+  const askMain: AskMain = (req) =>
+    new Promise((resolve) => {
+      const reqId = nextAdminReq++;
+      adminWaits.set(reqId, resolve);
+      post({ kind: 'admin', reqId, worker: init.index, req });
+    });
   let configured = false;
 
   const janitor = setInterval(() => {

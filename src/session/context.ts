@@ -3,10 +3,48 @@
 import type tls from 'node:tls';
 import type { Registry } from '../pool/registry';
 import type { SharedState } from '../shared/state';
-import type { ClientSession } from './client';
 import type { Classifier } from '../routing/classify';
-import type { AdminRequest, AdminResult } from '../runtime/messages';
-import type { PoolLatency } from '../metrics/histogram';
+import type { PoolLatency } from '../shared/histogram';
+import type { FrameReader } from '../protocol/frame-reader';
+import type { UserPool } from '../pool/registry';
+
+/** What the worker, the janitor and the admin console may see of and do to a live session. */
+export interface SessionInfo {
+  readonly pid: number;
+  readonly secret: number;
+  readonly userPool: UserPool | null;
+  /** login, waiting, active (holds a server), idle */
+  readonly state: string;
+  readonly gucs: ReadonlyMap<string, string>;
+  readonly params: ReadonlyMap<string, string>;
+  readonly transactions: number;
+  readonly queries: number;
+  readonly errors: number;
+  readonly connectedAt: number;
+  readonly waitSince: number;
+  fatal(code: string, message: string, reason: string): void;
+  /** Cancels the statement running for this client on its server, if any. */
+  cancelQuery(): void;
+}
+
+/** A console session as the admin console's message loop sees it. */
+export interface ConsoleClient {
+  readonly frames: FrameReader;
+  /** The client is gone: nothing more may be written. */
+  readonly closed: boolean;
+  write(data: Buffer): void;
+  disconnect(reason: string): void;
+  fatal(code: string, message: string, reason: string): void;
+}
+
+/** The admin console's message loop for one client (admin/console-session.ts). */
+export interface ConsoleSession {
+  /** Client messages are buffered in the client's frames: handle what is complete. */
+  onMessages(): void;
+}
+
+/** The databases that reach the admin console (unless a pool has that name). */
+export const ADMIN_DATABASES: ReadonlySet<string> = new Set(['openproxy', 'pgbouncer', 'pgcat']);
 
 export interface WorkerContext {
   readonly index: number;
@@ -17,11 +55,11 @@ export interface WorkerContext {
   /** Set when tls_certificate / tls_private_key are configured. */
   tls: tls.SecureContext | null;
   /** Live sessions by the BackendKeyData pid openproxy gave them. */
-  readonly clients: Map<number, ClientSession>;
+  readonly clients: Map<number, SessionInfo>;
   /** 0 running, 1 graceful shutdown (no new logins), 2 fast shutdown. */
   shutdown: number;
-  /** Admin console: ask the main thread (snapshots of every worker, reload, SET, shutdown, controls). */
-  admin(req: AdminRequest): Promise<AdminResult>;
+  /** Starts the admin console for a client that logged in to it (wired by the runtime: the console is a layer above). */
+  openConsole(client: ConsoleClient): ConsoleSession;
   /** PAUSE'd databases ("db") and pool users ("db\0user"): their clients get no server until RESUME. */
   readonly paused: Set<string>;
   /** Clients waiting for a RESUME, woken by it. */

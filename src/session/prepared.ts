@@ -8,14 +8,14 @@
 
 import { createHash } from 'node:crypto';
 import { message } from '../protocol/backend';
-import type { ServerConn } from '../pool/server-conn';
+import { BE, FE, cstr } from '../protocol/messages';
+import type { ServerStatements } from '../pool/server-link';
 
 const P_CLIENT = 1;
 const P_OURS = 2;
 const C_CLIENT = 3;
 const C_OURS = 4;
 const SYNC = 5;
-const PARSE_COMPLETE = 0x31;
 
 interface Statement {
   /** Server-side name: openproxy_<hash of query and parameter types>. */
@@ -25,8 +25,6 @@ interface Statement {
   /** Parse body after the statement name: query, NUL, parameter count and types. */
   rest: Buffer;
 }
-
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 
 export class PreparedStatements {
   /** Client statement name → its server statement. */
@@ -52,9 +50,9 @@ export class PreparedStatements {
    * A client message that names a statement, rewritten for `conn`: returns the bytes to send
    * instead (possibly with openproxy's own Close / Parse in front), or null to send it unchanged.
    */
-  rewrite(type: number, msg: Buffer, conn: ServerConn): Buffer | null {
+  rewrite(type: number, msg: Buffer, conn: ServerStatements): Buffer | null {
     switch (type) {
-      case 0x50: { // Parse: name, query, types
+      case FE.PARSE: { // name, query, types
         const nameEnd = msg.indexOf(0, 5);
         if (nameEnd === 5) {
           this.replies.push(P_CLIENT);
@@ -79,7 +77,7 @@ export class PreparedStatements {
         conn.prepareMisses++;
         return Buffer.concat([this.evictFor(conn), this.parseMessage(server, rest, conn)]);
       }
-      case 0x42: { // Bind: portal, statement, …
+      case FE.BIND: { // portal, statement, …
         const portalEnd = msg.indexOf(0, 5);
         const stmtEnd = msg.indexOf(0, portalEnd + 1);
         if (stmtEnd === portalEnd + 1) return null;
@@ -89,9 +87,9 @@ export class PreparedStatements {
         const bind = renamed(msg, portalEnd + 1, stmtEnd + 1, st.serverC);
         return pre ? Buffer.concat([pre, bind]) : bind;
       }
-      case 0x44: // Describe
-      case 0x43: { // Close
-        const isClose = type === 0x43;
+      case FE.DESCRIBE:
+      case FE.CLOSE: {
+        const isClose = type === FE.CLOSE;
         if (isClose) this.replies.push(C_CLIENT);
         if (msg[5] !== 0x53) return null; // portal: untouched
         const nameEnd = msg.indexOf(0, 6);
@@ -119,7 +117,7 @@ export class PreparedStatements {
    * this way): the server never had that name. Forget the mapping; deallocate the server copy if
    * this connection has it, else run a no-op that completes the same way. Null: not ours.
    */
-  rewriteQuery(sql: string, conn: ServerConn): Buffer | null {
+  rewriteQuery(sql: string, conn: ServerStatements): Buffer | null {
     if (this.byName.size === 0) return null; // nothing of the client's to deallocate
     const m = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i.exec(sql);
     if (!m) return null;
@@ -142,7 +140,7 @@ export class PreparedStatements {
   /** A ParseComplete / CloseComplete from the server: true if it answers openproxy's own message. */
   isOurs(type: number): boolean {
     const head = this.replies[0];
-    const parse = type === PARSE_COMPLETE;
+    const parse = type === BE.PARSE_COMPLETE;
     if (parse ? head !== P_CLIENT && head !== P_OURS : head !== C_CLIENT && head !== C_OURS) return false;
     this.replies.shift();
     return head === P_OURS || head === C_OURS;
@@ -171,7 +169,7 @@ export class PreparedStatements {
   }
 
   /** Prepares `st` on the connection if it lacks it: the messages to send first (or null). */
-  private ensure(st: Statement, conn: ServerConn): Buffer | null {
+  private ensure(st: Statement, conn: ServerStatements): Buffer | null {
     if (conn.prepared.has(st.server)) {
       conn.prepareHits++;
       touch(conn, st.server);
@@ -182,13 +180,13 @@ export class PreparedStatements {
     return Buffer.concat([this.evictFor(conn), this.parseMessage(st.server, st.rest, conn)]);
   }
 
-  private parseMessage(server: string, rest: Buffer, conn: ServerConn): Buffer {
+  private parseMessage(server: string, rest: Buffer, conn: ServerStatements): Buffer {
     conn.prepared.set(server, true);
     return message('P', Buffer.concat([cstr(server), rest]));
   }
 
   /** Keeps the connection under cacheSize statements: Close the least recently used one. */
-  private evictFor(conn: ServerConn): Buffer {
+  private evictFor(conn: ServerStatements): Buffer {
     if (conn.prepared.size < this.cacheSize) return EMPTY;
     const oldest = conn.prepared.keys().next().value as string;
     conn.prepared.delete(oldest);
@@ -211,7 +209,7 @@ function renamed(msg: Buffer, from: number, to: number, name: Buffer): Buffer {
   return out;
 }
 
-function touch(conn: ServerConn, server: string): void {
+function touch(conn: ServerStatements, server: string): void {
   conn.prepared.delete(server);
   conn.prepared.set(server, true);
 }

@@ -2,7 +2,7 @@
 // and its per-pool counts. The admin session's worker asks main, main asks every worker, and the
 // answers are merged into SHOW rows (src/admin/show.ts).
 
-import type { HistogramData } from '../metrics/histogram';
+import type { HistogramData } from './histogram';
 
 export interface ClientRow {
   id: number;

@@ -1,0 +1,270 @@
+// The state of one client connection, shared by the files that each do one part of its work (as
+// PgBouncer's PgSocket is shared by client.c, server.c and janitor.c):
+//   startup.ts      startup packet, TLS, cancel, auth, the login server
+//   assign.ts       a server for each transaction: pause, health check, bans, primary wait
+//   forward.ts      client → server: framing, state notes, prepared-statement rewriting
+//   transaction.ts  server → session: ReadyForQuery accounting, pins, GUC capture, giving back
+//   replay.ts       the transparent read retry
+//   client.ts       the ClientSession class: socket events and dispatch between these
+// This file holds the fields, the ways out (fatal, disconnect) and the transitions the parts
+// call on each other, declared abstract here and wired in client.ts, so no part imports another.
+
+import type net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { errorResponse, READY_IDLE } from '../protocol/backend';
+import { FrameReader } from '../protocol/frame-reader';
+import { FE } from '../protocol/messages';
+import type { ServerLink, ServerOwner } from '../pool/server-link';
+import { MAX_MESSAGE_LENGTH } from '../pool/server-conn';
+import type { ServerPool, PoolWaiter } from '../pool/server-pool';
+import type { ServerEntry, UserPool } from '../pool/registry';
+import { BAN, banServer, type Target } from '../routing/router';
+import { ClientRoute } from '../routing/client-route';
+import { ReadYourWrites } from '../routing/ryw';
+import type { PoolLatency } from '../shared/histogram';
+import { STAT } from '../shared/layout';
+import type { ClientAuth } from './auth';
+import type { PinReason } from './state-effects';
+import type { PreparedStatements } from './prepared';
+import { ReadReplay } from './replay';
+import { encodePid, type ConsoleClient, type ConsoleSession, type SessionInfo, type WorkerContext } from './context';
+import { log } from '../log';
+
+export const enum Phase {
+  Startup,
+  Auth,
+  Waiting,
+  Active,
+  Closed,
+}
+
+let seq = 0;
+
+export abstract class Session implements SessionInfo, ConsoleClient {
+  sock: net.Socket;
+  phase = Phase.Startup;
+  readonly frames = new FrameReader(MAX_MESSAGE_LENGTH);
+  /** The BackendKeyData openproxy gave this client. */
+  readonly pid: number;
+  readonly secret = randomInt(0, 0x7fffffff);
+  readonly connectedAt = Date.now();
+  /** Peer address, kept from the start (a destroyed socket no longer knows it). */
+  readonly remote: string;
+  /** Startup packet parameters. */
+  params = new Map<string, string>();
+  /** Set by the worker: called once after disconnect. */
+  onGone?: () => void;
+
+  // ---- login ----
+  /** Startup-phase bytes (untyped packets) not yet decoded. */
+  startupBuf: Buffer = Buffer.alloc(0);
+  auth: ClientAuth | null = null;
+  /** Set for a session on the admin console. */
+  console: ConsoleSession | null = null;
+
+  // ---- pool and server ----
+  userPool: UserPool | null = null;
+  /** Registry generation userPool / home come from (a reload bumps it). */
+  generation = 0;
+  server: ServerLink | null = null;
+  serverPool: ServerPool | null = null;
+  /** The server entry of the connection held now, and the one the client logged in through. */
+  entry: ServerEntry | null = null;
+  home: ServerEntry | null = null;
+  /** [home], kept so an unrouted transaction allocates nothing. */
+  homeOrder: ServerEntry[] = [];
+  /** Transaction pooling: the server is held per transaction, not per session. */
+  txMode = false;
+  /** Session mode with routing: the server is chosen by the first query and then kept. */
+  routedSession = false;
+
+  // ---- waiting for a server (assign.ts) ----
+  acquiring = false;
+  /** This client's place in a server pool's queue (one object for its life). */
+  abstract readonly waiter: PoolWaiter;
+  /** What the queued wait is for: the server entry, the route target, the candidates, the start (performance.now()). */
+  waitEntry: ServerEntry | null = null;
+  waitTarget: Target = 'primary';
+  waitOrder: ServerEntry[] = [];
+  waitStart = 0;
+  /** ms epoch when this client started waiting for a server connection; 0 = not waiting. */
+  waitSince = 0;
+  /** Registered with the worker while a PAUSE holds this client's next transaction. */
+  pauseWaiter: { resume(): void } | null = null;
+
+  // ---- protocol accounting (forward.ts, transaction.ts) ----
+  /** ReadyForQuery messages the server still owes (one per Query, Sync, FunctionCall forwarded). */
+  pendingReady = 0;
+  /** Extended-protocol messages forwarded since the last Sync. */
+  sinceSync = 0;
+  /** The transaction ended (ReadyForQuery 'I', nothing owed): give the server back after this chunk. */
+  releasePending = false;
+  /** openproxy's own statement runs on the held server: client messages wait. */
+  syncing = false;
+  /** The next forwarded statement goes to the held server even if it would need the primary (inside a transaction). */
+  waitBypass = false;
+  /** The held connection is a replica chosen for implicit (autocommit) reads: a write waits for the next transaction. */
+  implicitReads = false;
+
+  // ---- session state (transaction.ts) ----
+  /** GUCs the client asked for at startup, and what it wants now (name → current_setting form). */
+  readonly startupGucs = new Map<string, string>();
+  gucs = new Map<string, string>();
+  /** Why this client keeps its server connection between transactions (dedicated mode). */
+  readonly pins = new Set<PinReason>();
+  readonly unpinLater = new Set<PinReason>();
+  /** GUCs the current transaction may have changed; RESET / RESET ALL / DISCARD ALL seen. */
+  readonly touched = new Set<string>();
+  readonly resets = new Set<string>();
+  resetAll = false;
+  /** Transaction mode with prepared_statements_cache_size > 0: named statements are rewritten. */
+  ps: PreparedStatements | null = null;
+  /** Cache off: names of refused named statements whose error is still to come, in order. */
+  readonly namedRefused: string[] = [];
+
+  // ---- routing ----
+  readonly route = new ClientRoute();
+  readonly ryw = new ReadYourWrites();
+  readonly replay = new ReadReplay();
+
+  // ---- statistics ----
+  /** Stats row base index in the shared stats table (-1 before login). */
+  stat = -1;
+  /** This client's (pool, user) latency histograms on this worker. */
+  latency: PoolLatency | null = null;
+  /** performance.now() when the current query / transaction started; -1 = none running. */
+  queryStart = -1;
+  xactStart = -1;
+  timeoutCancelled = false;
+  transactions = 0;
+  queries = 0;
+  errors = 0;
+  /** Last time the client sent anything (ms epoch); for idle-in-transaction checks. */
+  lastActivity = Date.now();
+
+  constructor(
+    sock: net.Socket,
+    readonly ctx: WorkerContext,
+  ) {
+    this.sock = sock;
+    this.remote = `${sock.remoteAddress}:${sock.remotePort}`;
+    this.pid = encodePid(ctx.index, ++seq);
+  }
+
+  // ---- transitions between the parts (wired in client.ts) ----
+
+  /** New client bytes in the data phase. */
+  abstract onClientBytes(): void;
+  /** Forward every complete client message to the held server. */
+  abstract forwardToServer(): void;
+  /** Take a server for the transaction at the head of the buffer. */
+  abstract beginTransaction(): void;
+  /** The transaction ended: capture settings, unpin, give the server back. */
+  abstract endTransaction(): void;
+  /** Routed session on a replica: does the next statement move it to the primary? */
+  abstract sessionBoundary(): void;
+  /** Registers socket events (again, after a TLS upgrade). */
+  abstract listen(sock: net.Socket): void;
+
+  /** ConsoleClient: the client is gone. */
+  get closed(): boolean {
+    return this.phase === Phase.Closed;
+  }
+
+  /** ConsoleClient: bytes to the client. */
+  write(data: Buffer): void {
+    this.sock.write(data);
+  }
+
+  get state(): string {
+    if (this.phase === Phase.Waiting || this.acquiring || this.pauseWaiter) return 'waiting';
+    if (this.phase !== Phase.Active) return 'login';
+    return this.server ? 'active' : 'idle';
+  }
+
+  /** The client's session can move between server connections: transaction mode, or a routed session. */
+  get movable(): boolean {
+    return this.txMode || this.routedSession;
+  }
+
+  /** Counts an error in the client's and the pool's statistics. */
+  countError(): void {
+    this.errors++;
+    if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+  }
+
+  /** The session holds `conn`: its bytes come here. */
+  attach(conn: ServerLink): void {
+    this.server = conn;
+    conn.hold(this.owner, this.ps !== null);
+  }
+
+  /** What receives the held server's bytes (the ClientSession itself). */
+  abstract readonly owner: ServerOwner;
+
+  /** Bans a failed server for ban_time (never the primary); true if it was banned. */
+  ban(e: ServerEntry, reason: number = BAN.connect): boolean {
+    return banServer(this.ctx.shared, this.ctx.registry.userPools(), e, reason, this.ctx.registry.general.ban_time);
+  }
+
+  /**
+   * Answers the transaction at the head of the buffer with an error instead of running it: the
+   * messages up to its Query or Sync are consumed and one ErrorResponse + ReadyForQuery is sent.
+   */
+  rejectHead(code: string, message: string, hint?: string): void {
+    const f = this.frames;
+    while (f.next()) if (f.type === FE.QUERY || f.type === FE.SYNC) break;
+    this.sock.write(Buffer.concat([errorResponse({ severity: 'ERROR', code, message, hint }), READY_IDLE]));
+    if (f.pending) queueMicrotask(() => this.onClientBytes());
+  }
+
+  /** Cancels the statement running for this client, if any (CancelRequest, statement_timeout). */
+  cancelQuery(): void {
+    if (this.server) void this.server.cancel();
+  }
+
+  /** Sends a FATAL ErrorResponse (only at a message boundary) and disconnects. */
+  fatal(code: string, message: string, reason: string): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.sock.writable && (this.server === null || this.server.atMessageBoundary)) {
+      this.sock.write(errorResponse({ severity: 'FATAL', code, message }));
+    }
+    this.disconnect(`${reason}: ${message}`);
+  }
+
+  /** The one way out: frees the server connection (reset or closed), unregisters, closes the socket. */
+  disconnect(reason: string): void {
+    if (this.phase === Phase.Closed) return;
+    const wasActive = this.phase === Phase.Active;
+    this.phase = Phase.Closed;
+    if (this.pauseWaiter) this.ctx.pauseWaiters.delete(this.pauseWaiter);
+    this.ctx.clients.delete(this.pid);
+    if (this.sock.writable) this.sock.end();
+    setTimeout(() => this.sock.destroy(), 1000).unref();
+    const server = this.server;
+    this.server = null;
+    if (server && this.serverPool) this.releaseServer(server, this.serverPool);
+    if (wasActive && this.ctx.registry.general.log_client_disconnections) {
+      const age_s = Math.round((Date.now() - this.connectedAt) / 1000);
+      log.info('client disconnected', { client: this.remote, user: this.params.get('user'), reason, age_s });
+    } else {
+      log.debug('client disconnected', { client: this.remote, reason });
+    }
+    this.onGone?.();
+  }
+
+  /** Session end: a clean server is reset with DISCARD ALL and pooled; anything else is closed. */
+  releaseServer(conn: ServerLink, pool: ServerPool): void {
+    conn.letGo();
+    if (!conn.clean) {
+      conn.close('client left mid-statement or inside a transaction');
+      return;
+    }
+    conn.run('DISCARD ALL', this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
+      conn.gucs.clear();
+      conn.prepared.clear();
+      if (r.ok && conn.clean) pool.release(conn);
+      else conn.close('reset (DISCARD ALL) failed');
+    });
+  }
+}

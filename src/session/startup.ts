@@ -1,0 +1,227 @@
+// From the first byte to the first ReadyForQuery: the startup packet family (SSLRequest,
+// GSSENCRequest, CancelRequest, StartupMessage), TLS, the pool and user lookup, client
+// authentication, then the server the client logs in through (or the admin console).
+
+import tls from 'node:tls';
+import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, parameterStatus, READY_IDLE } from '../protocol/backend';
+import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
+import { FE } from '../protocol/messages';
+import { SQLSTATE } from '../protocol/sqlstate';
+import type { ServerConnError, ServerLink } from '../pool/server-link';
+import { chooseSessionServer } from '../pool/choose';
+import { PoolLatency } from '../shared/histogram';
+import { STAT } from '../shared/layout';
+import { VERSION } from '../version';
+import { log } from '../log';
+import { ClientAuth, type AuthStep } from './auth';
+import { clientGucs } from './startup-params';
+import { PreparedStatements } from './prepared';
+import { ADMIN_DATABASES, type WorkerContext, workerOfPid } from './context';
+import { matchGucs } from './assign';
+import { Phase, type Session } from './session';
+
+/** Startup-phase bytes: packets are untyped (length first) until the StartupMessage is done. */
+export function onStartupBytes(s: Session, chunk: Buffer): void {
+  s.startupBuf = s.startupBuf.length ? Buffer.concat([s.startupBuf, chunk]) : chunk;
+  if (s.startupBuf.length < 4) return;
+  const len = s.startupBuf.readInt32BE(0);
+  if (len < 8 || len > MAX_STARTUP_LENGTH) {
+    return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, `invalid startup packet length ${len}`, 'bad startup packet');
+  }
+  if (s.startupBuf.length < len) return;
+  const pkt = s.startupBuf.subarray(0, len);
+  const rest = s.startupBuf.subarray(len);
+  s.startupBuf = Buffer.alloc(0);
+  const d = decodeStartup(pkt);
+  switch (d.kind) {
+    case 'invalid':
+      return s.fatal(d.code, d.reason, 'bad startup packet');
+    case 'gssenc':
+      s.sock.write(SSL_NO);
+      break;
+    case 'ssl':
+      if (rest.length > 0) {
+        return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'data after SSLRequest before the answer', 'bad startup packet');
+      }
+      if (s.ctx.tls && !(s.sock instanceof tls.TLSSocket)) return upgradeTls(s);
+      s.sock.write(SSL_NO);
+      break;
+    case 'cancel':
+      handleCancel(s.ctx, d.pid, d.secret);
+      s.disconnect('cancel request handled');
+      return;
+    case 'startup':
+      s.params = d.params;
+      if (rest.length) s.frames.push(rest);
+      return login(s);
+  }
+  if (rest.length) onStartupBytes(s, rest);
+}
+
+function upgradeTls(s: Session): void {
+  const raw = s.sock;
+  raw.removeAllListeners('data');
+  raw.removeAllListeners('error');
+  raw.removeAllListeners('close');
+  raw.write(SSL_YES);
+  const t = new tls.TLSSocket(raw, { isServer: true, secureContext: s.ctx.tls! });
+  s.sock = t;
+  raw.on('error', () => undefined);
+  s.listen(t);
+}
+
+function handleCancel(ctx: WorkerContext, pid: number, secret: number): void {
+  const worker = workerOfPid(pid);
+  if (worker === ctx.index) cancelLocal(ctx, pid, secret);
+  else ctx.forwardCancel(worker, pid, secret);
+}
+
+/** Cancels the running query of a local session if pid/secret match (silently ignored otherwise, like PostgreSQL). */
+export function cancelLocal(ctx: WorkerContext, pid: number, secret: number): void {
+  const c = ctx.clients.get(pid);
+  if (c && c.secret === secret) c.cancelQuery();
+}
+
+function login(s: Session): void {
+  const user = s.params.get('user')!;
+  const db = s.params.get('database') || user;
+  const ctx = s.ctx;
+  if (s.params.has('replication') && s.params.get('replication') !== 'false') {
+    const message = 'replication connections are not supported through openproxy';
+    return s.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, message, 'replication connection');
+  }
+  if (ctx.shutdown) return s.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'openproxy is shutting down', 'login during shutdown');
+  const g = ctx.registry.general;
+  let password: string | undefined;
+  if (ADMIN_DATABASES.has(db) && !ctx.registry.hasDatabase(db)) {
+    if (user !== g.admin_username) {
+      const message = `not allowed: the admin console (database "${db}") is only for admin_username`;
+      return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, message, 'admin console refused');
+    }
+    s.console = ctx.openConsole(s);
+    password = g.admin_userpassword;
+  } else {
+    if (ctx.disabled.has(db) || ctx.disabled.has('')) {
+      const message = `database "${db}" is disabled (DISABLE by the openproxy admin)`;
+      return s.fatal(SQLSTATE.CANNOT_CONNECT_NOW, message, 'database disabled');
+    }
+    const up = ctx.registry.find(db, user);
+    if (!up) {
+      if (!ctx.registry.hasDatabase(db)) return s.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
+      return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, `no such user: "${user}" in pool "${db}"`, 'unknown user');
+    }
+    s.userPool = up;
+    password = up.user.password;
+  }
+  s.auth = new ClientAuth(g.auth_type, user, password);
+  s.phase = Phase.Auth;
+  authStep(s, s.auth.start());
+  if (s.frames.pending) onAuthMessages(s);
+}
+
+/** PasswordMessage / SASL responses while authenticating. */
+export function onAuthMessages(s: Session): void {
+  const f = s.frames;
+  while (s.phase === Phase.Auth && f.next()) {
+    if (f.type !== FE.PASSWORD) {
+      const message = `expected a password message, got message type ${String.fromCharCode(f.type)}`;
+      return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, message, 'bad auth message');
+    }
+    authStep(s, s.auth!.step(f.body()));
+  }
+  if (f.error) s.fatal(SQLSTATE.PROTOCOL_VIOLATION, f.error, 'bad message');
+}
+
+function authStep(s: Session, step: AuthStep): void {
+  if (step.kind === 'send') {
+    s.sock.write(step.data);
+    return;
+  }
+  if (step.kind === 'fail') {
+    const who = { client: s.remote, user: s.params.get('user'), database: s.params.get('database') };
+    log.warn('client authentication failed', { ...who, reason: step.message });
+    return s.fatal(step.code, step.message, 'authentication failed');
+  }
+  if (step.data) s.sock.write(step.data);
+  s.sock.write(AUTH_OK);
+  s.auth = null;
+  if (s.console) return startConsole(s);
+  void attachServer(s);
+}
+
+function startConsole(s: Session): void {
+  const params: [string, string][] = [
+    ['server_version', `${VERSION}/openproxy`],
+    ['client_encoding', 'UTF8'],
+    ['server_encoding', 'UTF8'],
+    ['DateStyle', 'ISO, MDY'],
+    ['integer_datetimes', 'on'],
+    ['standard_conforming_strings', 'on'],
+    ['application_name', s.params.get('application_name') ?? ''],
+  ];
+  const status = params.map(([k, v]) => parameterStatus(k, v));
+  s.sock.write(Buffer.concat([...status, backendKeyData(s.pid, s.secret), READY_IDLE]));
+  s.phase = Phase.Active;
+  log.info('admin console login', { client: s.remote, user: s.params.get('user') });
+  s.console!.onMessages();
+}
+
+/**
+ * Authenticated: take a server connection for the login (its ParameterStatus values are what the
+ * client sees), make its settings match the client's startup options, answer ReadyForQuery.
+ * Transaction mode and routed sessions give it back at once.
+ */
+async function attachServer(s: Session): Promise<void> {
+  const up = s.userPool!;
+  const ctx = s.ctx;
+  s.phase = Phase.Waiting;
+  s.txMode = up.user.pool_mode === 'transaction';
+  s.stat = ctx.shared.statBase(ctx.index, up.statSlot);
+  let lat = ctx.latency.get(up.statSlot);
+  if (!lat) ctx.latency.set(up.statSlot, (lat = new PoolLatency()));
+  s.latency = lat;
+  ctx.shared.stats[s.stat + STAT.logins] += 1;
+  ctx.clients.set(s.pid, s);
+  const gucs = clientGucs(s.params);
+  if (typeof gucs === 'string') return s.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, gucs, 'bad startup options');
+  for (const [k, v] of gucs) s.startupGucs.set(k.toLowerCase(), v);
+  s.gucs = new Map(s.startupGucs);
+  const waitStart = performance.now();
+  let conn: ServerLink;
+  try {
+    const pick = await chooseSessionServer(up, s.route.active(up));
+    conn = pick.conn;
+    s.serverPool = pick.pool;
+    s.home = s.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;
+    s.generation = ctx.registry.generation;
+    s.routedSession = !s.txMode && s.route.active(up);
+    // Named statements follow a client between server connections only through the cache.
+    const cacheSize = ctx.registry.general.prepared_statements_cache_size;
+    if (s.movable && cacheSize > 0) s.ps = new PreparedStatements(cacheSize);
+  } catch (e) {
+    const err = e as ServerConnError;
+    ctx.shared.stats[s.stat + STAT.errors] += 1;
+    return s.fatal(err.sqlstate ?? SQLSTATE.CONNECTION_FAILURE, err.message, 'no server connection');
+  }
+  ctx.shared.stats[s.stat + STAT.wait_time_us] += Math.round((performance.now() - waitStart) * 1000);
+  if ((s.phase as Phase) === Phase.Closed) return s.releaseServer(conn, s.serverPool!);
+  if (!(await matchGucs(s, conn, true))) return;
+  s.attach(conn);
+  const out: Buffer[] = [];
+  for (const [k, v] of conn.params) out.push(parameterStatus(k, v));
+  out.push(backendKeyData(s.pid, s.secret), READY_IDLE);
+  s.sock.write(Buffer.concat(out));
+  s.phase = Phase.Active;
+  if (ctx.registry.general.log_client_connections) {
+    const who = { client: s.remote, user: up.user.username, database: up.pool.name };
+    log.info('client logged in', { ...who, server_id: conn.id, pool_mode: up.user.pool_mode });
+  }
+  if (s.txMode) s.endTransaction();
+  else if (s.routedSession) {
+    // The session's server is chosen by its first query: give back the one used for the login.
+    s.server = null;
+    conn.letGo();
+    s.serverPool!.release(conn);
+    if (s.frames.pending) s.beginTransaction();
+  } else if (s.frames.pending) s.forwardToServer();
+}
