@@ -1,12 +1,12 @@
 // Starting the poolers the benchmarks compare: openproxy from this checkout and PgBouncer from
 // Debian's package, both in front of one PostgreSQL primary on loopback.
 
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { type PgCluster, freePort } from '../testing/pg-cluster';
 
 const root = join(__dirname, '..', '..');
 
@@ -23,42 +23,91 @@ export function waitPort(port: number, ms = 15000): Promise<void> {
     const tryOnce = () => {
       const s = net.connect(port, '127.0.0.1');
       s.once('connect', () => (s.destroy(), resolve()));
-      s.once('error', () => (Date.now() - t0 > ms ? reject(new Error(`port ${port} not open`)) : setTimeout(tryOnce, 100)));
+      s.once('error', () =>
+        Date.now() - t0 > ms ? reject(new Error(`port ${port} not open`)) : setTimeout(tryOnce, 100),
+      );
     };
     tryOnce();
   });
 }
 
 export function pgbouncerBinary(): string {
-  const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+  const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null'], {
+    encoding: 'utf8',
+  })
+    .stdout.trim()
+    .split('\n')[0];
   if (found) return found;
   process.stdout.write('installing pgbouncer from Debian packages…\n');
-  execFileSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null'], { stdio: 'inherit' });
+  execFileSync(
+    'sh',
+    ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null'],
+    { stdio: 'inherit' },
+  );
   return '/usr/sbin/pgbouncer';
 }
 
 /** openproxy's worker_threads in the benchmarks: BENCH_WORKERS, else one per core. */
 export const benchWorkers = (): number => Number(process.env.BENCH_WORKERS) || os.cpus().length;
 
-export async function startOpenproxy(work: string, pgPort: number, user: string, pass: string, mode: string, pool: number): Promise<Started> {
+export async function startOpenproxy(
+  work: string,
+  pgPort: number,
+  user: string,
+  pass: string,
+  mode: string,
+  pool: number,
+): Promise<Started> {
   const port = await freePort();
   const conf = join(work, `openproxy-${port}.toml`);
-  writeFileSync(conf, `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n[pools.postgres]\npool_mode = "${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword = "${pass}"\npool_size = ${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${pgPort}, "primary"]]\n`);
+  writeFileSync(
+    conf,
+    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ` +
+      `${benchWorkers()}\nconnect_timeout = ` +
+      `60000\nprepared_statements_cache_size = ` +
+      `100\n\n[pools.postgres]\npool_mode = ` +
+      `"${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword ` +
+      `= "${pass}"\npool_size = ` +
+      `${pool}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers ` +
+      `= [["127.0.0.1", ${pgPort}, "primary"]]\n`,
+  );
   // BENCH_NODE_ARGS: extra node flags for openproxy, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a run.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
+  const proc = spawn(
+    process.execPath,
+    [...nodeArgs, join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'],
+    { stdio: 'inherit' },
+  );
   await waitPort(port);
   return { port, proc, pid: () => proc.pid! };
 }
 
 /** PgBouncer with md5 auth; `extra` lines go into [pgbouncer]. */
-export async function startPgBouncer(work: string, pgPort: number, user: string, pass: string, mode: string, pool: number, maxClients: number, extra = ''): Promise<Started> {
+export async function startPgBouncer(
+  work: string,
+  pgPort: number,
+  user: string,
+  pass: string,
+  mode: string,
+  pool: number,
+  maxClients: number,
+  extra = '',
+): Promise<Started> {
   const bin = pgbouncerBinary();
   const port = await freePort();
   const ini = join(work, 'pgbouncer.ini');
   const userlist = join(work, 'userlist.txt');
   writeFileSync(userlist, `"${user}" "${pass}"\n`);
-  writeFileSync(ini, `[databases]\npostgres = host=127.0.0.1 port=${pgPort} dbname=postgres\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ${port}\nunix_socket_dir =\nauth_type = md5\nauth_file = ${userlist}\npool_mode = ${mode}\ndefault_pool_size = ${pool}\nmax_client_conn = ${maxClients}\nlisten_backlog = 4096\nlog_connections = 0\nlog_disconnections = 0\nlogfile = ${join(work, 'pgbouncer.log')}\n${extra}`);
+  writeFileSync(
+    ini,
+    `[databases]\npostgres = host=127.0.0.1 port=${pgPort} ` +
+      `dbname=postgres\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port ` +
+      `= ${port}\nunix_socket_dir =\nauth_type = md5\nauth_file = ` +
+      `${userlist}\npool_mode = ${mode}\ndefault_pool_size = ` +
+      `${pool}\nmax_client_conn = ${maxClients}\nlisten_backlog = ` +
+      `4096\nlog_connections = 0\nlog_disconnections = 0\nlogfile = ` +
+      `${join(work, 'pgbouncer.log')}\n${extra}`,
+  );
   const isRoot = process.getuid?.() === 0;
   let proc: ChildProcess;
   if (isRoot) {

@@ -13,7 +13,7 @@ function split(text: string): { head: string; sections: { title: string; text: s
 }
 
 function join2(head: string, sections: { text: string }[]): string {
-  return [head.trimEnd(), ...sections.map((s) => s.text.trimEnd())].filter(Boolean).join('\n\n') + '\n';
+  return `${[head.trimEnd(), ...sections.map((s) => s.text.trimEnd())].filter(Boolean).join('\n\n')}\n`;
 }
 
 /** Replaces (or appends) the section whose heading is `## title`; `body` excludes the heading. */

@@ -5,15 +5,16 @@
 // Environment: BENCH_SECONDS (per run, default 10), BENCH_CLIENTS (default "10,100,500"),
 // BENCH_PROTOCOLS (default "simple,extended,prepared"), BENCH_MODE (pool mode for both poolers,
 // default transaction), BENCH_POOL (server connections, default 20 in transaction mode, the client
-// count in session mode), BENCH_SCALE (pgbench -s, default 10), BENCH_WORKERS (openproxy worker_threads, default one per core),
+// count in session mode), BENCH_SCALE (pgbench -s, default 10), BENCH_WORKERS (openproxy worker_threads, default one
+// per core),
 // BENCH_NODE_ARGS (extra node flags for openproxy, e.g. "--cpu-prof --cpu-prof-dir=DIR").
 
-import { ChildProcess, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
 import { writeHead } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { benchWorkers, pgbouncerBinary, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
@@ -48,7 +49,6 @@ function cpuMicros(pid: number | undefined): number {
   }
 }
 
-
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -65,13 +65,46 @@ function threads(clients: number, protocol: string, selectOnly: boolean): number
   return clients;
 }
 
-function pgbench(port: number, clients: number, protocol: string, selectOnly: boolean, logDir: string, jobs: number, poolerPid?: number): Result {
+function pgbench(
+  port: number,
+  clients: number,
+  protocol: string,
+  selectOnly: boolean,
+  logDir: string,
+  jobs: number,
+  poolerPid?: number,
+): Result {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
   const cpu0 = cpuMicros(poolerPid);
-  const args = ['-n', '-c', String(clients), '-j', String(jobs), '-T', String(SECONDS), '-M', protocol, '-l', '--sampling-rate', '0.2', '--log-prefix', join(logDir, 'pgb'), '-h', '127.0.0.1', '-p', String(port), '-U', USER];
+  const args = [
+    '-n',
+    '-c',
+    String(clients),
+    '-j',
+    String(jobs),
+    '-T',
+    String(SECONDS),
+    '-M',
+    protocol,
+    '-l',
+    '--sampling-rate',
+    '0.2',
+    '--log-prefix',
+    join(logDir, 'pgb'),
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-U',
+    USER,
+  ];
   if (selectOnly) args.push('-S');
   args.push('postgres');
-  const r = spawnSync('pgbench', args, { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS }, timeout: (SECONDS + 60) * 1000 });
+  const r = spawnSync('pgbench', args, {
+    encoding: 'utf8',
+    env: { ...process.env, PGPASSWORD: PASS },
+    timeout: (SECONDS + 60) * 1000,
+  });
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout)?.[1] ?? NaN);
   const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? (r.status === 0 ? 0 : NaN));
   const xacts = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? NaN);
@@ -103,8 +136,17 @@ async function main(): Promise<void> {
   const procs: ChildProcess[] = [];
   const finish = teardown(cluster, work, procs);
   try {
-    cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'; GRANT CREATE ON DATABASE postgres TO ${USER}; GRANT ALL ON SCHEMA public TO ${USER}`);
-    const init = spawnSync('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } });
+    cluster.psql(
+      cluster.primary,
+      `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD ` +
+        `'${PASS}'; GRANT CREATE ON DATABASE postgres TO ${USER}; GRANT ALL ON ` +
+        `SCHEMA public TO ${USER}`,
+    );
+    const init = spawnSync(
+      'pgbench',
+      ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'],
+      { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } },
+    );
     if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
 
     const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, MODE, pool);
@@ -116,7 +158,11 @@ async function main(): Promise<void> {
 
     const logDir = join(work, 'pgbench-logs');
     spawnSync('mkdir', ['-p', logDir]);
-    const targets: [string, number, number | undefined][] = [['direct', cluster.primary.port, undefined], ['openproxy', opPort, op.pid()], ['pgbouncer', pbPort, pb.pid()]];
+    const targets: [string, number, number | undefined][] = [
+      ['direct', cluster.primary.port, undefined],
+      ['openproxy', opPort, op.pid()],
+      ['pgbouncer', pbPort, pb.pid()],
+    ];
     const rows: string[] = [];
     const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN };
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
@@ -126,14 +172,28 @@ async function main(): Promise<void> {
           const jobs = threads(clients, protocol, selectOnly);
           const res: Record<string, Result> = {};
           for (const [name, port, pid] of targets) {
-            res[name] = name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared ? na : pgbench(port, clients, protocol, selectOnly, logDir, jobs, pid);
-            process.stdout.write(`${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} j=${jobs} ${name}: ${fmt(res[name].tps)} tps p99 ${fmt(res[name].p99, 2)} ms failed ${res[name].failed} pooler CPU ${fmt(res[name].cpuPerXact, 1)} µs/xact\n`);
+            res[name] =
+              name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared
+                ? na
+                : pgbench(port, clients, protocol, selectOnly, logDir, jobs, pid);
+            process.stdout.write(
+              `${selectOnly ? 'select-only' : 'tpcb-like'} ${protocol} c=${clients} ` +
+                `j=${jobs} ${name}: ${fmt(res[name].tps)} tps p99 ` +
+                `${fmt(res[name].p99, 2)} ms failed ${res[name].failed} pooler CPU ` +
+                `${fmt(res[name].cpuPerXact, 1)} µs/xact\n`,
+            );
           }
           const d = res.direct;
           const o = res.openproxy;
           const b = res.pgbouncer;
           rows.push(
-            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} | **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ${fmt(b.cpuPerXact, 1)} | ${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
+            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ` +
+              `${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} ` +
+              `| **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ` +
+              `${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ` +
+              `${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ` +
+              `${fmt(b.cpuPerXact, 1)} | ` +
+              `${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
           );
         }
       }
@@ -146,23 +206,50 @@ async function main(): Promise<void> {
       '',
       `Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}.`,
       '',
-      `- Machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgv}; ${pbv}.`,
-      `- One PostgreSQL primary (fsync off) on loopback; pgbench scale ${SCALE}, \`-j 2 -T ${SECONDS}\`, latency from \`-l --sampling-rate 0.2\`.`,
-      `- Pool mode **${MODE}** for both poolers; openproxy with worker_threads = ${benchWorkers()} and prepared_statements_cache_size = 100, PgBouncer single process; ${pool} server connections.`,
-      pbPrepared ? '' : `- ${pbVersion} predates protocol-level prepared statements in transaction mode (1.21, max_prepared_statements): its \`-M prepared\` rows are n/a.`,
-      '- pgbench threads (`j`): 2, except TPC-B-like with `-M prepared`, one thread per client: pgbench prepares with a blocking PQprepare on first use, and a thread blocked there while its other clients hold server connections inside BEGIN … END stalls any transaction pooler (measured: 1 tps with 10 clients per thread).',
-      '- Targets run interleaved (direct, openproxy, PgBouncer) for each row, on the same cluster; pgbench, the pooler and PostgreSQL share the same cores.',
-      '- Pooler CPU: user + system time of the pooler process (every thread) during the run, from /proc, divided by the transactions pgbench completed. On a machine where pgbench, PostgreSQL and the pooler compete for the same cores, the pooler that spends less CPU per transaction leaves more to the others; this column is what limits the TPS ratio.',
+      `- Machine: ${os.cpus().length} × ${cpu}, ` +
+        `${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ` +
+        `${os.release()}; Node ${process.version}; PostgreSQL ${pgv}; ${pbv}.`,
+      `- One PostgreSQL primary (fsync off) on loopback; pgbench scale ` +
+        `${SCALE}, \`-j 2 -T ${SECONDS}\`, latency from \`-l --sampling-rate ` +
+        `0.2\`.`,
+      `- Pool mode **${MODE}** for both poolers; openproxy with ` +
+        `worker_threads = ${benchWorkers()} and prepared_statements_cache_size ` +
+        `= 100, PgBouncer single process; ${pool} server connections.`,
+      pbPrepared
+        ? ''
+        : `- ${pbVersion} predates protocol-level prepared statements in ` +
+          `transaction mode (1.21, max_prepared_statements): its \`-M prepared\` ` +
+          `rows are n/a.`,
+      '- pgbench threads (`j`): 2, except TPC-B-like with `-M prepared`, one ' +
+        'thread per client: pgbench prepares with a blocking PQprepare on ' +
+        'first use, and a thread blocked there while its other clients hold ' +
+        'server connections inside BEGIN … END stalls any transaction pooler ' +
+        '(measured: 1 tps with 10 clients per thread).',
+      '- Targets run interleaved (direct, openproxy, PgBouncer) for each ' +
+        'row, on the same cluster; pgbench, the pooler and PostgreSQL share ' +
+        'the same cores.',
+      '- Pooler CPU: user + system time of the pooler process (every thread) ' +
+        'during the run, from /proc, divided by the transactions pgbench ' +
+        'completed. On a machine where pgbench, PostgreSQL and the pooler ' +
+        'compete for the same cores, the pooler that spends less CPU per ' +
+        'transaction leaves more to the others; this column is what limits the ' +
+        'TPS ratio.',
       '',
-      '| workload | protocol | clients | j | direct TPS | openproxy TPS | PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | pooler CPU µs / xact, openproxy / PgBouncer | failed |',
+      '| workload | protocol | clients | j | direct TPS | openproxy TPS | ' +
+        'PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms ' +
+        'direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | pooler ' +
+        'CPU µs / xact, openproxy / PgBouncer | failed |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
-      'Command: `BENCH_SECONDS=' + SECONDS + ' BENCH_CLIENTS=' + CLIENTS.join(',') + ' BENCH_PROTOCOLS=' + PROTOCOLS.join(',') + ' BENCH_MODE=' + MODE + ' npm run bench`',
+      `Command: \`BENCH_SECONDS=${SECONDS} ` +
+        `BENCH_CLIENTS=${CLIENTS.join(',')} ` +
+        `BENCH_PROTOCOLS=${PROTOCOLS.join(',')} BENCH_MODE=${MODE} npm run ` +
+        `bench\``,
       '',
     ].join('\n');
     if (process.env.BENCH_WRITE !== '0') writeHead(md); // the sections other scripts wrote stay
-    process.stdout.write('\n' + md);
+    process.stdout.write(`\n${md}`);
   } finally {
     await finish();
   }

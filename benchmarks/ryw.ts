@@ -12,9 +12,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../testing/pg-cluster';
 import { writeSection } from './results';
-import { Started, benchWorkers, teardown, waitPort } from './poolers';
+import { type Started, benchWorkers, teardown, waitPort } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 8;
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100').split(',').map(Number);
@@ -32,11 +32,21 @@ async function startRouted(work: string, cluster: PgCluster, ryw: boolean): Prom
   const servers = cluster.nodes.map((n) => `["127.0.0.1", ${n.port}, "${n.role}"]`).join(', ');
   writeFileSync(
     conf,
-    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ${benchWorkers()}\nprometheus_exporter_port = 0\nconnect_timeout = 60000\nprepared_statements_cache_size = 100\n\n` +
-      `[pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true\nread_your_writes = ${ryw}\n\n` +
-      `[pools.postgres.users.0]\nusername = "${USER}"\npassword = "${PASS}"\npool_size = ${POOL}\n\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [${servers}]\n`,
+    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ` +
+      `${benchWorkers()}\nprometheus_exporter_port = 0\nconnect_timeout = ` +
+      `60000\nprepared_statements_cache_size = 100\n\n` +
+      `[pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = ` +
+      `true\nquery_parser_read_write_splitting = true\nread_your_writes = ` +
+      `${ryw}\n\n` +
+      `[pools.postgres.users.0]\nusername = "${USER}"\npassword = ` +
+      `"${PASS}"\npool_size = ${POOL}\n\n[pools.postgres.shards.0]\ndatabase ` +
+      `= "postgres"\nservers = [${servers}]\n`,
   );
-  const proc = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'], { stdio: 'inherit' });
+  const proc = spawn(
+    process.execPath,
+    [join(root, 'dist', 'src', 'main.js'), conf, '--log-target', 'stdout', '-l', 'ERROR'],
+    { stdio: 'inherit' },
+  );
   await waitPort(port);
   return { port, proc, pid: () => proc.pid! };
 }
@@ -48,7 +58,9 @@ function cpuMicros(pid: number): number {
 
 /** Transactions run by the primary and the replicas (pg_stat_database, all users). */
 function xacts(cluster: PgCluster): number[] {
-  return cluster.nodes.map((n) => Number(cluster.psql(n, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'")));
+  return cluster.nodes.map((n) =>
+    Number(cluster.psql(n, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'")),
+  );
 }
 
 interface Row {
@@ -58,18 +70,46 @@ interface Row {
   replicaShare: number;
 }
 
-/** pgbench arguments of a workload: the built-ins, or write-then-read (an autocommit UPDATE, then a SELECT of the same row). */
+/**
+ * pgbench arguments of a workload: the built-ins, or write-then-read (an autocommit UPDATE, then a SELECT of the same
+ * row).
+ */
 function script(work: string, workload: string): string[] {
   if (workload !== 'write-then-read') return ['-b', workload];
   const f = join(work, 'write-then-read.sql');
-  writeFileSync(f, '\\set aid random(1, 100000 * :scale)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n');
+  writeFileSync(
+    f,
+    '\\set aid random(1, 100000 * :scale)\nUPDATE pgbench_accounts SET ' +
+      'abalance = abalance + 1 WHERE aid = :aid;\nSELECT abalance FROM ' +
+      'pgbench_accounts WHERE aid = :aid;\n',
+  );
   return ['-f', f];
 }
 
 function bench(cluster: PgCluster, work: string, p: Started, workload: string, clients: number): Row {
   const before = xacts(cluster);
   const cpu0 = cpuMicros(p.pid());
-  const r = spawnSync(join(cluster.bin, 'pgbench'), ['-n', ...script(work, workload), '-c', String(clients), '-j', '2', '-T', String(SECONDS), '-h', '127.0.0.1', '-p', String(p.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS }, timeout: (SECONDS + 60) * 1000 });
+  const r = spawnSync(
+    join(cluster.bin, 'pgbench'),
+    [
+      '-n',
+      ...script(work, workload),
+      '-c',
+      String(clients),
+      '-j',
+      '2',
+      '-T',
+      String(SECONDS),
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(p.port),
+      '-U',
+      USER,
+      'postgres',
+    ],
+    { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS }, timeout: (SECONDS + 60) * 1000 },
+  );
   const cpu = cpuMicros(p.pid()) - cpu0;
   const done = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? 0);
   const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
@@ -88,11 +128,19 @@ async function main(): Promise<void> {
   const procs: Started[] = [];
   const stop = teardown(cluster, work, []);
   try {
-    cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'; GRANT ALL ON SCHEMA public TO ${USER}`);
-    const init = spawnSync(join(cluster.bin, 'pgbench'), ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } });
+    cluster.psql(
+      cluster.primary,
+      `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD ` +
+        `'${PASS}'; GRANT ALL ON SCHEMA public TO ${USER}`,
+    );
+    const init = spawnSync(
+      join(cluster.bin, 'pgbench'),
+      ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'],
+      { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASS } },
+    );
     if (init.status !== 0) throw new Error(init.stderr);
     const off = await startRouted(work, cluster, false);
-    const on = await startRouted(work, cluster, process.env.BENCH_AA ? false : true);
+    const on = await startRouted(work, cluster, !process.env.BENCH_AA);
     procs.push(off, on);
     const lines: string[] = [];
     for (const workload of WORKLOADS) {
@@ -104,22 +152,44 @@ async function main(): Promise<void> {
           for (const k of order) runs[k].push(bench(cluster, work, k === 'off' ? off : on, workload, clients));
         }
         const m = (k: 'off' | 'on', f: keyof Row) => median(runs[k].map((r) => r[f]));
-        lines.push(`| ${workload} | ${clients} | ${m('off', 'tps').toFixed(0)} | ${m('on', 'tps').toFixed(0)} | **${(m('on', 'tps') / m('off', 'tps')).toFixed(2)}** | ${m('off', 'cpu').toFixed(1)} / ${m('on', 'cpu').toFixed(1)} | ${(100 * m('off', 'replicaShare')).toFixed(0)}% / ${(100 * m('on', 'replicaShare')).toFixed(0)}% |`);
-        process.stdout.write(lines[lines.length - 1] + '\n');
+        lines.push(
+          `| ${workload} | ${clients} | ${m('off', 'tps').toFixed(0)} | ` +
+            `${m('on', 'tps').toFixed(0)} | ` +
+            `**${(m('on', 'tps') / m('off', 'tps')).toFixed(2)}** | ` +
+            `${m('off', 'cpu').toFixed(1)} / ${m('on', 'cpu').toFixed(1)} | ` +
+            `${(100 * m('off', 'replicaShare')).toFixed(0)}% / ` +
+            `${(100 * m('on', 'replicaShare')).toFixed(0)}% |`,
+        );
+        process.stdout.write(`${lines[lines.length - 1]}\n`);
       }
     }
     writeSection(
       'read_your_writes',
       [
-        `Generated by \`npm run bench:ryw\` on ${new Date().toISOString().slice(0, 10)} (${os.cpus().length} cores; Node ${process.version}).`,
-        `One primary and two streaming replicas on loopback; openproxy (worker_threads = ${benchWorkers()}) in transaction mode with read/write splitting, pool_size ${POOL}; pgbench scale ${SCALE}, \`-j 2 -T ${SECONDS}\`, simple protocol; write-then-read is an autocommit UPDATE of a random account followed by a SELECT of it; off and on interleaved (which runs first alternates per round), median of ${ROUNDS} rounds. "Replica share" counts server transactions (pg_stat_database) that ran on the replicas.`,
-        'With read_your_writes on, after a client\'s transaction on the primary its reads stay on the primary until the HA thread has measured the primary since the commit (every replica_lag_interval, 500 ms) and a replica has replayed past it; no statement is added per transaction.',
+        `Generated by \`npm run bench:ryw\` on ` +
+          `${new Date().toISOString().slice(0, 10)} (${os.cpus().length} cores; ` +
+          `Node ${process.version}).`,
+        `One primary and two streaming replicas on loopback; openproxy ` +
+          `(worker_threads = ${benchWorkers()}) in transaction mode with ` +
+          `read/write splitting, pool_size ${POOL}; pgbench scale ${SCALE}, \`-j ` +
+          `2 -T ${SECONDS}\`, simple protocol; write-then-read is an autocommit ` +
+          `UPDATE of a random account followed by a SELECT of it; off and on ` +
+          `interleaved (which runs first alternates per round), median of ` +
+          `${ROUNDS} rounds. "Replica share" counts server transactions ` +
+          `(pg_stat_database) that ran on the replicas.`,
+        "With read_your_writes on, after a client's transaction on the primary " +
+          'its reads stay on the primary until the HA thread has measured the ' +
+          'primary since the commit (every replica_lag_interval, 500 ms) and a ' +
+          'replica has replayed past it; no statement is added per transaction.',
         '',
-        '| workload | clients | TPS off | TPS on | on / off | pooler CPU µs / xact off / on | replica share off / on |',
+        '| workload | clients | TPS off | TPS on | on / off | pooler CPU µs / xact off / on ' +
+          '| replica share off / on |',
         '|---|---|---|---|---|---|---|',
         ...lines,
         '',
-        `Command: \`BENCH_SECONDS=${SECONDS} BENCH_CLIENTS=${CLIENTS.join(',')} BENCH_ROUNDS=${ROUNDS} npm run bench:ryw\``,
+        `Command: \`BENCH_SECONDS=${SECONDS} ` +
+          `BENCH_CLIENTS=${CLIENTS.join(',')} BENCH_ROUNDS=${ROUNDS} npm run ` +
+          `bench:ryw\``,
       ].join('\n'),
     );
   } finally {
@@ -129,6 +199,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  process.stderr.write(String(e?.stack ?? e) + '\n');
+  process.stderr.write(`${String(e?.stack ?? e)}\n`);
   process.exit(1);
 });

@@ -1,7 +1,7 @@
 // Command line: the exact options of OpenProxy's CLI, each also read from its environment variable.
 
 import { parseArgs } from 'node:util';
-import { LEVELS, Level, LogFormat, LogTarget } from './log';
+import { LEVELS, type Level, type LogFormat, type LogTarget } from './log';
 import { VERSION } from './version';
 
 /** Bumped by hand with each release; printed by --revision. */
@@ -54,24 +54,23 @@ function oneOf<T extends string>(name: string, raw: string, allowed: readonly T[
   return allowed.includes(v) ? v : `invalid value '${raw}' for '${name}': expected one of ${allowed.join(', ')}`;
 }
 
+const OPTIONS = {
+  'log-target': { type: 'string' },
+  'log-level': { type: 'string', short: 'l' },
+  'max-logfile-num': { type: 'string' },
+  'log-dir': { type: 'string' },
+  'log-format': { type: 'string', short: 'F' },
+  revision: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliResult {
-  let parsed;
+  let parsed: ReturnType<
+    typeof parseArgs<{ args: string[]; allowPositionals: true; strict: true; options: typeof OPTIONS }>
+  >;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'log-target': { type: 'string' },
-        'log-level': { type: 'string', short: 'l' },
-        'max-logfile-num': { type: 'string' },
-        'log-dir': { type: 'string' },
-        'log-format': { type: 'string', short: 'F' },
-        revision: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
-    });
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
   } catch (e) {
     return { kind: 'error', text: `${(e as Error).message}\n\nFor more information, try '--help'.` };
   }
@@ -79,15 +78,30 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliResult {
   if (v.help) return { kind: 'print', text: HELP };
   if (v.version) return { kind: 'print', text: `openproxy ${VERSION}\n` };
   if (v.revision) return { kind: 'print', text: `revision number: ${REVISION}\n` };
-  if (positionals.length > 1) return { kind: 'error', text: `unexpected argument '${positionals[1]}': only one CONFIG_FILE is taken\n\nFor more information, try '--help'.` };
+  if (positionals.length > 1)
+    return {
+      kind: 'error',
+      text:
+        `unexpected argument '${positionals[1]}': only one CONFIG_FILE is ` +
+        `taken\n\nFor more information, try '--help'.`,
+    };
 
   const pick = (opt: string | undefined, envName: string, dflt: string) => opt ?? (env[envName] || undefined) ?? dflt;
-  const target = oneOf('--log-target', pick(v['log-target'], 'LOG_TARGET', 'both'), ['file', 'stdout', 'both'] as const);
+  const target = oneOf('--log-target', pick(v['log-target'], 'LOG_TARGET', 'both'), [
+    'file',
+    'stdout',
+    'both',
+  ] as const);
   const level = oneOf('--log-level', pick(v['log-level'], 'LOG_LEVEL', 'INFO'), LEVELS, true);
-  const format = oneOf('--log-format', pick(v['log-format'], 'LOG_FORMAT', 'text'), ['text', 'structured', 'debug'] as const);
+  const format = oneOf('--log-format', pick(v['log-format'], 'LOG_FORMAT', 'text'), [
+    'text',
+    'structured',
+    'debug',
+  ] as const);
   const maxRaw = pick(v['max-logfile-num'], 'MAX_LOGFILE_NUM', '5');
   for (const r of [target, level, format]) if (r.startsWith('invalid')) return { kind: 'error', text: r };
-  if (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1) return { kind: 'error', text: `invalid value '${maxRaw}' for '--max-logfile-num': expected an integer >= 1` };
+  if (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1)
+    return { kind: 'error', text: `invalid value '${maxRaw}' for '--max-logfile-num': expected an integer >= 1` };
   return {
     kind: 'run',
     options: {

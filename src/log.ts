@@ -44,12 +44,14 @@ function fmtValue(v: unknown): string {
 }
 
 export function formatRecord(r: LogRecord, format: LogFormat): string {
-  if (format === 'structured') return JSON.stringify({ ts: r.time, level: r.level, thread: r.thread, msg: r.msg, ...r.fields }) + '\n';
+  if (format === 'structured')
+    return `${JSON.stringify({ ts: r.time, level: r.level, thread: r.thread, msg: r.msg, ...r.fields })}\n`;
   const kv = r.fields ? Object.entries(r.fields).map(([k, v]) => `${k}=${fmtValue(v)}`) : [];
   if (format === 'debug') {
-    return `${r.time} ${r.level.padEnd(5)} [${r.thread} pid=${process.pid}] ${r.msg}\n` + kv.map((x) => `    ${x}\n`).join('');
+    const lines = kv.map((x) => `    ${x}\n`).join('');
+    return `${r.time} ${r.level.padEnd(5)} [${r.thread} pid=${process.pid}] ${r.msg}\n${lines}`;
   }
-  return `${r.time} ${r.level.padEnd(5)} ${r.msg}${kv.length ? ' ' + kv.join(' ') : ''}\n`;
+  return `${r.time} ${r.level.padEnd(5)} ${r.msg}${kv.length ? ` ${kv.join(' ')}` : ''}\n`;
 }
 
 /** Writes records; lives in the main thread only. */
@@ -144,6 +146,6 @@ export const log = {
   trace: (msg: string, f?: Record<string, unknown>) => emit('TRACE', msg, f),
   /** Main thread: write a record that came from a worker. */
   forward: (r: LogRecord) => {
-    if (LEVELS.indexOf(r.level) <= maxLevel) (sink ? sink.write(r) : process.stderr.write(formatRecord(r, 'text')));
+    if (LEVELS.indexOf(r.level) <= maxLevel) sink ? sink.write(r) : process.stderr.write(formatRecord(r, 'text'));
   },
 };

@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type net from 'node:net';
-import { parseCli, CliOptions } from './cli';
+import { parseCli, type CliOptions } from './cli';
 import { ConfigError } from './config/error';
 import { loadConfig, withSetting } from './config/load';
 import { Exporter } from './metrics/exporter';
@@ -40,7 +40,11 @@ function checkTls(cfg: Config): void {
   try {
     tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) });
   } catch (e) {
-    throw new ConfigError(`general.tls_certificate / general.tls_private_key: cannot load ${JSON.stringify(g.tls_certificate)} / ${JSON.stringify(g.tls_private_key)}: ${(e as Error).message}`);
+    throw new ConfigError(
+      `general.tls_certificate / general.tls_private_key: cannot load ` +
+        `${JSON.stringify(g.tls_certificate)} / ` +
+        `${JSON.stringify(g.tls_private_key)}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -73,13 +77,22 @@ export async function main(argv: string[]): Promise<void> {
     checkTls(cfg);
   } catch (e) {
     const msg = (e as Error).message;
-    process.stderr.write(msg.includes('not found') ? missingConfigHelp(msg) : `openproxy: invalid configuration: ${msg}\n`);
+    process.stderr.write(
+      msg.includes('not found') ? missingConfigHelp(msg) : `openproxy: invalid configuration: ${msg}\n`,
+    );
     process.exit(EXIT.CONFIG);
   }
 
   let sink: LogSink;
   try {
-    sink = new LogSink({ level: opts.logLevel, format: opts.logFormat, target: opts.logTarget, dir: opts.logDir, maxFiles: opts.maxLogfileNum, rotateBytes: Number(process.env.OPENPROXY_LOG_ROTATE_BYTES) || 10 * 1024 * 1024 });
+    sink = new LogSink({
+      level: opts.logLevel,
+      format: opts.logFormat,
+      target: opts.logTarget,
+      dir: opts.logDir,
+      maxFiles: opts.maxLogfileNum,
+      rotateBytes: Number(process.env.OPENPROXY_LOG_ROTATE_BYTES) || 10 * 1024 * 1024,
+    });
   } catch (e) {
     process.stderr.write(`openproxy: cannot open log directory ${opts.logDir}: ${(e as Error).message}\n`);
     process.exit(EXIT.CONFIG);
@@ -102,10 +115,22 @@ export async function main(argv: string[]): Promise<void> {
     sink.close();
     process.exit(EXIT.LISTEN);
   }
-  log.info('openproxy listening', { host: cfg.general.host, port: cfg.general.port, workers, pools: cfg.pools.map((p) => p.name).join(','), config: cfg.path });
+  log.info('openproxy listening', {
+    host: cfg.general.host,
+    port: cfg.general.port,
+    workers,
+    pools: cfg.pools.map((p) => p.name).join(','),
+    config: cfg.path,
+  });
 
   let currentSlots = slots.assign(cfg);
-  const exporter = new Exporter({ cfg: () => cfg, slots: () => currentSlots, shared, snapshots: () => sup.snapshots(), vrrp: () => sup.vrrp });
+  const exporter = new Exporter({
+    cfg: () => cfg,
+    slots: () => currentSlots,
+    shared,
+    snapshots: () => sup.snapshots(),
+    vrrp: () => sup.vrrp,
+  });
   const web =
     cfg.general.prometheus_exporter_port > 0
       ? startHttp(cfg.general.prometheus_exporter_port, cfg.general.host, {
@@ -114,7 +139,14 @@ export async function main(argv: string[]): Promise<void> {
           listening: () => server.listening && !shuttingDown,
           vrrp: () => {
             const v = vrrpRow();
-            return { state: v.state, detail: v.state === 'off' ? v.reason : `on ${v.local_ip || '?'}, priority ${v.priority}${v.since ? `, since ${new Date(v.since).toISOString()}` : ''}: ${v.reason}` };
+            return {
+              state: v.state,
+              detail:
+                v.state === 'off'
+                  ? v.reason
+                  : `on ${v.local_ip || '?'}, priority ${v.priority}` +
+                    `${v.since ? `, since ${new Date(v.since).toISOString()}` : ''}: ${v.reason}`,
+            };
           },
         })
       : null;
@@ -123,8 +155,23 @@ export async function main(argv: string[]): Promise<void> {
   function vrrpRow(): VrrpRow {
     const vr = cfg.virtual_router;
     const v = sup.vrrp;
-    if (!vr) return { state: 'off', priority: 0, local_ip: '', vips: '', since: 0, reason: 'no [general.virtual_router] section' };
-    return { state: v?.state ?? 'INIT', priority: v?.priority ?? vr.priority, local_ip: v?.localIp ?? '', vips: vr.vip_addresses.join(' '), since: v?.since ?? 0, reason: v?.reason ?? 'starting' };
+    if (!vr)
+      return {
+        state: 'off',
+        priority: 0,
+        local_ip: '',
+        vips: '',
+        since: 0,
+        reason: 'no [general.virtual_router] section',
+      };
+    return {
+      state: v?.state ?? 'INIT',
+      priority: v?.priority ?? vr.priority,
+      local_ip: v?.localIp ?? '',
+      vips: vr.vip_addresses.join(' '),
+      since: v?.since ?? 0,
+      reason: v?.reason ?? 'starting',
+    };
   }
 
   let mtime = statSync(cfg.path).mtimeMs;
@@ -139,7 +186,8 @@ export async function main(argv: string[]): Promise<void> {
       next = loadConfig(cfg.path);
       checkTls(next);
       const restart = restartOnlyChanges(cfg, next);
-      if (restart.length) log.warn('config: these keys change only on restart; the running values stay', { keys: restart.join(',') });
+      if (restart.length)
+        log.warn('config: these keys change only on restart; the running values stay', { keys: restart.join(',') });
       currentSlots = slots.assign(next);
       sup.broadcast({ kind: 'config', cfg: next, slots: currentSlots });
     } catch (e) {
@@ -198,7 +246,9 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     const timeout = cfg.general.shutdown_timeout;
-    log.info('graceful shutdown: no new clients; waiting for connected clients to leave', { shutdown_timeout_ms: timeout });
+    log.info('graceful shutdown: no new clients; waiting for connected clients to leave', {
+      shutdown_timeout_ms: timeout,
+    });
     sup.broadcast({ kind: 'shutdown', fast: false });
     const deadline = Date.now() + timeout;
     const check = setInterval(() => {
@@ -223,7 +273,10 @@ export async function main(argv: string[]): Promise<void> {
         currentSlots = slots.assign(next);
         sup.broadcast({ kind: 'config', cfg: next, slots: currentSlots });
         cfg = next;
-        log.info('setting changed by the admin console (until the next reload)', { key: req.key, value: req.key.includes('password') ? '********' : req.value });
+        log.info('setting changed by the admin console (until the next reload)', {
+          key: req.key,
+          value: req.key.includes('password') ? '********' : req.value,
+        });
         return { ok: true };
       }
       case 'vrrp':

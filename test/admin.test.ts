@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, client, connectError, createAppRole, sleep, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 before(async () => {
@@ -18,22 +18,121 @@ after(() => cluster?.stop());
 
 const COLUMNS: Record<string, string[]> = {
   CONFIG: ['key', 'value', 'default', 'changeable'],
-  DATABASES: ['name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool', 'pool_mode', 'max_connections', 'current_connections', 'paused', 'disabled'],
-  POOLS: ['database', 'user', 'pool_mode', 'cl_idle', 'cl_active', 'cl_waiting', 'cl_cancel_req', 'sv_active', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us'],
-  CLIENTS: ['client_id', 'database', 'user', 'application_name', 'state', 'transaction_count', 'query_count', 'error_count', 'age_seconds', 'maxwait', 'maxwait_us'],
-  SERVERS: ['server_id', 'database_name', 'user', 'address_id', 'application_name', 'state', 'transaction_count', 'query_count', 'bytes_sent', 'bytes_received', 'age_seconds', 'prepare_cache_hit', 'prepare_cache_miss', 'prepare_cache_eviction', 'prepare_cache_size'],
+  DATABASES: [
+    'name',
+    'host',
+    'port',
+    'database',
+    'force_user',
+    'pool_size',
+    'min_pool_size',
+    'reserve_pool',
+    'pool_mode',
+    'max_connections',
+    'current_connections',
+    'paused',
+    'disabled',
+  ],
+  POOLS: [
+    'database',
+    'user',
+    'pool_mode',
+    'cl_idle',
+    'cl_active',
+    'cl_waiting',
+    'cl_cancel_req',
+    'sv_active',
+    'sv_idle',
+    'sv_used',
+    'sv_tested',
+    'sv_login',
+    'maxwait',
+    'maxwait_us',
+  ],
+  CLIENTS: [
+    'client_id',
+    'database',
+    'user',
+    'application_name',
+    'state',
+    'transaction_count',
+    'query_count',
+    'error_count',
+    'age_seconds',
+    'maxwait',
+    'maxwait_us',
+  ],
+  SERVERS: [
+    'server_id',
+    'database_name',
+    'user',
+    'address_id',
+    'application_name',
+    'state',
+    'transaction_count',
+    'query_count',
+    'bytes_sent',
+    'bytes_received',
+    'age_seconds',
+    'prepare_cache_hit',
+    'prepare_cache_miss',
+    'prepare_cache_eviction',
+    'prepare_cache_size',
+  ],
   USERS: ['name', 'pool_mode'],
   LISTS: ['list', 'items'],
-  STATS: ['instance', 'database', 'user', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'total_errors', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_errors', 'avg_xact_time', 'avg_query_time', 'avg_wait_time'],
+  STATS: [
+    'instance',
+    'database',
+    'user',
+    'total_xact_count',
+    'total_query_count',
+    'total_received',
+    'total_sent',
+    'total_xact_time',
+    'total_query_time',
+    'total_wait_time',
+    'total_errors',
+    'avg_xact_count',
+    'avg_query_count',
+    'avg_recv',
+    'avg_sent',
+    'avg_errors',
+    'avg_xact_time',
+    'avg_query_time',
+    'avg_wait_time',
+  ],
   VERSION: ['version'],
-  STATS_TOTALS: ['database', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'],
-  STATS_AVERAGES: ['database', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'],
+  STATS_TOTALS: [
+    'database',
+    'xact_count',
+    'query_count',
+    'bytes_received',
+    'bytes_sent',
+    'xact_time',
+    'query_time',
+    'wait_time',
+  ],
+  STATS_AVERAGES: [
+    'database',
+    'xact_count',
+    'query_count',
+    'bytes_received',
+    'bytes_sent',
+    'xact_time',
+    'query_time',
+    'wait_time',
+  ],
   TOTALS: ['name', 'value'],
   BANS: ['host', 'port', 'role', 'reason', 'seconds_left'],
 };
 
 function adminPsql(port: number, sql: string, db = 'openproxy') {
-  return spawnSync('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'admin', '-d', db, '-A', '-F', '|', '-c', sql], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'adminpass' }, timeout: 20000 });
+  return spawnSync(
+    'psql',
+    ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'admin', '-d', db, '-A', '-F', '|', '-c', sql],
+    { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'adminpass' }, timeout: 20000 },
+  );
 }
 
 function admin(port: number): pg.Client {
@@ -53,10 +152,14 @@ describe('admin console', () => {
     await proxy?.stop();
   });
 
-  test('every SHOW command answers with PgBouncer\'s columns in order (psql and node-postgres)', async () => {
+  test("every SHOW command answers with PgBouncer's columns in order (psql and node-postgres)", async () => {
     for (const [what, cols] of Object.entries(COLUMNS)) {
       const r = await adm.query(`SHOW ${what}`);
-      assert.deepEqual(r.fields.map((f) => f.name), cols, `SHOW ${what}`);
+      assert.deepEqual(
+        r.fields.map((f) => f.name),
+        cols,
+        `SHOW ${what}`,
+      );
       const p = adminPsql(proxy.port, `SHOW ${what};`);
       assert.equal(p.status, 0, p.stderr);
       assert.equal(p.stdout.split('\n')[0], cols.join('|'), `psql SHOW ${what}`);
@@ -64,7 +167,8 @@ describe('admin console', () => {
     const help = adminPsql(proxy.port, 'SHOW HELP');
     assert.match(help.stderr, /NOTICE:\s+Console usage/);
     assert.match(help.stderr, /SHOW HELP\|CONFIG\|DATABASES/);
-    for (const db of ['pgbouncer', 'pgcat']) assert.equal(adminPsql(proxy.port, 'SHOW VERSION', db).status, 0, `database ${db} reaches the console too`);
+    for (const db of ['pgbouncer', 'pgcat'])
+      assert.equal(adminPsql(proxy.port, 'SHOW VERSION', db).status, 0, `database ${db} reaches the console too`);
   });
 
   test('numbers are real and summed across both workers', async () => {
@@ -91,7 +195,10 @@ describe('admin console', () => {
       const lists = Object.fromEntries((await adm.query('SHOW LISTS')).rows.map((r) => [r.list, Number(r.items)]));
       assert.equal(lists.used_clients, 3);
       const dbs = (await adm.query('SHOW DATABASES')).rows;
-      assert.deepEqual(dbs.map((d) => d.name), ['postgres_shard_0_primary', 'postgres_shard_0_replica_0']);
+      assert.deepEqual(
+        dbs.map((d) => d.name),
+        ['postgres_shard_0_primary', 'postgres_shard_0_replica_0'],
+      );
       assert.equal(Number(dbs[0].current_connections), servers.length);
       await clients[0].query('COMMIT');
     } finally {
@@ -101,12 +208,24 @@ describe('admin console', () => {
 
   test('SHOW CONFIG never shows a password; SET changes a changeable key and refuses others', async () => {
     const cfg = (await adm.query('SHOW CONFIG')).rows;
-    assert.ok(!JSON.stringify(cfg).includes('adminpass') && !JSON.stringify(cfg).includes(APP_PASS), 'no password in SHOW CONFIG');
+    assert.ok(
+      !JSON.stringify(cfg).includes('adminpass') && !JSON.stringify(cfg).includes(APP_PASS),
+      'no password in SHOW CONFIG',
+    );
     await adm.query('SET idle_client_in_transaction_timeout = 12345');
-    await until(async () => (await adm.query('SHOW CONFIG')).rows.find((r) => r.key === 'idle_client_in_transaction_timeout')?.value === '12345', 3000, 'SET visible');
+    await until(
+      async () =>
+        (await adm.query('SHOW CONFIG')).rows.find((r) => r.key === 'idle_client_in_transaction_timeout')?.value ===
+        '12345',
+      3000,
+      'SET visible',
+    );
     await assert.rejects(adm.query('SET port = 1'), /cannot be changed while openproxy runs/);
     await assert.rejects(adm.query('SET no_such_key = 1'), /unknown setting "no_such_key"/);
-    await assert.rejects(adm.query("SET healthcheck_timeout = 'soon'"), /healthcheck_timeout: invalid value "soon"; expected an integer/);
+    await assert.rejects(
+      adm.query("SET healthcheck_timeout = 'soon'"),
+      /healthcheck_timeout: invalid value "soon"; expected an integer/,
+    );
   });
 
   test('RELOAD applies a valid file and reports an invalid one (the old config stays)', async () => {
@@ -162,7 +281,7 @@ describe('admin console', () => {
     }
   });
 
-  test('KILL_CLIENT and KILL disconnect clients with 57P01; RECONNECT + WAIT_CLOSE replace server connections', async () => {
+  test('KILL_CLIENT and KILL disconnect clients with 57P01; RECONNECT + WAIT_CLOSE replace servers', async () => {
     const a = client(proxy.port);
     const b = client(proxy.port);
     const errs: string[] = [];
@@ -173,7 +292,11 @@ describe('admin console', () => {
     }
     await a.query("SET application_name = 'victim'");
     let victim: { client_id: string } | undefined;
-    await until(async () => !!(victim = (await adm.query('SHOW CLIENTS')).rows.find((r) => r.application_name === 'victim')), 3000, 'application_name tracked');
+    await until(
+      async () => !!(victim = (await adm.query('SHOW CLIENTS')).rows.find((r) => r.application_name === 'victim')),
+      3000,
+      'application_name tracked',
+    );
     await adm.query(`KILL_CLIENT ${victim!.client_id}`);
     await until(() => errs.includes('57P01'), 3000, 'victim told');
     assert.equal((await b.query('SELECT 2 AS n')).rows[0].n, 2, 'the other client is untouched');
@@ -183,7 +306,10 @@ describe('admin console', () => {
     await adm.query('WAIT_CLOSE postgres');
     await b.query('SELECT 3');
     const afterIds = (await adm.query('SHOW SERVERS')).rows.map((r) => r.server_id);
-    assert.ok(afterIds.every((id) => !before.includes(id)), `new server connections: ${before} -> ${afterIds}`);
+    assert.ok(
+      afterIds.every((id) => !before.includes(id)),
+      `new server connections: ${before} -> ${afterIds}`,
+    );
     await adm.query('KILL postgres');
     await until(() => errs.filter((e) => e === '57P01').length >= 2, 3000, 'KILL told the other client');
     await a.end().catch(() => undefined);
@@ -200,13 +326,20 @@ describe('admin console', () => {
     await adm.query(`UNBAN 127.0.0.1:${replica}`);
     assert.equal((await adm.query('SHOW BANS')).rows.length, 0);
     await assert.rejects(adm.query(`BAN 127.0.0.1:${cluster.primary.port} 60`), /never bans the primary/);
-    await assert.rejects(adm.query('FROBNICATE'), (e: { code?: string; message: string }) => e.code === '42601' && /unknown admin command "FROBNICATE"/.test(e.message));
+    await assert.rejects(
+      adm.query('FROBNICATE'),
+      (e: { code?: string; message: string }) =>
+        e.code === '42601' && /unknown admin command "FROBNICATE"/.test(e.message),
+    );
     await assert.rejects(adm.query('SELECT $1::int', [1]), /simple query protocol only/);
   });
 
   test('SHOW VRRP without a [general.virtual_router] section says so', async () => {
     const r = await adm.query('SHOW VRRP');
-    assert.deepEqual(r.fields.map((f) => f.name), ['state', 'priority', 'local_ip', 'vips', 'since', 'reason']);
+    assert.deepEqual(
+      r.fields.map((f) => f.name),
+      ['state', 'priority', 'local_ip', 'vips', 'since', 'reason'],
+    );
     assert.deepEqual([r.rows[0].state, r.rows[0].reason], ['off', 'no [general.virtual_router] section']);
   });
 
@@ -230,7 +363,9 @@ test('SHUTDOWN from the console stops openproxy (exit 0)', async () => {
 });
 
 test('SHUTDOWN WAIT_FOR_CLIENTS refuses new clients and exits once the connected ones have left', async () => {
-  const proxy = await startProxy((port) => configFor(cluster, port, 'shutdown_timeout = 30000', [{ pool_mode: 'transaction' }]));
+  const proxy = await startProxy((port) =>
+    configFor(cluster, port, 'shutdown_timeout = 30000', [{ pool_mode: 'transaction' }]),
+  );
   const c = client(proxy.port);
   await c.connect();
   const adm = admin(proxy.port);

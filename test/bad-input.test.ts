@@ -3,9 +3,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { createAppRole, query, socketOf } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 let proxy: Proxy;
@@ -21,7 +21,11 @@ after(async () => {
 });
 
 /** Sends bytes, collects everything until the proxy closes (or ms pass). */
-function exchange(chunks: Buffer[], ms = 3000, closeAfterSend = false): Promise<{ data: Buffer; closedByServer: boolean }> {
+function exchange(
+  chunks: Buffer[],
+  ms = 3000,
+  closeAfterSend = false,
+): Promise<{ data: Buffer; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect(proxy.port, '127.0.0.1');
     const got: Buffer[] = [];
@@ -51,7 +55,10 @@ function sqlstate(data: Buffer): string | null {
 }
 
 function startup(params: Record<string, string>, version = 196608): Buffer {
-  const body = Buffer.concat([...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
+  const body = Buffer.concat([
+    ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)),
+    Buffer.from([0]),
+  ]);
   const h = Buffer.alloc(8);
   h.writeInt32BE(8 + body.length, 0);
   h.writeInt32BE(version, 4);
@@ -118,7 +125,13 @@ test('a non-password message during authentication: 08P01', async () => {
 test('a hostile message length after login closes only that client', async () => {
   // Log in with a real driver, then poison its socket with a 2 GB message header.
   const pg = await import('pg');
-  const cl = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' });
+  const cl = new pg.Client({
+    host: '127.0.0.1',
+    port: proxy.port,
+    user: 'app',
+    password: 'app-secret',
+    database: 'postgres',
+  });
   cl.on('error', () => undefined);
   await cl.connect();
   const sock = socketOf(cl);

@@ -113,7 +113,10 @@ test('the seed example config loads, with its alias spellings', () => {
   assert.equal(p.pool_mode, 'transaction');
   assert.equal(p.users[0].pool_size, 10);
   assert.equal(p.users[0].pool_mode, 'transaction', 'user inherits the pool mode');
-  assert.deepEqual(p.shards[0].servers.map((s) => s.role), ['auto', 'auto', 'auto']);
+  assert.deepEqual(
+    p.shards[0].servers.map((s) => s.role),
+    ['auto', 'auto', 'auto'],
+  );
   assert.equal(p.shards[0].use_patroni, true);
   assert.deepEqual(c.warnings, []);
 });
@@ -125,50 +128,131 @@ test('a PgCat config loads; PgCat-only keys are warned about by name', () => {
   assert.equal(c.pools[0].users[1].server_lifetime, 60000);
   assert.equal(c.pools[0].users[0].server_username, 'sharding_user', 'server_username falls back to username');
   assert.equal(c.pools[0].connect_timeout, 3000);
-  assert.ok(c.warnings.some((w) => w.startsWith('general.enable_prometheus_exporter')), c.warnings.join('\n'));
+  assert.ok(
+    c.warnings.some((w) => w.startsWith('general.enable_prometheus_exporter')),
+    c.warnings.join('\n'),
+  );
 });
 
 const bad: [string, string, RegExp][] = [
   ['port as string', '[general]\nport = "x"', /general\.port: invalid value "x"; expected an integer from 1 to 65535/],
   ['port out of range', '[general]\nport = 70000', /general\.port: invalid value 70000/],
-  ['negative timeout', '[general]\nconnect_timeout = -5', /general\.connect_timeout: invalid value -5; expected an integer >= 1 \(ms\)/],
-  ['bad enum', '[general]\nauth_type = "trust"', /general\.auth_type: invalid value "trust"; expected one of "md5", "scram-sha-256"/],
-  ['bool as string', '[general]\nserver_tls = "yes"', /general\.server_tls: invalid value "yes"; expected true or false/],
+  [
+    'negative timeout',
+    '[general]\nconnect_timeout = -5',
+    /general\.connect_timeout: invalid value -5; expected an integer >= 1 \(ms\)/,
+  ],
+  [
+    'bad enum',
+    '[general]\nauth_type = "trust"',
+    /general\.auth_type: invalid value "trust"; expected one of "md5", "scram-sha-256"/,
+  ],
+  [
+    'bool as string',
+    '[general]\nserver_tls = "yes"',
+    /general\.server_tls: invalid value "yes"; expected true or false/,
+  ],
   ['pool without shards', '[pools.a]\n[pools.a.users.0]\nusername="u"\npassword="p"', /pools\.a\.shards: missing/],
-  ['bad role', '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "leader"]]', /pools\.a\.shards\.0\.servers\[0\]\[2\]: invalid value "leader"/],
-  ['bad server port', '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 0, "primary"]]', /servers\[0\]\[1\]: invalid value 0/],
-  ['missing username', '[pools.a.users.0]\npassword="p"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /pools\.a\.users\.0\.username: missing/],
-  ['min above max', '[pools.a.users.0]\nusername="u"\npool_size=2\nmin_pool_size=3\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /min_pool_size: invalid value 3; expected at most pool_size \(2\)/],
-  ['duplicate user', '[pools.a.users.0]\nusername="u"\n[pools.a.users.1]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /appears twice/],
+  [
+    'bad role',
+    '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "leader"]]',
+    /pools\.a\.shards\.0\.servers\[0\]\[2\]: invalid value "leader"/,
+  ],
+  [
+    'bad server port',
+    '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 0, "primary"]]',
+    /servers\[0\]\[1\]: invalid value 0/,
+  ],
+  [
+    'missing username',
+    '[pools.a.users.0]\npassword="p"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]',
+    /pools\.a\.users\.0\.username: missing/,
+  ],
+  [
+    'min above max',
+    '[pools.a.users.0]\nusername="u"\npool_size=2\nmin_pool_size=3\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", ' +
+      '5432]]',
+    /min_pool_size: invalid value 3; expected at most pool_size \(2\)/,
+  ],
+  [
+    'duplicate user',
+    '[pools.a.users.0]\nusername="u"\n[pools.a.users.1]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\n\
+servers=[["h", ' + '5432]]',
+    /appears twice/,
+  ],
   ['alias and key both', '[general]\nadmin_password="a"\nadmin_userpassword="b"', /duplicates general\.admin_password/],
-  ['bad vip', '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1"]', /vip_addresses\[0\]: invalid value "10\.0\.0\.1"/],
-  ['bad unicast peer', '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1/24"]\nunicast_peers=["10.0.0.300"]', /unicast_peers\[0\]: invalid value "10\.0\.0\.300"/],
-  ['router id range', '[general.virtual_router]\ninterface="eth0"\nrouter_id=300\nvip_addresses=["10.0.0.1/24"]', /router_id: invalid value 300; expected an integer from 1 to 255/],
+  [
+    'bad vip',
+    '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1"]',
+    /vip_addresses\[0\]: invalid value "10\.0\.0\.1"/,
+  ],
+  [
+    'bad unicast peer',
+    '[general.virtual_router]\ninterface="eth0"\nrouter_id=1\nvip_addresses=["10.0.0.1/24"]\n\
+unicast_peers=["10.0.0.300"]',
+    /unicast_peers\[0\]: invalid value "10\.0\.0\.300"/,
+  ],
+  [
+    'router id range',
+    '[general.virtual_router]\ninterface="eth0"\nrouter_id=300\nvip_addresses=["10.0.0.1/24"]',
+    /router_id: invalid value 300; expected an integer from 1 to 255/,
+  ],
   ['TOML syntax', '[general\nport = 1', /TOML syntax error/],
   ['only a certificate', '[general]\ntls_certificate = "/x.pem"', /only one is set/],
-  ['users not numbered', '[pools.a.users.x]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', /pools\.a\.users\.x: invalid value "x"; expected a numeric index/],
+  [
+    'users not numbered',
+    '[pools.a.users.x]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]',
+    /pools\.a\.users\.x: invalid value "x"; expected a numeric index/,
+  ],
 ];
 for (const [name, toml, re] of bad) {
   test(`config error names key, value and expectation: ${name}`, () => {
-    assert.throws(() => parseConfig(toml, 't.toml'), (e: unknown) => e instanceof ConfigError && re.test((e as Error).message));
+    assert.throws(
+      () => parseConfig(toml, 't.toml'),
+      (e: unknown) => e instanceof ConfigError && re.test((e as Error).message),
+    );
   });
 }
 
 test('unknown keys and sections are warned about by name, never fatal', () => {
-  const c = parseConfig('[general]\nportt = 1\n[extra]\nx=1\n[pools.a]\nfoo=1\n[pools.a.users.0]\nusername="u"\nbar=2\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]', 't');
-  assert.deepEqual([...c.warnings].sort(), ['extra: unknown section, ignored', 'general.portt: unknown key, ignored', 'pools.a.foo: unknown key, ignored', 'pools.a.users.0.bar: unknown key, ignored'].sort());
+  const c = parseConfig(
+    '[general]\nportt = ' +
+      '1\n[extra]\nx=1\n[pools.a]\nfoo=1\n[pools.a.users.0]\nusername="u"\nbar=2\n[pools.a.shards.0]\ndatabase="d"\n\
+servers=[["h", ' +
+      '5432]]',
+    't',
+  );
+  assert.deepEqual(
+    [...c.warnings].sort(),
+    [
+      'extra: unknown section, ignored',
+      'general.portt: unknown key, ignored',
+      'pools.a.foo: unknown key, ignored',
+      'pools.a.users.0.bar: unknown key, ignored',
+    ].sort(),
+  );
 });
 
 test('roles are case-insensitive and default to primary', () => {
-  const c = parseConfig('[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "Replica"], ["g", 5433]]', 't');
-  assert.deepEqual(c.pools[0].shards[0].servers.map((s) => s.role), ['replica', 'primary']);
+  const c = parseConfig(
+    '[pools.a.users.0]\nusername="u"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432, "Replica"], ["g", 5433]]',
+    't',
+  );
+  assert.deepEqual(
+    c.pools[0].shards[0].servers.map((s) => s.role),
+    ['replica', 'primary'],
+  );
 });
 
 test('SHOW CONFIG rows redact secrets and cover every general and pool key', () => {
   const c = parseConfig(SEED_EXAMPLE, 'seed.toml');
   const rows = configRows(c);
   assert.equal(rows.find((r) => r.key === 'admin_userpassword')?.value, '********');
-  for (const d of CONFIG_TABLE.filter((x) => x.section === 'general')) assert.ok(rows.some((r) => r.key === d.key), d.key);
+  for (const d of CONFIG_TABLE.filter((x) => x.section === 'general'))
+    assert.ok(
+      rows.some((r) => r.key === d.key),
+      d.key,
+    );
   assert.equal(rows.find((r) => r.key === 'pools.postgres.query_parser_max_length')?.value, 'unlimited');
 });
 

@@ -34,7 +34,10 @@ test('man/openproxy.1 documents every option and environment variable of --help'
 
 test('both man pages render with man -l', () => {
   for (const page of ['man/openproxy.1', 'man/openproxy.toml.5']) {
-    const r = spawnSync('man', ['-l', join(root, page)], { encoding: 'utf8', env: { ...process.env, MANPAGER: 'cat', MANWIDTH: '80' } });
+    const r = spawnSync('man', ['-l', join(root, page)], {
+      encoding: 'utf8',
+      env: { ...process.env, MANPAGER: 'cat', MANWIDTH: '80' },
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /NAME/);
   }

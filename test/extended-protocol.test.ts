@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { createAppRole, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { WireClient, rowsOf } from './helpers/wire';
 
 const SPLIT = 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\n';
@@ -32,7 +32,14 @@ let cluster: PgCluster;
 before(async () => {
   cluster = await PgCluster.start({ replicas: 2 });
   createAppRole(cluster);
-  await until(() => cluster.replicas.every((r) => cluster.psql(r, "SELECT count(*) FROM pg_roles WHERE rolname = 'app'").trim() === '1'), 10000, 'replicas caught up');
+  await until(
+    () =>
+      cluster.replicas.every(
+        (r) => cluster.psql(r, "SELECT count(*) FROM pg_roles WHERE rolname = 'app'").trim() === '1',
+      ),
+    10000,
+    'replicas caught up',
+  );
 });
 after(() => cluster?.stop());
 
@@ -47,7 +54,11 @@ const SHAPES: Shape[] = [
   {
     name: 'Parse/Describe statement/Flush answers at once, then Bind/Execute/Sync (describe-first drivers)',
     async run(c, cfg) {
-      c.send(P.parse({ text: 'SELECT pg_is_in_recovery()::text AS rec, $1::int + 1 AS v' }), P.describe({ type: 'S' }), P.flush());
+      c.send(
+        P.parse({ text: 'SELECT pg_is_in_recovery()::text AS rec, $1::int + 1 AS v' }),
+        P.describe({ type: 'S' }),
+        P.flush(),
+      );
       await c.expect('1tT');
       c.send(P.bind({ values: ['41'] }), P.execute({}), P.sync());
       const got = await c.expect('2DCZ');
@@ -59,7 +70,11 @@ const SHAPES: Shape[] = [
     name: 'named statement: Parse/Describe/Flush, then Bind/Execute/Sync twice',
     named: true,
     async run(c) {
-      c.send(P.parse({ name: 'wire_s1', text: 'SELECT $1::int * 2 AS v' }), P.describe({ type: 'S', name: 'wire_s1' }), P.flush());
+      c.send(
+        P.parse({ name: 'wire_s1', text: 'SELECT $1::int * 2 AS v' }),
+        P.describe({ type: 'S', name: 'wire_s1' }),
+        P.flush(),
+      );
       await c.expect('1tT');
       for (const v of [3, 4]) {
         c.send(P.bind({ statement: 'wire_s1', values: [String(v)] }), P.execute({}), P.sync());
@@ -71,14 +86,26 @@ const SHAPES: Shape[] = [
     name: 'named Parse and its Bind in one batch (postgres.js, pgjdbc) are routed by the statement text',
     named: true,
     async run(c, cfg) {
-      c.send(P.parse({ name: 'wire_s3', text: 'SELECT pg_is_in_recovery()::text' }), P.describe({ type: 'S', name: 'wire_s3' }), P.bind({ statement: 'wire_s3' }), P.execute({}), P.sync());
+      c.send(
+        P.parse({ name: 'wire_s3', text: 'SELECT pg_is_in_recovery()::text' }),
+        P.describe({ type: 'S', name: 'wire_s3' }),
+        P.bind({ statement: 'wire_s3' }),
+        P.execute({}),
+        P.sync(),
+      );
       assert.deepEqual(rowsOf(await c.expect('1tT2DCZ')), [[cfg.routing ? 'true' : 'false']]);
     },
   },
   {
     name: 'Describe portal inside Parse/Bind/Describe/Execute/Sync',
     async run(c) {
-      c.send(P.parse({ text: 'SELECT g FROM generate_series(1, 3) g' }), P.bind({}), P.describe({ type: 'P' }), P.execute({}), P.sync());
+      c.send(
+        P.parse({ text: 'SELECT g FROM generate_series(1, 3) g' }),
+        P.bind({}),
+        P.describe({ type: 'P' }),
+        P.execute({}),
+        P.sync(),
+      );
       assert.deepEqual(rowsOf(await c.expect('12TDDDCZ')), [['1'], ['2'], ['3']]);
     },
   },
@@ -119,9 +146,18 @@ const SHAPES: Shape[] = [
     name: 'an error inside a pipeline fails only its own Sync',
     async run(c) {
       c.send(
-        P.parse({ text: 'SELECT 1 AS v' }), P.bind({}), P.execute({}), P.sync(),
-        P.parse({ text: 'SELECT 1 / $1::int' }), P.bind({ values: ['0'] }), P.execute({}), P.sync(),
-        P.parse({ text: 'SELECT 3 AS v' }), P.bind({}), P.execute({}), P.sync(),
+        P.parse({ text: 'SELECT 1 AS v' }),
+        P.bind({}),
+        P.execute({}),
+        P.sync(),
+        P.parse({ text: 'SELECT 1 / $1::int' }),
+        P.bind({ values: ['0'] }),
+        P.execute({}),
+        P.sync(),
+        P.parse({ text: 'SELECT 3 AS v' }),
+        P.bind({}),
+        P.execute({}),
+        P.sync(),
       );
       // 1/0 is folded while the plan is built: the error comes at Bind, and the server skips to Sync.
       const got = await c.expect('12DCZ1EZ12DCZ');
@@ -166,7 +202,9 @@ for (const cfg of CONFIGS) {
     let proxy: Proxy;
     before(async () => {
       proxy = await startProxy((port) =>
-        configFor(cluster, port, `connect_timeout = 20000\nprepared_statements_cache_size = ${cfg.cache}`, [{ pool_mode: cfg.mode, pool_size: 2, extraPool: cfg.routing ? SPLIT : '' }]),
+        configFor(cluster, port, `connect_timeout = 20000\nprepared_statements_cache_size = ${cfg.cache}`, [
+          { pool_mode: cfg.mode, pool_size: 2, extraPool: cfg.routing ? SPLIT : '' },
+        ]),
       );
     });
     after(() => proxy?.stop());
@@ -181,7 +219,8 @@ for (const cfg of CONFIGS) {
           c.send(P.query('SELECT 1'));
           await c.expect('TDCZ');
           // Transaction mode: between transactions the client holds no server connection.
-          if (cfg.mode === 'transaction') assert.equal(await serversHeld(proxy.port), 0, 'server connections held after the last ReadyForQuery');
+          if (cfg.mode === 'transaction')
+            assert.equal(await serversHeld(proxy.port), 0, 'server connections held after the last ReadyForQuery');
         } finally {
           await c.close();
         }

@@ -3,9 +3,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../testing/pg-cluster';
 import { client, createAppRole, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 let proxy: Proxy;
@@ -15,7 +15,15 @@ before(async () => {
   cluster = await PgCluster.start({ replicas: 1 });
   createAppRole(cluster);
   http = await freePort();
-  proxy = await startProxy((port) => configFor(cluster, port, `prometheus_exporter_port = ${http}\nprepared_statements_cache_size = 10`, [{ pool_mode: 'transaction', pool_size: 4, extraPool: 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\n' }]));
+  proxy = await startProxy((port) =>
+    configFor(cluster, port, `prometheus_exporter_port = ${http}\nprepared_statements_cache_size = 10`, [
+      {
+        pool_mode: 'transaction',
+        pool_size: 4,
+        extraPool: 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\n',
+      },
+    ]),
+  );
   await proxy.waitFor(/metrics and status page listening/);
 });
 after(async () => {
@@ -88,17 +96,35 @@ describe('metrics', () => {
     await until(async () => (await get('/health')).status === 200, 5000, '200 again');
   });
 
-  test('the status page renders pools, servers with role and ban state, clients and VRRP in headless chromium', async () => {
+  test('the status page renders pools, servers (role, ban), clients and VRRP in headless chromium', async () => {
     const c = client(proxy.port, { application_name: 'status-page-probe' });
     await c.connect();
     try {
       await c.query('SELECT 1');
-      const chromium = spawnSync('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--virtual-time-budget=5000', '--dump-dom', `http://127.0.0.1:${http}/`], { encoding: 'utf8', timeout: 60000 });
+      const chromium = spawnSync(
+        'chromium',
+        [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-dev-shm-usage',
+          '--virtual-time-budget=5000',
+          '--dump-dom',
+          `http://127.0.0.1:${http}/`,
+        ],
+        { encoding: 'utf8', timeout: 60000 },
+      );
       assert.equal(chromium.status, 0, chromium.stderr);
       const dom = chromium.stdout;
       assert.match(dom, /updated \d{4}-\d\d-\d\dT/, 'the script ran and fetched /status.json');
       assert.match(dom, /<td>postgres_shard_0_primary<\/td>/);
-      assert.match(dom, /<td>postgres_shard_0_replica_0<\/td><td>app<\/td><td>127\.0\.0\.1:\d+<\/td><td>replica<\/td><td>config<\/td><td>false<\/td>/);
+      assert.match(
+        dom,
+        new RegExp(
+          '<td>postgres_shard_0_replica_0</td><td>app</td><td>127\\.0\\.0\\.1:\\d+</td>' +
+            '<td>replica</td><td>config</td><td>false</td>',
+        ),
+      );
       assert.match(dom, /<td>status-page-probe<\/td>/);
       assert.match(dom, /id="vrrp">off/);
     } finally {

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, createAppRole, query } from './helpers/db';
 import { tempDir } from './helpers/proxy';
 
@@ -21,7 +21,11 @@ before(async () => {
   assert.equal(pack.status, 0, pack.stderr);
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
   const inst = join(dir, 'inst');
-  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--prefix', inst, join(dir, tgz)], { cwd: dir, encoding: 'utf8', timeout: 300000 });
+  const install = spawnSync(
+    'npm',
+    ['install', '--prefer-offline', '--no-audit', '--no-fund', '--prefix', inst, join(dir, tgz)],
+    { cwd: dir, encoding: 'utf8', timeout: 300000 },
+  );
   assert.equal(install.status, 0, install.stderr);
   bin = join(inst, 'node_modules', '.bin', 'openproxy');
   pkgDir = join(inst, 'node_modules', 'openproxy');
@@ -41,9 +45,19 @@ test('the installed binary runs from any directory: --version, --help, a missing
 });
 
 test('the package carries the man pages, the example config and the systemd unit; man renders them', () => {
-  for (const f of ['man/openproxy.1', 'man/openproxy.toml.5', 'config/openproxy.toml', 'config/openproxy.service', 'README.md']) assert.ok(existsSync(join(pkgDir, f)), f);
+  for (const f of [
+    'man/openproxy.1',
+    'man/openproxy.toml.5',
+    'config/openproxy.toml',
+    'config/openproxy.service',
+    'README.md',
+  ])
+    assert.ok(existsSync(join(pkgDir, f)), f);
   for (const page of ['man/openproxy.1', 'man/openproxy.toml.5']) {
-    const m = spawnSync('man', ['-l', join(pkgDir, page)], { encoding: 'utf8', env: { ...process.env, MANPAGER: 'cat', PAGER: 'cat', MANWIDTH: '80' } });
+    const m = spawnSync('man', ['-l', join(pkgDir, page)], {
+      encoding: 'utf8',
+      env: { ...process.env, MANPAGER: 'cat', PAGER: 'cat', MANWIDTH: '80' },
+    });
     assert.equal(m.status, 0, m.stderr);
     assert.match(m.stdout, /openproxy/);
   }
@@ -53,7 +67,16 @@ test('the installed binary proxies to a real PostgreSQL', async () => {
   const cfgDir = tempDir('openproxy-pkg-cfg-');
   const port = await freePort();
   const file = join(cfgDir, 'openproxy.toml');
-  writeFileSync(file, `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\n[pools.postgres]\n[pools.postgres.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\n[pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, "primary"]]\n`);
+  writeFileSync(
+    file,
+    `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ` +
+      `2\nprometheus_exporter_port = ` +
+      `0\n[pools.postgres]\n[pools.postgres.users.0]\nusername = ` +
+      `"${APP_USER}"\npassword = ` +
+      `"${APP_PASS}"\n[pools.postgres.shards.0]\ndatabase = ` +
+      `"postgres"\nservers = [["127.0.0.1", ${cluster.primary.port}, ` +
+      `"primary"]]\n`,
+  );
   const p = spawn(bin, [file, '--log-target', 'stdout'], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   p.stdout.on('data', (b) => (out += b));

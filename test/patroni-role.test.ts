@@ -4,10 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decideRole, PatroniAnswer } from '../src/ha/patroni';
+import { decideRole, type PatroniAnswer } from '../src/ha/patroni';
 import { ROLE } from '../src/shared/layout';
 
-const fixture = (name: string) => JSON.parse(readFileSync(join(__dirname, '..', '..', 'test', 'fixtures', 'patroni', name), 'utf8')) as PatroniAnswer;
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(join(__dirname, '..', '..', 'test', 'fixtures', 'patroni', name), 'utf8')) as PatroniAnswer;
 
 test('Patroni 3.0 "master" and later "primary" both mean primary, once the server is out of recovery', () => {
   const leader = fixture('patroni.leader.json');

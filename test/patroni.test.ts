@@ -9,10 +9,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import pg from 'pg';
-import { PatroniCluster, PatroniMember } from '../src/testing/patroni-cluster';
-import { SUPERPASS, SUPERUSER } from '../src/testing/pg-cluster';
+import { PatroniCluster, type PatroniMember } from '../testing/patroni-cluster';
+import { SUPERPASS, SUPERUSER } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, sleep, until } from './helpers/db';
-import { Proxy, startProxy } from './helpers/proxy';
+import { type Proxy, startProxy } from './helpers/proxy';
 
 const RENEW = 500;
 let cluster: PatroniCluster;
@@ -21,7 +21,15 @@ const timings: { trial: string; outage: number; afterWritable: number }[] = [];
 let trials = 0;
 
 function direct(m: PatroniMember): pg.Client {
-  const c = new pg.Client({ host: '127.0.0.1', port: m.pgPort, user: SUPERUSER, password: SUPERPASS, database: 'postgres', connectionTimeoutMillis: 2000, query_timeout: 2000 });
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port: m.pgPort,
+    user: SUPERUSER,
+    password: SUPERPASS,
+    database: 'postgres',
+    connectionTimeoutMillis: 2000,
+    query_timeout: 2000,
+  });
   c.on('error', () => undefined);
   return c;
 }
@@ -39,13 +47,25 @@ async function sql(m: PatroniMember, text: string): Promise<pg.QueryResult> {
 before(async () => {
   cluster = await PatroniCluster.start({ members: 3, ttl: 10, loopWait: 1, retryTimeout: 3, synchronous: true });
   const leader = (await cluster.leader())!;
-  await sql(leader, `CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASS}'; CREATE TABLE ledger (id bigint PRIMARY KEY, port int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()); GRANT ALL ON ledger TO ${APP_USER}; GRANT ALL ON SCHEMA public TO ${APP_USER}`);
-  const init = spawnSync('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(leader.pgPort), '-U', SUPERUSER, 'postgres'], { env: { ...process.env, PGPASSWORD: SUPERPASS }, encoding: 'utf8' });
+  await sql(
+    leader,
+    `CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASS}'; CREATE TABLE ` +
+      `ledger (id bigint PRIMARY KEY, port int NOT NULL, at timestamptz NOT ` +
+      `NULL DEFAULT clock_timestamp()); GRANT ALL ON ledger TO ${APP_USER}; ` +
+      `GRANT ALL ON SCHEMA public TO ${APP_USER}`,
+  );
+  const init = spawnSync(
+    'pgbench',
+    ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(leader.pgPort), '-U', SUPERUSER, 'postgres'],
+    { env: { ...process.env, PGPASSWORD: SUPERPASS }, encoding: 'utf8' },
+  );
   assert.equal(init.status, 0, init.stderr);
   await sql(leader, `GRANT ALL ON ALL TABLES IN SCHEMA public TO ${APP_USER}`);
   const servers = cluster.members.map((m) => `["127.0.0.1", ${m.pgPort}, "auto", ${m.restPort}]`).join(', ');
   proxy = await startProxy(
-    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\nrenew_interval = ${RENEW}\nadmin_username = "admin"\nadmin_password = "adminpass"\nprimary_wait_timeout = 30000\nhealthcheck_timeout = 1000\nconnect_timeout = 2000\nban_time = 2\n
+    (port) => `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = 2\nprometheus_exporter_port = 0\n\
+renew_interval = ${RENEW}\nadmin_username = "admin"\nadmin_password = "adminpass"\nprimary_wait_timeout = 30000\n\
+healthcheck_timeout = 1000\nconnect_timeout = 2000\nban_time = 2\n
 [pools.postgres]\npool_mode = "transaction"\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true\n
 [pools.postgres.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\npool_size = 8\n
 [pools.postgres.shards.0]\ndatabase = "postgres"\nuse_patroni = true\nservers = [${servers}]\n`,
@@ -76,7 +96,15 @@ function writers(n: number, base: number) {
       try {
         if (!c) {
           // No write may hang the test: one stuck (say, a commit waiting for a synchronous standby) fails after 20 s.
-          c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres', connectionTimeoutMillis: 5000, query_timeout: 20000 });
+          c = new pg.Client({
+            host: '127.0.0.1',
+            port: proxy.port,
+            user: APP_USER,
+            password: APP_PASS,
+            database: 'postgres',
+            connectionTimeoutMillis: 5000,
+            query_timeout: 20000,
+          });
           c.on('error', () => undefined);
           await c.connect();
         }
@@ -137,7 +165,30 @@ function watchWritable(nodes: PatroniMember[]) {
 /** pgbench (TPC-B-like, simple protocol) through openproxy for `seconds`: transactions done and clients aborted. */
 function pgbench(seconds: number): Promise<{ done: number; aborted: number; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn('timeout', ['-s', 'INT', '-k', '5', String(seconds + 30), 'pgbench', '-n', '-c', '4', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, 'postgres'], { env: { ...process.env, PGPASSWORD: APP_PASS } });
+    const p = spawn(
+      'timeout',
+      [
+        '-s',
+        'INT',
+        '-k',
+        '5',
+        String(seconds + 30),
+        'pgbench',
+        '-n',
+        '-c',
+        '4',
+        '-T',
+        String(seconds),
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(proxy.port),
+        '-U',
+        APP_USER,
+        'postgres',
+      ],
+      { env: { ...process.env, PGPASSWORD: APP_PASS } },
+    );
     let out = '';
     p.stdout.on('data', (b) => (out += b));
     p.stderr.on('data', (b) => (out += b));
@@ -168,24 +219,45 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
   let stage = 'before the failover';
   try {
     await sleep(1500); // pgbench and the writers in full swing
-    await until(() => w.acks.length > 20, 10000, `writes flowing before the failover (errors: ${JSON.stringify(w.errors.slice(-3))})`);
+    await until(
+      () => w.acks.length > 20,
+      10000,
+      `writes flowing before the failover (errors: ${JSON.stringify(w.errors.slice(-3))})`,
+    );
     watch = watchWritable(cluster.members.filter((m) => m !== old && m.proc !== null));
     await sleep(100);
     t0 = Date.now();
     await act(old);
-    await until(async () => {
-      next = await cluster.leader();
-      return next !== undefined && next !== old;
-    }, 60000, 'a new leader');
+    await until(
+      async () => {
+        next = await cluster.leader();
+        return next !== undefined && next !== old;
+      },
+      60000,
+      'a new leader',
+    );
     await until(() => watch!.first.has(next!), 30000, `${next!.name} accepting writes`);
     stage = 'writes through openproxy on the new primary';
     accepts = watch.first.get(next!)!;
-    await until(() => w.acks.some((a) => a.port === next!.pgPort && a.at >= t0), 30000, 'writes through openproxy on the new primary');
+    await until(
+      () => w.acks.some((a) => a.port === next!.pgPort && a.at >= t0),
+      30000,
+      'writes through openproxy on the new primary',
+    );
     await sleep(500);
   } catch (e) {
     // What the cluster and openproxy looked like when it failed.
-    const tail = proxy.output().split('\n').filter((l) => /role|primary|WARN|ERROR/.test(l)).slice(-25).join('\n');
-    throw new Error(`${name} failed at "${stage}": ${(e as Error).message}\ncluster: ${JSON.stringify(await cluster.cluster())}\nlast write errors: ${JSON.stringify(w.errors.slice(-5))}\nopenproxy:\n${tail}`);
+    const tail = proxy
+      .output()
+      .split('\n')
+      .filter((l) => /role|primary|WARN|ERROR/.test(l))
+      .slice(-25)
+      .join('\n');
+    throw new Error(
+      `${name} failed at "${stage}": ${(e as Error).message}\ncluster: ` +
+        `${JSON.stringify(await cluster.cluster())}\nlast write errors: ` +
+        `${JSON.stringify(w.errors.slice(-5))}\nopenproxy:\n${tail}`,
+    );
   } finally {
     await watch?.stop();
     await w.stop();
@@ -193,14 +265,19 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
   const resumed = w.acks.find((a) => a.port === next!.pgPort && a.at >= t0)!.at;
   // pgbench should end 25 s after it started; if it is still running 10 s later, record why first.
   let stuck = '';
-  const late = setTimeout(() => void stuckReport(old).then((r) => (stuck = r)), Math.max(0, benchStart + 35_000 - Date.now()));
+  const late = setTimeout(
+    () => void stuckReport(old).then((r) => (stuck = r)),
+    Math.max(0, benchStart + 35_000 - Date.now()),
+  );
   const b = await bench;
   clearTimeout(late);
   timings.push({ trial: name, outage: resumed - t0, afterWritable: resumed - accepts });
 
   // Every acknowledged write is on the new primary (it would be missing had it landed on a node
   // that was no longer primary: synchronous mode keeps every commit the old primary acknowledged).
-  const present = new Set((await sql(next!, `SELECT id FROM ledger WHERE id >= ${base}`)).rows.map((r) => Number(r.id)));
+  const present = new Set(
+    (await sql(next!, `SELECT id FROM ledger WHERE id >= ${base}`)).rows.map((r) => Number(r.id)),
+  );
   const missing = w.acks.filter((a) => !present.has(a.id));
   assert.deepEqual(missing, [], 'acknowledged writes missing from the new primary');
   // Once the old leader stopped being primary for Patroni, openproxy sent it nothing more.
@@ -208,9 +285,18 @@ async function trial(name: string, act: (leader: PatroniMember) => Promise<void>
     const late = w.acks.filter((a) => a.port === old.pgPort && a.at > t0 + RENEW + 1000);
     assert.deepEqual(late, [], 'writes acknowledged by the fenced node after renew_interval + 1 s');
   }
-  assert.ok(resumed - accepts <= RENEW + 1000, `writes resumed ${resumed - accepts} ms after ${next!.name} accepted writes (limit ${RENEW + 1000})`);
+  assert.ok(
+    resumed - accepts <= RENEW + 1000,
+    `writes resumed ${resumed - accepts} ms after ${next!.name} accepted writes (limit ${RENEW + 1000})`,
+  );
   assert.ok(b.done > 0, `pgbench ran through the failover: ${b.out}\n${stuck}`);
-  console.log(`# ${name}: ${old.name} -> ${next!.name}; write outage ${resumed - t0} ms, ${resumed - accepts} ms after the new primary was writable; ${w.acks.length} writes acknowledged, ${w.errors.length} failed (${[...new Set(w.errors.map((e) => `${e.code} ${e.message}`))].join('; ')}); pgbench ${b.done} transactions, ${b.aborted} clients aborted${b.aborted ? ` (first: ${/aborted in command.*/.exec(b.out)?.[0]})` : ''}`);
+  console.log(
+    `# ${name}: ${old.name} -> ${next!.name}; write outage ${resumed - t0} ms, ` +
+      `${resumed - accepts} ms after the new primary was writable; ${w.acks.length} writes acknowledged, ` +
+      `${w.errors.length} failed (${[...new Set(w.errors.map((e) => `${e.code} ${e.message}`))].join('; ')}); ` +
+      `pgbench ${b.done} transactions, ${b.aborted} clients aborted` +
+      `${b.aborted ? ` (first: ${/aborted in command.*/.exec(b.out)?.[0]})` : ''}`,
+  );
 }
 
 /** What a pgbench that outlived its -T waits for: the app's sessions on every node, openproxy's recent log. */
@@ -218,17 +304,30 @@ async function stuckReport(old: PatroniMember): Promise<string> {
   const lines = [`pgbench still running 10 s after -T (old leader ${old.name})`];
   for (const m of cluster.members) {
     try {
-      const r = await sql(m, `SELECT pid, state, wait_event_type || ':' || wait_event AS wait, backend_xid IS NOT NULL AS xid, now() - xact_start AS xact_age, left(query, 60) AS query FROM pg_stat_activity WHERE usename = '${APP_USER}'`);
+      const r = await sql(
+        m,
+        `SELECT pid, state, wait_event_type || ':' || wait_event AS wait, ` +
+          `backend_xid IS NOT NULL AS xid, now() - xact_start AS xact_age, ` +
+          `left(query, 60) AS query FROM pg_stat_activity WHERE usename = ` +
+          `'${APP_USER}'`,
+      );
       lines.push(`${m.name} (${m.pgPort}): ${JSON.stringify(r.rows)}`);
     } catch (e) {
       lines.push(`${m.name}: ${(e as Error).message}`);
     }
   }
-  const admin = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'admin', password: 'adminpass', database: 'openproxy' });
+  const admin = new pg.Client({
+    host: '127.0.0.1',
+    port: proxy.port,
+    user: 'admin',
+    password: 'adminpass',
+    database: 'openproxy',
+  });
   admin.on('error', () => undefined);
   try {
     await admin.connect();
-    for (const cmd of ['SHOW CLIENTS', 'SHOW SERVERS']) lines.push(`${cmd}: ${JSON.stringify((await admin.query(cmd)).rows)}`);
+    for (const cmd of ['SHOW CLIENTS', 'SHOW SERVERS'])
+      lines.push(`${cmd}: ${JSON.stringify((await admin.query(cmd)).rows)}`);
   } catch (e) {
     lines.push(`admin console: ${(e as Error).message}`);
   } finally {
@@ -241,13 +340,25 @@ async function stuckReport(old: PatroniMember): Promise<string> {
 describe('use_patroni', () => {
   test('roles come from Patroni confirmed by SQL: writes go to the leader, reads to replicas', async () => {
     const leader = (await cluster.leader())!;
-    const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres' });
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: APP_USER,
+      password: APP_PASS,
+      database: 'postgres',
+    });
     await c.connect();
     try {
       const wrote = await c.query('INSERT INTO ledger (id, port) VALUES (1, inet_server_port()) RETURNING port');
       assert.equal(Number(wrote.rows[0].port), leader.pgPort);
       // Another client: this one's reads right after its write stay on the primary (read_your_writes).
-      const reader = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres' });
+      const reader = new pg.Client({
+        host: '127.0.0.1',
+        port: proxy.port,
+        user: APP_USER,
+        password: APP_PASS,
+        database: 'postgres',
+      });
       await reader.connect();
       const seen = new Set<number>();
       try {
@@ -264,30 +375,46 @@ describe('use_patroni', () => {
   });
 
   test('planned switchover', async () => {
-    await trial('switchover', async (leader) => {
-      // Synchronous mode: Patroni switches over only to the synchronous standby.
-      const sync = await cluster.waitForSyncStandby();
-      const to = cluster.members.find((m) => m.name === sync.name)!;
-      assert.ok(to, 'a synchronous standby');
-      const r = await cluster.switchover(leader, to);
-      assert.equal(r.status, 200, JSON.stringify(r.body));
-    }, false);
+    await trial(
+      'switchover',
+      async (leader) => {
+        // Synchronous mode: Patroni switches over only to the synchronous standby.
+        const sync = await cluster.waitForSyncStandby();
+        const to = cluster.members.find((m) => m.name === sync.name)!;
+        assert.ok(to, 'a synchronous standby');
+        const r = await cluster.switchover(leader, to);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      },
+      false,
+    );
   });
 
   test('the leader node crashes (Patroni and PostgreSQL killed)', async () => {
-    await trial('node crash', async (leader) => {
-      cluster.killNode(leader);
-    }, false);
+    await trial(
+      'node crash',
+      async (leader) => {
+        cluster.killNode(leader);
+      },
+      false,
+    );
   });
 
-  test('only Patroni dies on the leader: its still-writable PostgreSQL is fenced at once, the new leader takes the writes', async () => {
-    let zombie: PatroniMember | undefined;
-    await trial('patroni crash', async (leader) => {
-      zombie = leader;
-      cluster.killPatroni(leader);
-    }, true);
-    // The zombie still accepts writes directly, so the fencing above was openproxy's doing.
-    const r = await sql(zombie!, 'SELECT pg_is_in_recovery() AS r');
-    assert.equal(r.rows[0].r, false, 'the old leader was still a writable primary');
-  });
+  test(
+    'only Patroni dies on the leader: its still-writable PostgreSQL is ' +
+      'fenced at once, the new leader takes the writes',
+    async () => {
+      let zombie: PatroniMember | undefined;
+      await trial(
+        'patroni crash',
+        async (leader) => {
+          zombie = leader;
+          cluster.killPatroni(leader);
+        },
+        true,
+      );
+      // The zombie still accepts writes directly, so the fencing above was openproxy's doing.
+      const r = await sql(zombie!, 'SELECT pg_is_in_recovery() AS r');
+      assert.equal(r.rows[0].r, false, 'the old leader was still a writable primary');
+    },
+  );
 });

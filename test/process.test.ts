@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
+import { PgCluster, freePort } from '../testing/pg-cluster';
 import { APP_PASS, client, connectError, createAppRole, query, sleep, until } from './helpers/db';
 import { MAIN, configFor, startProxy, tempDir } from './helpers/proxy';
 
@@ -18,7 +18,12 @@ before(async () => {
 after(() => cluster?.stop());
 
 const run = (args: string[], env: Record<string, string> = {}, cwd?: string) =>
-  spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, cwd, timeout: 20000 });
+  spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    cwd,
+    timeout: 20000,
+  });
 
 const portOpen = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -74,11 +79,18 @@ describe('command line', () => {
 describe('logging', () => {
   test('structured format writes JSON lines to a file in --log-dir; passwords never appear', async () => {
     const dir = tempDir('op-logs-');
-    const p = await startProxy((port) => configFor(cluster, port, 'log_client_connections = true\nlog_client_disconnections = true'), ['--log-target', 'both', '--log-dir', dir, '-F', 'structured']);
+    const p = await startProxy(
+      (port) => configFor(cluster, port, 'log_client_connections = true\nlog_client_disconnections = true'),
+      ['--log-target', 'both', '--log-dir', dir, '-F', 'structured'],
+    );
     try {
       await query(p.port, 'SELECT 1');
       await connectError(p.port, { password: 'not-the-password' });
-      await until(() => readFileSync(join(dir, 'openproxy.log'), 'utf8').includes('client disconnected'), 3000, 'disconnect log');
+      await until(
+        () => readFileSync(join(dir, 'openproxy.log'), 'utf8').includes('client disconnected'),
+        3000,
+        'disconnect log',
+      );
     } finally {
       await p.stop();
     }
@@ -93,7 +105,11 @@ describe('logging', () => {
 
   test('files rotate and at most --max-logfile-num are kept', async () => {
     const dir = tempDir('op-rot-');
-    const p = await startProxy((port) => configFor(cluster, port), ['--log-target', 'both', '--log-dir', dir, '--max-logfile-num', '3', '-l', 'debug'], { OPENPROXY_LOG_ROTATE_BYTES: '600' });
+    const p = await startProxy(
+      (port) => configFor(cluster, port),
+      ['--log-target', 'both', '--log-dir', dir, '--max-logfile-num', '3', '-l', 'debug'],
+      { OPENPROXY_LOG_ROTATE_BYTES: '600' },
+    );
     try {
       for (let i = 0; i < 15; i++) await query(p.port, 'SELECT 1');
     } finally {
@@ -106,7 +122,13 @@ describe('logging', () => {
 
   test('text and debug formats', () => {
     const { formatRecord } = require('../src/log');
-    const rec = { time: '2026-01-01T00:00:00.000Z', level: 'INFO', thread: 'main', msg: 'hello', fields: { a: 1, b: 'x y' } };
+    const rec = {
+      time: '2026-01-01T00:00:00.000Z',
+      level: 'INFO',
+      thread: 'main',
+      msg: 'hello',
+      fields: { a: 1, b: 'x y' },
+    };
     assert.equal(formatRecord(rec, 'text'), '2026-01-01T00:00:00.000Z INFO  hello a=1 b="x y"\n');
     assert.match(formatRecord(rec, 'debug'), /\[main pid=\d+\] hello\n {4}a=1\n {4}b="x y"\n$/);
   });
@@ -115,7 +137,7 @@ describe('logging', () => {
     const p = await startProxy((port) => configFor(cluster, port, 'not_a_key = 1'), ['-l', 'WARN'], {}, /unknown key/);
     try {
       await sleep(300);
-      assert.match(p.output(), /WARN  config: general\.not_a_key: unknown key, ignored/);
+      assert.match(p.output(), /WARN {2}config: general\.not_a_key: unknown key, ignored/);
       assert.doesNotMatch(p.output(), /INFO|DEBUG/);
       assert.equal(await portOpen(p.port), true);
     } finally {
@@ -138,13 +160,17 @@ describe('signals and reload', () => {
       p.proc.kill('SIGHUP');
       await p.waitFor(/config reload rejected/);
       assert.match(p.output(), /pools\.postgres\.users\.0\.pool_size: invalid value -1/);
-      assert.deepEqual(await query(p.port, 'SELECT 1 AS x', { database: 'second' }), [{ x: 1 }], 'old config still serves');
+      assert.deepEqual(
+        await query(p.port, 'SELECT 1 AS x', { database: 'second' }),
+        [{ x: 1 }],
+        'old config still serves',
+      );
     } finally {
       await p.stop();
     }
   });
 
-  test('with reload_toml the file is re-read every renew_interval when it changed; connected clients stay', async () => {
+  test('reload_toml: a changed file is re-read every renew_interval; connected clients stay', async () => {
     const p = await startProxy((port) => configFor(cluster, port, 'renew_interval = 200'));
     try {
       const held = client(p.port);
@@ -153,7 +179,11 @@ describe('signals and reload', () => {
       writeFileSync(p.configPath, configFor(cluster, p.port, 'renew_interval = 200', [{}, { name: 'third' }]));
       await p.waitFor(/configuration reloaded.*file changed/);
       assert.deepEqual(await query(p.port, 'SELECT 1 AS x', { database: 'third' }), [{ x: 1 }]);
-      assert.deepEqual((await held.query('SELECT 2 AS y')).rows, [{ y: 2 }], 'a client connected before the reload keeps working');
+      assert.deepEqual(
+        (await held.query('SELECT 2 AS y')).rows,
+        [{ y: 2 }],
+        'a client connected before the reload keeps working',
+      );
       await held.end();
     } finally {
       await p.stop();

@@ -22,7 +22,15 @@ function msg(type: string, body: Buffer | string): Buffer {
   return Buffer.concat([h, b]);
 }
 
-const STREAM = [msg('Q', 'select 1\0'), msg('P', Buffer.alloc(300, 7)), msg('S', ''), msg('Z', 'I'), msg('D', Buffer.alloc(70000, 1)), msg('E', 'SERROR\0C42P01\0Mnope\0\0'), msg('Z', 'T')];
+const STREAM = [
+  msg('Q', 'select 1\0'),
+  msg('P', Buffer.alloc(300, 7)),
+  msg('S', ''),
+  msg('Z', 'I'),
+  msg('D', Buffer.alloc(70000, 1)),
+  msg('E', 'SERROR\0C42P01\0Mnope\0\0'),
+  msg('Z', 'T'),
+];
 const WHOLE = Buffer.concat(STREAM);
 
 test('FrameReader yields the same messages however the stream is split', () => {
@@ -32,7 +40,7 @@ test('FrameReader yields the same messages however the stream is split', () => {
     for (const part of [WHOLE.subarray(0, cut), WHOLE.subarray(cut)]) {
       if (part.length === 0) continue;
       r.push(part);
-      while (r.next()) seen.push(String.fromCharCode(r.type) + ':' + r.body().length);
+      while (r.next()) seen.push(`${String.fromCharCode(r.type)}:${r.body().length}`);
     }
     assert.deepEqual(seen, ['Q:9', 'P:300', 'S:0', 'Z:1', 'D:70000', 'E:21', 'Z:1'], `cut at ${cut}`);
     assert.equal(r.pending, 0);
@@ -68,8 +76,11 @@ test('MessageScanner reports watched messages at every split and skips the rest'
     for (let cut2 = cut; cut2 <= Math.min(WHOLE.length, cut + 40); cut2 += 13) {
       const s = new MessageScanner(MessageScanner.want('ZE'), 1 << 20);
       const seen: string[] = [];
-      const sink = { onMessage: (t: number, body: Buffer) => seen.push(String.fromCharCode(t) + body.toString('latin1', 0, 1)) };
-      for (const part of [WHOLE.subarray(0, cut), WHOLE.subarray(cut, cut2), WHOLE.subarray(cut2)]) assert.ok(s.scan(part, sink));
+      const sink = {
+        onMessage: (t: number, body: Buffer) => seen.push(String.fromCharCode(t) + body.toString('latin1', 0, 1)),
+      };
+      for (const part of [WHOLE.subarray(0, cut), WHOLE.subarray(cut, cut2), WHOLE.subarray(cut2)])
+        assert.ok(s.scan(part, sink));
       assert.deepEqual(seen, ['ZI', 'ES', 'ZT'], `cuts ${cut}/${cut2}`);
       assert.ok(s.atBoundary);
     }
@@ -83,7 +94,10 @@ test('MessageScanner flags a bad length', () => {
 });
 
 function startupPacket(code: number, params: [string, string][] = [], trailing = true): Buffer {
-  const body = Buffer.concat([...params.map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), trailing ? Buffer.from([0]) : Buffer.alloc(0)]);
+  const body = Buffer.concat([
+    ...params.map(([k, v]) => Buffer.from(`${k}\0${v}\0`)),
+    trailing ? Buffer.from([0]) : Buffer.alloc(0),
+  ]);
   const h = Buffer.alloc(8);
   h.writeInt32BE(8 + body.length, 0);
   h.writeInt32BE(code, 4);
@@ -91,7 +105,13 @@ function startupPacket(code: number, params: [string, string][] = [], trailing =
 }
 
 test('decodeStartup: startup, SSL, GSS, cancel and hostile packets', () => {
-  const ok = decodeStartup(startupPacket(196608, [['user', 'bob'], ['database', 'db'], ['application_name', 'x']]));
+  const ok = decodeStartup(
+    startupPacket(196608, [
+      ['user', 'bob'],
+      ['database', 'db'],
+      ['application_name', 'x'],
+    ]),
+  );
   assert.equal(ok.kind, 'startup');
   assert.equal(ok.kind === 'startup' && ok.params.get('database'), 'db');
   assert.deepEqual(decodeStartup(startupPacket(80877103, [], false)), { kind: 'ssl' });
@@ -116,7 +136,10 @@ test('decodeStartup: startup, SSL, GSS, cancel and hostile packets', () => {
 });
 
 test('SCRAM server accepts node-postgres as client and rejects a wrong password', async () => {
-  for (const [stored, given, ok] of [['secret', 'secret', true], ['secret', 'wrong', false]] as const) {
+  for (const [stored, given, ok] of [
+    ['secret', 'secret', true],
+    ['secret', 'wrong', false],
+  ] as const) {
     const server = new ScramServer(scramSecret(stored));
     const session = pgSasl.startSession(['SCRAM-SHA-256']);
     const first = server.first(session.response);
@@ -134,7 +157,9 @@ test('SCRAM server accepts node-postgres as client and rejects a wrong password'
 
 test('SCRAM server works from a stored verifier, and our client talks to our server', () => {
   const secret = scramSecret('pw');
-  const verifier = `SCRAM-SHA-256$${secret.iterations}:${secret.salt.toString('base64')}$${secret.storedKey.toString('base64')}:${secret.serverKey.toString('base64')}`;
+  const b64 = (b: Buffer) => b.toString('base64');
+  const keys = `${b64(secret.storedKey)}:${b64(secret.serverKey)}`;
+  const verifier = `SCRAM-SHA-256$${secret.iterations}:${b64(secret.salt)}$${keys}`;
   const server = new ScramServer(scramSecret(verifier));
   const client = new ScramClient('pw');
   const first = server.first(client.first());
@@ -163,7 +188,7 @@ test('md5 matches node-postgres and accepts a pre-hashed password', async () => 
   const stored = md5Stored('pw', 'bob');
   assert.equal(md5Stored(stored, 'bob'), stored);
   assert.ok(md5Verify(stored, salt, theirs));
-  assert.ok(!md5Verify(stored, salt, 'md5' + '0'.repeat(32)));
+  assert.ok(!md5Verify(stored, salt, `md5${'0'.repeat(32)}`));
 });
 
 test('backend encoders produce well-formed messages', () => {

@@ -6,7 +6,12 @@ import { Classifier, Verdict, classify } from '../src/routing/classify';
 import { corpus } from './helpers/corpus';
 
 const ROUTES: Record<string, Verdict> = { r: Verdict.Read, w: Verdict.Write, b: Verdict.Begin, ro: Verdict.ReadOnlyTx };
-const NAMES: Record<number, string> = { [Verdict.Read]: 'r', [Verdict.Write]: 'w', [Verdict.Begin]: 'b', [Verdict.ReadOnlyTx]: 'ro' };
+const NAMES: Record<number, string> = {
+  [Verdict.Read]: 'r',
+  [Verdict.Write]: 'w',
+  [Verdict.Begin]: 'b',
+  [Verdict.ReadOnlyTx]: 'ro',
+};
 
 test('corpus: at least 200 statements, every one routed as expected', () => {
   const entries = corpus();
@@ -15,7 +20,8 @@ test('corpus: at least 200 statements, every one routed as expected', () => {
   for (const e of entries) {
     assert.ok(e.route in ROUTES, `line ${e.line}: unknown route ${e.route}`);
     const got = classify(e.sql);
-    if (got !== ROUTES[e.route]) wrong.push(`line ${e.line}: expected ${e.route}, got ${NAMES[got]}: ${e.sql.slice(0, 120)}`);
+    if (got !== ROUTES[e.route])
+      wrong.push(`line ${e.line}: expected ${e.route}, got ${NAMES[got]}: ${e.sql.slice(0, 120)}`);
   }
   assert.deepEqual(wrong, []);
 });

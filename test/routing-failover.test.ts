@@ -2,10 +2,10 @@
 // streaming replicas, with replicas killed, stopped and hung under load.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { PgCluster, PgNode } from '../src/testing/pg-cluster';
+import type pg from 'pg';
+import { PgCluster, type PgNode } from '../testing/pg-cluster';
 import { client, createAppRole, sleep, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 let primaryPort: number;
@@ -43,7 +43,8 @@ async function readLoad(proxyPort: number, clients: number) {
   const ports: number[] = [];
   const errors: string[] = [];
   // An error outside a query (a message the proxy should not have forwarded) is a failure too.
-  for (const c of conns) c.on('error', (e: Error & { code?: string }) => errors.push(`unsolicited ${e.code}: ${e.message}`));
+  for (const c of conns)
+    c.on('error', (e: Error & { code?: string }) => errors.push(`unsolicited ${e.code}: ${e.message}`));
   let running = true;
   const loops = conns.map(async (c) => {
     while (running) {
@@ -67,20 +68,26 @@ async function readLoad(proxyPort: number, clients: number) {
 }
 
 async function restart(n: PgNode): Promise<void> {
-  await until(() => {
-    try {
-      cluster.pids(n);
-      return false;
-    } catch {
-      return true; // postmaster.pid gone: stopped
-    }
-  }, 20000, 'node stopped');
+  await until(
+    () => {
+      try {
+        cluster.pids(n);
+        return false;
+      } catch {
+        return true; // postmaster.pid gone: stopped
+      }
+    },
+    20000,
+    'node stopped',
+  );
   cluster.startNode(n);
 }
 
 describe('load_balancing_mode', () => {
   test('random spreads reads over both replicas', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "random"\n` }]));
+    const proxy = await startProxy((p) =>
+      configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "random"\n` }]),
+    );
     try {
       const c = client(proxy.port);
       await c.connect();
@@ -89,14 +96,19 @@ describe('load_balancing_mode', () => {
       await c.end();
       const m = counts(seen);
       assert.deepEqual([...m.keys()].sort(), [...replicaPorts].sort());
-      for (const n of m.values()) assert.ok(n >= 60 && n <= 140, `random split of 200 reads: ${JSON.stringify([...m])}`);
+      for (const n of m.values())
+        assert.ok(n >= 60 && n <= 140, `random split of 200 reads: ${JSON.stringify([...m])}`);
     } finally {
       await proxy.stop();
     }
   });
 
   test('round_robin alternates exactly, counted across workers', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "round_robin"\n` }]));
+    const proxy = await startProxy((p) =>
+      configFor(cluster, p, '', [
+        { pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "round_robin"\n` },
+      ]),
+    );
     try {
       const cs = [client(proxy.port), client(proxy.port), client(proxy.port), client(proxy.port)];
       for (const c of cs) await c.connect();
@@ -112,7 +124,9 @@ describe('load_balancing_mode', () => {
   });
 
   test('loc sends reads to the replica with the fewest held connections (all workers)', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "loc"\n` }]));
+    const proxy = await startProxy((p) =>
+      configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}load_balancing_mode = "loc"\n` }]),
+    );
     try {
       const holder = client(proxy.port);
       await holder.connect();
@@ -121,7 +135,8 @@ describe('load_balancing_mode', () => {
       assert.ok(replicaPorts.includes(busy));
       const reader = client(proxy.port); // the other worker (fewest clients)
       await reader.connect();
-      for (let i = 0; i < 20; i++) assert.notEqual(await port(reader), busy, 'the replica holding a transaction is avoided');
+      for (let i = 0; i < 20; i++)
+        assert.notEqual(await port(reader), busy, 'the replica holding a transaction is avoided');
       await holder.query('COMMIT');
       const seen = new Set<number>();
       for (let i = 0; i < 40 && seen.size < 2; i++) seen.add(await port(reader));
@@ -137,7 +152,14 @@ describe('load_balancing_mode', () => {
 describe('bans and transparent retries', () => {
   let proxy: Proxy;
   before(async () => {
-    proxy = await startProxy((p) => configFor(cluster, p, 'ban_time = 3\nhealthcheck_delay = 300\nhealthcheck_timeout = 500\nconnect_timeout = 2000', [{ pool_mode: 'transaction', pool_size: 10, extraPool: SPLIT }]));
+    proxy = await startProxy((p) =>
+      configFor(
+        cluster,
+        p,
+        'ban_time = 3\nhealthcheck_delay = 300\nhealthcheck_timeout = 500\nconnect_timeout = 2000',
+        [{ pool_mode: 'transaction', pool_size: 10, extraPool: SPLIT }],
+      ),
+    );
   });
   after(() => proxy?.stop());
 
@@ -145,7 +167,7 @@ describe('bans and transparent retries', () => {
     ['killed (immediate shutdown)', 'SIGQUIT'],
     ['stopped (fast shutdown)', 'SIGINT'],
   ] as const) {
-    test(`a replica ${how} under read load: no failed reads, the replica is banned, and it returns after ban_time`, async () => {
+    test(`a replica ${how} under read load: no failed reads; banned, back after ban_time`, async () => {
       const victim = cluster.replicas[0];
       const load = await readLoad(proxy.port, 6);
       try {
@@ -159,10 +181,17 @@ describe('bans and transparent retries', () => {
         assert.deepEqual(load.errors, [], 'no read failed');
         assert.ok(afterKill.length > 50, `reads kept flowing (${afterKill.length})`);
         assert.ok(!afterKill.includes(victim.port), 'no read on the dead replica');
-        assert.ok(afterKill.every((p) => p === replicaPorts[1]), 'reads went to the other replica, not the primary');
+        assert.ok(
+          afterKill.every((p) => p === replicaPorts[1]),
+          'reads went to the other replica, not the primary',
+        );
         await restart(victim);
         const back = load.ports.length;
-        await until(() => load.ports.slice(back).includes(victim.port), 10000, 'the replica takes reads again after ban_time');
+        await until(
+          () => load.ports.slice(back).includes(victim.port),
+          10000,
+          'the replica takes reads again after ban_time',
+        );
       } finally {
         await load.stop();
       }
@@ -201,15 +230,19 @@ describe('bans and transparent retries', () => {
     const c = client(proxy.port);
     await c.connect();
     try {
-      await until(async () => {
-        const seen = new Set<number>();
-        for (let i = 0; i < 20; i++) seen.add(await port(c));
-        return seen.size === 2;
-      }, 15000, 'both replicas serve again');
+      await until(
+        async () => {
+          const seen = new Set<number>();
+          for (let i = 0; i < 20; i++) seen.add(await port(c));
+          return seen.size === 2;
+        },
+        15000,
+        'both replicas serve again',
+      );
       for (const r of cluster.replicas) cluster.signal(r, 'SIGQUIT');
       await sleep(300);
       // Both replicas down: reads fall back to the primary; writes work throughout.
-      const r = await c.query("SELECT inet_server_port() AS port, pg_is_in_recovery() AS rec");
+      const r = await c.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS rec');
       assert.equal(Number(r.rows[0].port), primaryPort);
       // Both are banned now; the next read lifts the bans, finds them still down and falls back again.
       assert.equal(await port(c), primaryPort);

@@ -2,25 +2,29 @@
 // paused (pg_wal_replay_pause) or delayed (recovery_min_apply_delay) on the replicas.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { PgCluster } from '../src/testing/pg-cluster';
+import type pg from 'pg';
+import { PgCluster } from '../testing/pg-cluster';
 import { APP_USER, client, createAppRole, sleep, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { lagMs } from '../src/ha/lag-monitor';
 
-test('lag in ms: since the primary wrote the oldest WAL the replica has not replayed (not since its last replayed transaction)', () => {
-  const h = [
-    { at: 1000, lsn: 100 },
-    { at: 1500, lsn: 100 },
-    { at: 2000, lsn: 180 },
-    { at: 2500, lsn: 260 },
-  ];
-  assert.equal(lagMs(h, 260, 3000), 0, 'caught up');
-  assert.equal(lagMs(h, 100, 3000), 1500, 'behind since the sample at 1500 (the primary was at 100 then)');
-  assert.equal(lagMs(h, 200, 3000), 1000);
-  assert.equal(lagMs(h, 50, 3000), 2000, 'older than the history: its start');
-  assert.equal(lagMs([], 50, 3000), 0);
-});
+test(
+  'lag in ms: since the primary wrote the oldest WAL the replica has not ' +
+    'replayed (not since its last replayed transaction)',
+  () => {
+    const h = [
+      { at: 1000, lsn: 100 },
+      { at: 1500, lsn: 100 },
+      { at: 2000, lsn: 180 },
+      { at: 2500, lsn: 260 },
+    ];
+    assert.equal(lagMs(h, 260, 3000), 0, 'caught up');
+    assert.equal(lagMs(h, 100, 3000), 1500, 'behind since the sample at 1500 (the primary was at 100 then)');
+    assert.equal(lagMs(h, 200, 3000), 1000);
+    assert.equal(lagMs(h, 50, 3000), 2000, 'older than the history: its start');
+    assert.equal(lagMs([], 50, 3000), 0);
+  },
+);
 
 let cluster: PgCluster;
 let replicaPorts: number[];
@@ -29,7 +33,12 @@ let primaryPort: number;
 before(async () => {
   cluster = await PgCluster.start({ replicas: 2 });
   createAppRole(cluster);
-  cluster.psql(cluster.primary, `CREATE TABLE lagged (id bigserial PRIMARY KEY, v int, pad text); GRANT ALL ON lagged TO ${APP_USER}; GRANT ALL ON SEQUENCE lagged_id_seq TO ${APP_USER}`);
+  cluster.psql(
+    cluster.primary,
+    `CREATE TABLE lagged (id bigserial PRIMARY KEY, v int, pad text); ` +
+      `GRANT ALL ON lagged TO ${APP_USER}; GRANT ALL ON SEQUENCE ` +
+      `lagged_id_seq TO ${APP_USER}`,
+  );
   replicaPorts = cluster.replicas.map((r) => r.port);
   primaryPort = cluster.primary.port;
 });
@@ -53,7 +62,11 @@ describe('max_replica_lag', () => {
     ['max_replica_lag_ms', 300],
   ] as const) {
     test(`${key} = ${value}: a replica with paused replay takes no reads until it catches up`, async () => {
-      const proxy: Proxy = await startProxy((p) => configFor(cluster, p, 'replica_lag_interval = 100', [{ pool_mode: 'transaction', extraPool: `${SPLIT}${key} = ${value}\n` }]));
+      const proxy: Proxy = await startProxy((p) =>
+        configFor(cluster, p, 'replica_lag_interval = 100', [
+          { pool_mode: 'transaction', extraPool: `${SPLIT}${key} = ${value}\n` },
+        ]),
+      );
       const c = client(proxy.port);
       await c.connect();
       const victim = cluster.replicas[0];
@@ -111,7 +124,9 @@ describe('read_your_writes', () => {
   }
 
   test('turned off, a read right after a write can miss the write (the problem exists here)', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}read_your_writes = false\n` }]));
+    const proxy = await startProxy((p) =>
+      configFor(cluster, p, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}read_your_writes = false\n` }]),
+    );
     const c = client(proxy.port);
     await c.connect();
     try {
@@ -123,26 +138,38 @@ describe('read_your_writes', () => {
     }
   });
 
-  test('by default (read_your_writes = true) a client never reads older data than it wrote, and reads return to replicas', async () => {
-    const proxy = await startProxy((p) => configFor(cluster, p, 'replica_lag_interval = 100', [{ pool_mode: 'transaction', extraPool: SPLIT }]));
-    const c = client(proxy.port);
-    const other = client(proxy.port);
-    await c.connect();
-    await other.connect();
-    try {
-      await sleep(500);
-      const { stale, ports } = await staleReads(c, 40);
-      assert.equal(stale, 0, 'no stale read');
-      assert.ok(ports.has(primaryPort), 'reads right after a write went to the primary');
-      // Another client's reads are not held back by this client's writes.
-      assert.ok([...(await reads(other, 10))].every((p) => replicaPorts.includes(p)), 'other clients read from replicas');
-      await sleep(1200); // the replicas replay past the last write
-      const later = await reads(c, 10);
-      assert.ok([...later].some((p) => replicaPorts.includes(p)), 'once the replicas caught up, this client reads from them again');
-    } finally {
-      await c.end();
-      await other.end();
-      await proxy.stop();
-    }
-  });
+  test(
+    'by default (read_your_writes = true) a client never reads older data ' +
+      'than it wrote, and reads return to replicas',
+    async () => {
+      const proxy = await startProxy((p) =>
+        configFor(cluster, p, 'replica_lag_interval = 100', [{ pool_mode: 'transaction', extraPool: SPLIT }]),
+      );
+      const c = client(proxy.port);
+      const other = client(proxy.port);
+      await c.connect();
+      await other.connect();
+      try {
+        await sleep(500);
+        const { stale, ports } = await staleReads(c, 40);
+        assert.equal(stale, 0, 'no stale read');
+        assert.ok(ports.has(primaryPort), 'reads right after a write went to the primary');
+        // Another client's reads are not held back by this client's writes.
+        assert.ok(
+          [...(await reads(other, 10))].every((p) => replicaPorts.includes(p)),
+          'other clients read from replicas',
+        );
+        await sleep(1200); // the replicas replay past the last write
+        const later = await reads(c, 10);
+        assert.ok(
+          [...later].some((p) => replicaPorts.includes(p)),
+          'once the replicas caught up, this client reads from them again',
+        );
+      } finally {
+        await c.end();
+        await other.end();
+        await proxy.stop();
+      }
+    },
+  );
 });

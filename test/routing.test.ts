@@ -3,9 +3,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import postgres from 'postgres';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, client, createAppRole, until } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 let primaryPort: number;
@@ -16,14 +16,22 @@ before(async () => {
   createAppRole(cluster);
   cluster.psql(
     cluster.primary,
-    `CREATE TABLE routed (id serial PRIMARY KEY, v int); GRANT ALL ON routed TO ${APP_USER}; GRANT ALL ON SEQUENCE routed_id_seq TO ${APP_USER};
+    `CREATE TABLE routed (id serial PRIMARY KEY, v int); GRANT ALL ON routed TO ${APP_USER};
+     GRANT ALL ON SEQUENCE routed_id_seq TO ${APP_USER};
      CREATE SEQUENCE routed_seq; GRANT ALL ON SEQUENCE routed_seq TO ${APP_USER};
      CREATE FUNCTION routed_writer() RETURNS int LANGUAGE sql AS 'INSERT INTO routed (v) VALUES (7) RETURNING 1';
      CREATE FUNCTION routed_port() RETURNS int LANGUAGE sql STABLE AS 'SELECT inet_server_port()';`,
   );
   primaryPort = cluster.primary.port;
   replicaPorts = cluster.replicas.map((r) => r.port);
-  await until(() => cluster.replicas.every((r) => cluster.psql(r, "SELECT count(*) FROM pg_proc WHERE proname = 'routed_port'").trim() === '1'), 10000, 'replicas caught up');
+  await until(
+    () =>
+      cluster.replicas.every(
+        (r) => cluster.psql(r, "SELECT count(*) FROM pg_proc WHERE proname = 'routed_port'").trim() === '1',
+      ),
+    10000,
+    'replicas caught up',
+  );
 });
 after(() => cluster?.stop());
 
@@ -31,7 +39,11 @@ after(() => cluster?.stop());
 // right after a write to the primary on purpose, and is tested in routing-lag.test.ts.
 const SPLIT = 'query_parser_enabled = true\nquery_parser_read_write_splitting = true\nread_your_writes = false\n';
 
-async function portOf(c: { query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }> }, sql = 'SELECT inet_server_port() AS port', params?: unknown[]): Promise<number> {
+async function portOf(
+  c: { query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }> },
+  sql = 'SELECT inet_server_port() AS port',
+  params?: unknown[],
+): Promise<number> {
   const r = await c.query(sql, params);
   return Number(r.rows[0].port);
 }
@@ -49,7 +61,10 @@ describe('read/write splitting, transaction mode', () => {
     try {
       for (let i = 0; i < 6; i++) {
         assert.ok(replicaPorts.includes(await portOf(c)), 'simple-protocol SELECT on a replica');
-        assert.ok(replicaPorts.includes(await portOf(c, 'SELECT inet_server_port() AS port WHERE $1::int = 1', [1])), 'extended-protocol SELECT on a replica');
+        assert.ok(
+          replicaPorts.includes(await portOf(c, 'SELECT inet_server_port() AS port WHERE $1::int = 1', [1])),
+          'extended-protocol SELECT on a replica',
+        );
       }
       const r = await c.query('SELECT pg_is_in_recovery() AS rec');
       assert.equal(r.rows[0].rec, true);
@@ -64,9 +79,15 @@ describe('read/write splitting, transaction mode', () => {
     try {
       await c.query('INSERT INTO routed (v) VALUES ($1)', [1]);
       await c.query('INSERT INTO routed (v) VALUES (2)');
-      assert.equal(await portOf(c, 'SELECT inet_server_port() AS port, nextval(\'routed_seq\')'), primaryPort);
+      assert.equal(await portOf(c, "SELECT inet_server_port() AS port, nextval('routed_seq')"), primaryPort);
       assert.equal(await portOf(c, 'SELECT inet_server_port() AS port FROM routed LIMIT 1 FOR UPDATE'), primaryPort);
-      assert.equal(await portOf(c, 'WITH d AS (UPDATE routed SET v = v RETURNING id) SELECT inet_server_port() AS port FROM d LIMIT 1'), primaryPort);
+      assert.equal(
+        await portOf(
+          c,
+          'WITH d AS (UPDATE routed SET v = v RETURNING id) SELECT inet_server_port() AS port FROM d LIMIT 1',
+        ),
+        primaryPort,
+      );
       await c.query('BEGIN');
       assert.equal(await portOf(c), primaryPort, 'explicit transaction on the primary');
       await c.query('INSERT INTO routed (v) VALUES (3)');
@@ -106,7 +127,15 @@ describe('read/write splitting, transaction mode', () => {
   });
 
   test('a pipelined read, write, read batch (postgres.js) succeeds: the write waits for the primary', async () => {
-    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database: 'postgres', max: 1, prepare: false });
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: APP_USER,
+      password: APP_PASS,
+      database: 'postgres',
+      max: 1,
+      prepare: false,
+    });
     try {
       for (let round = 0; round < 5; round++) {
         const [a, w] = await Promise.all([
@@ -122,7 +151,7 @@ describe('read/write splitting, transaction mode', () => {
     }
   });
 
-  test('a SELECT of a function that writes is retried on the primary before the client sees the replica refuse it', async () => {
+  test('a SELECT of a writing function is retried on the primary before the client sees the refusal', async () => {
     const c = client(proxy.port);
     await c.connect();
     try {
@@ -131,7 +160,11 @@ describe('read/write splitting, transaction mode', () => {
       assert.equal(r.rows[0].n, 1);
       const r2 = await c.query('SELECT routed_writer() AS n WHERE $1::int = 1', [1]);
       assert.equal(r2.rows[0].n, 1, 'extended protocol too');
-      await until(async () => Number((await c.query('SELECT count(*) AS n FROM routed WHERE v = 7')).rows[0].n) === before + 2, 5000, 'both writes replicated');
+      await until(
+        async () => Number((await c.query('SELECT count(*) AS n FROM routed WHERE v = 7')).rows[0].n) === before + 2,
+        5000,
+        'both writes replicated',
+      );
     } finally {
       await c.end();
     }
@@ -142,7 +175,14 @@ describe('read/write splitting, transaction mode', () => {
 
 describe('routing settings', () => {
   test('primary_reads_enabled spreads reads over the primary and the replicas', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}primary_reads_enabled = true\nload_balancing_mode = "round_robin"\n` }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, '', [
+        {
+          pool_mode: 'transaction',
+          extraPool: `${SPLIT}primary_reads_enabled = true\nload_balancing_mode = "round_robin"\n`,
+        },
+      ]),
+    );
     try {
       const c = client(proxy.port);
       await c.connect();
@@ -153,14 +193,17 @@ describe('routing settings', () => {
       }
       await c.end();
       assert.deepEqual([...seen.keys()].sort(), [primaryPort, ...replicaPorts].sort());
-      for (const n of seen.values()) assert.equal(n, 10, `round robin over three servers: ${JSON.stringify([...seen])}`);
+      for (const n of seen.values())
+        assert.equal(n, 10, `round robin over three servers: ${JSON.stringify([...seen])}`);
     } finally {
       await proxy.stop();
     }
   });
 
   test('default_role = "replica" without the parser sends every transaction to a replica', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_mode: 'transaction', extraPool: 'default_role = "replica"\n' }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, '', [{ pool_mode: 'transaction', extraPool: 'default_role = "replica"\n' }]),
+    );
     try {
       const c = client(proxy.port);
       await c.connect();
@@ -187,7 +230,9 @@ describe('routing settings', () => {
   });
 
   test('statements longer than query_parser_max_length go to the default role (primary)', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}query_parser_max_length = 60\n` }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, '', [{ pool_mode: 'transaction', extraPool: `${SPLIT}query_parser_max_length = 60\n` }]),
+    );
     try {
       const c = client(proxy.port);
       await c.connect();
@@ -200,7 +245,9 @@ describe('routing settings', () => {
   });
 
   test('session mode: the first query chooses the server for the whole session', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_mode: 'session', extraPool: SPLIT }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, '', [{ pool_mode: 'session', extraPool: SPLIT }]),
+    );
     try {
       const reader = client(proxy.port);
       await reader.connect();

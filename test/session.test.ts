@@ -3,9 +3,22 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import postgres from 'postgres';
-import { PgCluster, freePort } from '../src/testing/pg-cluster';
-import { APP_PASS, APP_USER, appBackends, client, connectError, createAppRole, doomedClient, query, sleep, until, vanish } from './helpers/db';
-import { Proxy, configFor, startProxy } from './helpers/proxy';
+import { PgCluster, freePort } from '../testing/pg-cluster';
+import {
+  APP_PASS,
+  APP_USER,
+  appBackends,
+  client,
+  connectError,
+  createAppRole,
+  doomedClient,
+  query,
+  sleep,
+  until,
+  vanish,
+  psqlAs,
+} from './helpers/db';
+import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
 
@@ -15,14 +28,7 @@ before(async () => {
   cluster.psql(cluster.primary, "SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'md5pass'");
 });
 after(() => cluster?.stop());
-
-function psql(port: number, sql: string, extra: string[] = [], env: Record<string, string> = {}) {
-  return spawnSync('psql', ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(port), '-U', APP_USER, '-d', 'postgres', ...extra, '-c', sql], {
-    encoding: 'utf8',
-    env: { ...process.env, PGPASSWORD: APP_PASS, ...env },
-    timeout: 20000,
-  });
-}
+const psql = psqlAs(APP_USER, APP_PASS);
 
 describe('basic session pooling', () => {
   let proxy: Proxy;
@@ -61,7 +67,15 @@ describe('basic session pooling', () => {
   });
 
   test('postgres.js (named prepared statements) works', async () => {
-    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, pass: APP_PASS, database: 'postgres', max: 3, idle_timeout: 1 });
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: APP_USER,
+      pass: APP_PASS,
+      database: 'postgres',
+      max: 3,
+      idle_timeout: 1,
+    });
     try {
       for (let i = 0; i < 20; i++) {
         const rows = await sql`SELECT ${i}::int AS i, inet_server_port() AS port`;
@@ -76,26 +90,53 @@ describe('basic session pooling', () => {
   });
 
   test('COPY FROM STDIN and COPY TO STDOUT pass through', () => {
-    const r = spawnSync('psql', ['-X', '-q', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, '-d', 'postgres', '-v', 'ON_ERROR_STOP=1'], {
-      encoding: 'utf8',
-      env: { ...process.env, PGPASSWORD: APP_PASS },
-      input: 'CREATE TEMP TABLE c(a int, b text);\nCOPY c FROM STDIN;\n1\tone\n2\ttwo\n\\.\nCOPY c TO STDOUT;\nSELECT count(*) FROM c;\n',
-      timeout: 20000,
-    });
+    const r = spawnSync(
+      'psql',
+      [
+        '-X',
+        '-q',
+        '-A',
+        '-t',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(proxy.port),
+        '-U',
+        APP_USER,
+        '-d',
+        'postgres',
+        '-v',
+        'ON_ERROR_STOP=1',
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: APP_PASS },
+        input:
+          'CREATE TEMP TABLE c(a int, b text);\nCOPY c FROM ' +
+          'STDIN;\n1\tone\n2\ttwo\n\\.\nCOPY c TO STDOUT;\nSELECT count(*) FROM ' +
+          'c;\n',
+        timeout: 20000,
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), '1\tone\n2\ttwo\n2');
   });
 
   test('startup parameters reach the server: application_name, options -c, DateStyle', () => {
-    const r = psql(proxy.port, "SELECT current_setting('application_name'), current_setting('search_path'), current_setting('DateStyle')", [], {
-      PGAPPNAME: 'my-app',
-      PGOPTIONS: '-c search_path=pg_catalog -c DateStyle=German',
-    });
+    const r = psql(
+      proxy.port,
+      "SELECT current_setting('application_name'), current_setting('search_path'), current_setting('DateStyle')",
+      [],
+      {
+        PGAPPNAME: 'my-app',
+        PGOPTIONS: '-c search_path=pg_catalog -c DateStyle=German',
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'my-app|pg_catalog|German, DMY');
   });
 
-  test('an invalid startup option is refused with the server\'s own error', async () => {
+  test("an invalid startup option is refused with the server's own error", async () => {
     const e = await connectError(proxy.port, { options: '-c no_such_setting=1' } as never);
     assert.equal(e.code, '42704');
     const ok = await query(proxy.port, 'SELECT 1 AS x');
@@ -103,13 +144,22 @@ describe('basic session pooling', () => {
   });
 
   test('cancel reaches the right server from whichever worker gets it', async () => {
-    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: APP_USER, pass: APP_PASS, database: 'postgres', max: 1 });
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: APP_USER,
+      pass: APP_PASS,
+      database: 'postgres',
+      max: 1,
+    });
     // Other idle clients so the cancel connection lands on varying workers.
-    const idle = await Promise.all([0, 1, 2].map(async () => {
-      const c = client(proxy.port);
-      await c.connect();
-      return c;
-    }));
+    const idle = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const c = client(proxy.port);
+        await c.connect();
+        return c;
+      }),
+    );
     try {
       for (let i = 0; i < 3; i++) {
         const t0 = Date.now();
@@ -157,8 +207,12 @@ describe('authentication', () => {
     }
   });
 
-  test('server login with md5 and with SCRAM; server_username/server_password differ from the client\'s', async () => {
-    const extra = { username: 'alice', password: 'alice-pw', extraUser: 'server_username = "md5user"\nserver_password = "md5pass"' };
+  test("server login with md5 and with SCRAM; server_username/server_password differ from the client's", async () => {
+    const extra = {
+      username: 'alice',
+      password: 'alice-pw',
+      extraUser: 'server_username = "md5user"\nserver_password = "md5pass"',
+    };
     const proxy = await startProxy((port) => configFor(cluster, port, '', [extra]));
     try {
       const rows = await query(proxy.port, 'SELECT current_user AS u', { user: 'alice', password: 'alice-pw' });
@@ -169,7 +223,12 @@ describe('authentication', () => {
   });
 
   test('a wrong server password is a clean 28P01 and the proxy keeps serving', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, '', [{ name: 'postgres' }, { name: 'broken', username: 'app', password: APP_PASS, extraUser: 'server_password = "wrong"' }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, '', [
+        { name: 'postgres' },
+        { name: 'broken', username: 'app', password: APP_PASS, extraUser: 'server_password = "wrong"' },
+      ]),
+    );
     try {
       const e = await connectError(proxy.port, { database: 'broken' });
       assert.equal(e.code, '28P01');
@@ -192,13 +251,18 @@ describe('pool limits', () => {
           await sleep(30);
         }
       })();
-      const results = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
-        const rows = await query<{ i: number }>(proxy.port, `SELECT ${i} AS i, pg_sleep(0.15)`);
-        return rows[0].i;
-      }));
+      const results = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const rows = await query<{ i: number }>(proxy.port, `SELECT ${i} AS i, pg_sleep(0.15)`);
+          return rows[0].i;
+        }),
+      );
       done = true;
       await watcher;
-      assert.deepEqual(results, Array.from({ length: 12 }, (_, i) => i));
+      assert.deepEqual(
+        results,
+        Array.from({ length: 12 }, (_, i) => i),
+      );
       assert.ok(max <= 3, `saw ${max} server connections, pool_size is 3`);
       assert.ok(max >= 2, `expected the pool to be used in parallel (saw ${max})`);
     } finally {
@@ -225,8 +289,12 @@ describe('pool limits', () => {
 
   test('server down: 08006, and other pools keep working', async () => {
     const deadPort = await freePort();
-    const proxy = await startProxy((port) =>
-      configFor(cluster, port, 'connect_timeout = 500', [{}]) + `\n[pools.dead]\npool_mode = "session"\n[pools.dead.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\n[pools.dead.shards.0]\ndatabase = "postgres"\nservers = [["127.0.0.1", ${deadPort}, "primary"]]\n`,
+    const proxy = await startProxy(
+      (port) =>
+        `${configFor(cluster, port, 'connect_timeout = 500', [{}])}\n[pools.dead]\npool_mode ` +
+        `= "session"\n[pools.dead.users.0]\nusername = "${APP_USER}"\npassword ` +
+        `= "${APP_PASS}"\n[pools.dead.shards.0]\ndatabase = ` +
+        `"postgres"\nservers = [["127.0.0.1", ${deadPort}, "primary"]]\n`,
     );
     try {
       const e = await connectError(proxy.port, { database: 'dead' });
@@ -239,17 +307,29 @@ describe('pool limits', () => {
 });
 
 describe('session state never crosses clients', () => {
-  test('SET, temp tables and prepared statements are gone for the next client on the same server connection', async () => {
+  test('SET, temp tables and prepared statements are gone for the next client on the same server', async () => {
     const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_size: 1 }]));
     try {
       const a = client(proxy.port);
       await a.connect();
       const pidA = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p;
-      await a.query("SET search_path = pg_catalog; SET statement_timeout = '5s'; CREATE TEMP TABLE leak(x int); PREPARE p AS SELECT 1; SELECT pg_advisory_lock(42)");
+      await a.query(
+        "SET search_path = pg_catalog; SET statement_timeout = '5s'; CREATE " +
+          'TEMP TABLE leak(x int); PREPARE p AS SELECT 1; SELECT ' +
+          'pg_advisory_lock(42)',
+      );
       await a.end();
       const b = client(proxy.port);
       await b.connect();
-      const r = (await b.query("SELECT pg_backend_pid() AS p, current_setting('search_path') AS sp, current_setting('statement_timeout') AS st, (SELECT count(*)::int FROM pg_prepared_statements) AS ps, (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory') AS locks, to_regclass('pg_temp.leak') IS NULL AS no_temp")).rows[0];
+      const r = (
+        await b.query(
+          "SELECT pg_backend_pid() AS p, current_setting('search_path') AS sp, " +
+            "current_setting('statement_timeout') AS st, (SELECT count(*)::int " +
+            'FROM pg_prepared_statements) AS ps, (SELECT count(*)::int FROM ' +
+            "pg_locks WHERE locktype = 'advisory') AS locks, " +
+            "to_regclass('pg_temp.leak') IS NULL AS no_temp",
+        )
+      ).rows[0];
       await b.end();
       assert.equal(r.p, pidA, 'same server connection reused');
       assert.equal(r.sp, '"$user", public');
@@ -271,7 +351,10 @@ describe('session state never crosses clients', () => {
       await a.query('INSERT INTO vanish VALUES (1)');
       vanish(a);
       await sleep(200);
-      const rows = await query<{ n: number; tx: string }>(proxy.port, "SELECT count(*)::int AS n, current_setting('transaction_isolation') AS tx FROM vanish");
+      const rows = await query<{ n: number; tx: string }>(
+        proxy.port,
+        "SELECT count(*)::int AS n, current_setting('transaction_isolation') AS tx FROM vanish",
+      );
       assert.equal(rows[0].n, 0);
       await until(() => appBackends(cluster, cluster.primary) <= 1, 3000, 'the dirty connection to be closed');
     } finally {
@@ -295,7 +378,9 @@ describe('session state never crosses clients', () => {
 
 describe('timeouts', () => {
   test('idle_client_in_transaction_timeout disconnects with 25P03 and the connection is not pooled dirty', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, 'idle_client_in_transaction_timeout = 300', [{ pool_size: 1 }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, 'idle_client_in_transaction_timeout = 300', [{ pool_size: 1 }]),
+    );
     try {
       const a = client(proxy.port);
       const errors: { code?: string }[] = [];
@@ -322,18 +407,26 @@ describe('timeouts', () => {
 
 describe('pool maintenance', () => {
   test('min_pool_size connections are opened with no clients; idle_timeout closes the rest', async () => {
-    const proxy = await startProxy((port) => configFor(cluster, port, 'idle_timeout = 600', [{ pool_size: 5, min_pool_size: 2 }]));
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, 'idle_timeout = 600', [{ pool_size: 5, min_pool_size: 2 }]),
+    );
     try {
       await until(() => appBackends(cluster, cluster.primary) === 2, 5000, 'min_pool_size connections');
-      const cs = await Promise.all([0, 1, 2, 3].map(async () => {
-        const c = client(proxy.port);
-        await c.connect();
-        await c.query('SELECT 1');
-        return c;
-      }));
+      const cs = await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          const c = client(proxy.port);
+          await c.connect();
+          await c.query('SELECT 1');
+          return c;
+        }),
+      );
       assert.equal(appBackends(cluster, cluster.primary), 4);
       await Promise.all(cs.map((c) => c.end()));
-      await until(() => appBackends(cluster, cluster.primary) === 2, 5000, 'idle connections above min_pool_size to close');
+      await until(
+        () => appBackends(cluster, cluster.primary) === 2,
+        5000,
+        'idle connections above min_pool_size to close',
+      );
       await sleep(1000);
       assert.equal(appBackends(cluster, cluster.primary), 2, 'min_pool_size connections stay');
     } finally {
@@ -357,12 +450,37 @@ describe('pool maintenance', () => {
 describe('pgbench through openproxy (session mode)', () => {
   test('TPC-B-like with simple, extended and prepared protocol: no failed transactions', async () => {
     cluster.psql(cluster.primary, 'GRANT CREATE ON DATABASE postgres TO app');
-    const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', APP_USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS } });
+    const init = spawnSync(
+      'pgbench',
+      ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', APP_USER, 'postgres'],
+      { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS } },
+    );
     assert.equal(init.status, 0, init.stderr);
     const proxy = await startProxy((port) => configFor(cluster, port, '', [{ pool_size: 8 }]));
     try {
       for (const mode of ['simple', 'extended', 'prepared']) {
-        const r = spawnSync('pgbench', ['-n', '-c', '8', '-j', '2', '-T', '2', '-M', mode, '-h', '127.0.0.1', '-p', String(proxy.port), '-U', APP_USER, 'postgres'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS }, timeout: 60000 });
+        const r = spawnSync(
+          'pgbench',
+          [
+            '-n',
+            '-c',
+            '8',
+            '-j',
+            '2',
+            '-T',
+            '2',
+            '-M',
+            mode,
+            '-h',
+            '127.0.0.1',
+            '-p',
+            String(proxy.port),
+            '-U',
+            APP_USER,
+            'postgres',
+          ],
+          { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS }, timeout: 60000 },
+        );
         assert.equal(r.status, 0, `${mode}: ${r.stderr}`);
         assert.match(r.stdout, /number of failed transactions: 0 /, r.stdout);
         const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1]);

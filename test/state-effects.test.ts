@@ -8,7 +8,7 @@ import { corpus } from './helpers/corpus';
 
 const tricky = [
   'SET search_path TO s_a',
-  '  set   TIME ZONE  \'UTC\'',
+  "  set   TIME ZONE  'UTC'",
   '/* app=web */ SET statement_timeout = 5',
   '-- note\nSET application_name = x',
   'BEGIN; SET LOCAL work_mem = 1',
@@ -54,7 +54,11 @@ test('the pre-filter never hides an effect the full analysis finds (corpus and t
 });
 
 test('UPDATE … SET and ordinary SELECTs take the cheap path; commands at a statement start do not', () => {
-  for (const sql of ['UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7', 'SELECT abalance FROM pgbench_accounts WHERE aid = 7', 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, CURRENT_TIMESTAMP)']) {
+  for (const sql of [
+    'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = 7',
+    'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, CURRENT_TIMESTAMP)',
+  ]) {
     assert.equal(stateEffects(sql), NO_EFFECT, sql);
   }
   assert.deepEqual(stateEffects('/* app */ SET statement_timeout = 5').gucs, ['statement_timeout']);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync } from 'node:fs';
 import { join } from 'node:path';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, connectError, createAppRole, query } from './helpers/db';
 import { configFor, startProxy, tempDir } from './helpers/proxy';
 
@@ -15,7 +15,25 @@ let certDir: string;
 function selfSigned(dir: string, name: string): { cert: string; key: string } {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
 
@@ -32,19 +50,27 @@ before(async () => {
   }
   chmodSync(srv.key, 0o600);
   chmodSync(certDir, 0o755);
-  cluster = await PgCluster.start({ settings: { ssl: 'on', ssl_cert_file: `'${srv.cert}'`, ssl_key_file: `'${srv.key}'` } });
+  cluster = await PgCluster.start({
+    settings: { ssl: 'on', ssl_cert_file: `'${srv.cert}'`, ssl_key_file: `'${srv.key}'` },
+  });
   createAppRole(cluster);
 });
 after(() => cluster?.stop());
 
 test('clients negotiate TLS with openproxy when a certificate is configured', async () => {
   const { cert, key } = selfSigned(certDir, 'proxy');
-  const p = await startProxy((port) => configFor(cluster, port, `tls_certificate = "${cert}"\ntls_private_key = "${key}"`));
+  const p = await startProxy((port) =>
+    configFor(cluster, port, `tls_certificate = "${cert}"\ntls_private_key = "${key}"`),
+  );
   try {
-    const r = spawnSync('psql', ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(p.port), '-U', APP_USER, '-d', 'postgres', '-c', 'SELECT 1'], {
-      encoding: 'utf8',
-      env: { ...process.env, PGPASSWORD: APP_PASS, PGSSLMODE: 'require' },
-    });
+    const r = spawnSync(
+      'psql',
+      ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(p.port), '-U', APP_USER, '-d', 'postgres', '-c', 'SELECT 1'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: APP_PASS, PGSSLMODE: 'require' },
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), '1');
     const rows = await query(p.port, 'SELECT 2 AS x', { ssl: { rejectUnauthorized: false } });
@@ -58,10 +84,14 @@ test('clients negotiate TLS with openproxy when a certificate is configured', as
 test('without a certificate, sslmode=require is refused by the client (openproxy answers N)', async () => {
   const p = await startProxy((port) => configFor(cluster, port));
   try {
-    const r = spawnSync('psql', ['-X', '-h', '127.0.0.1', '-p', String(p.port), '-U', APP_USER, '-d', 'postgres', '-c', 'SELECT 1'], {
-      encoding: 'utf8',
-      env: { ...process.env, PGPASSWORD: APP_PASS, PGSSLMODE: 'require' },
-    });
+    const r = spawnSync(
+      'psql',
+      ['-X', '-h', '127.0.0.1', '-p', String(p.port), '-U', APP_USER, '-d', 'postgres', '-c', 'SELECT 1'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: APP_PASS, PGSSLMODE: 'require' },
+      },
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /server does not support SSL/);
   } finally {

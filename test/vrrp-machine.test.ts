@@ -3,7 +3,7 @@
 // and giving up the VIP when no primary is reachable. Never two VIP holders.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VrrpMachine, VrrpSettings } from '../src/ha/vrrp-machine';
+import { VrrpMachine, type VrrpSettings } from '../src/ha/vrrp-machine';
 
 interface Node {
   name: string;

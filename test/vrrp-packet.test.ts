@@ -76,7 +76,10 @@ test('a corrupted advert fails its checksum; garbage is refused with a reason', 
   assert.ok(!('error' in d) && !d.checksumOk);
   assert.match((decodeAdvert(Buffer.from([0x11, 1, 2])) as { error: string }).error, /too short/);
   assert.match((decodeAdvert(Buffer.from([0x41, 1, 2, 0, 0, 0, 0, 0])) as { error: string }).error, /version 4/);
-  assert.match((decodeAdvert(Buffer.from([0x22, 1, 2, 0, 0, 0, 0, 0])) as { error: string }).error, /not an advertisement/);
+  assert.match(
+    (decodeAdvert(Buffer.from([0x22, 1, 2, 0, 0, 0, 0, 0])) as { error: string }).error,
+    /not an advertisement/,
+  );
 });
 
 test('every captured gratuitous ARP is the frame openproxy builds', () => {

@@ -5,13 +5,13 @@
 // never on two nodes at once.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetnsBed } from '../src/testing/netns';
-import { PgCluster } from '../src/testing/pg-cluster';
+import { NetnsBed } from '../testing/netns';
+import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, createAppRole, sleep, until } from './helpers/db';
-import { Proxy, startProxy, tempDir } from './helpers/proxy';
+import { type Proxy, startProxy, tempDir } from './helpers/proxy';
 
 const NET = '10.231.77';
 const VIP = `${NET}.100`;
@@ -30,7 +30,12 @@ function holders(names = ['a', 'b', 'k']): string[] {
 }
 
 /** Records every moment two nodes held the VIP (ignored while `partitioned`). */
-const watcher = { doubles: [] as string[], partitioned: false, running: false, history: [] as { at: number; who: string }[] };
+const watcher = {
+  doubles: [] as string[],
+  partitioned: false,
+  running: false,
+  history: [] as { at: number; who: string }[],
+};
 async function watch(): Promise<void> {
   watcher.running = true;
   let last = '';
@@ -44,8 +49,12 @@ async function watch(): Promise<void> {
 }
 
 function config(name: string, priority: number, extra = ''): string {
-  return `[general]\nhost = "0.0.0.0"\nport = 6432\nworker_threads = 1\nadmin_username = "admin"\nadmin_password = "adminpass"\nprometheus_exporter_port = 9930\nrenew_interval = 300\n
-[general.virtual_router]\ninterface = "eth0"\nrouter_id = ${VRID}\npriority = ${priority}\nadvert_int = 1\nvip_addresses = ["${VIP}/24"]\npre_promote_script = "echo ${name} promote $OPENPROXY_VRRP_STATE >> ${join(dir, 'scripts.log')}"\npre_demote_script = "echo ${name} demote $OPENPROXY_VRRP_STATE >> ${join(dir, 'scripts.log')}"\n${extra}\n
+  return `[general]\nhost = "0.0.0.0"\nport = 6432\nworker_threads = 1\nadmin_username = "admin"\n\
+admin_password = "adminpass"\nprometheus_exporter_port = 9930\nrenew_interval = 300\n
+[general.virtual_router]\ninterface = "eth0"\nrouter_id = ${VRID}\npriority = ${priority}\nadvert_int = 1\n\
+vip_addresses = ["${VIP}/24"]
+pre_promote_script = "echo ${name} promote $OPENPROXY_VRRP_STATE >> ${join(dir, 'scripts.log')}"
+pre_demote_script = "echo ${name} demote $OPENPROXY_VRRP_STATE >> ${join(dir, 'scripts.log')}"\n${extra}\n
 [pools.postgres]\npool_mode = "transaction"\n
 [pools.postgres.users.0]\nusername = "${APP_USER}"\npassword = "${APP_PASS}"\npool_size = 4\n
 [pools.postgres.shards.0]\ndatabase = "postgres"\nservers = [["${NET}.254", ${cluster.primary.port}, "primary"]]\n`;
@@ -59,29 +68,78 @@ async function startNode(name: 'a' | 'b', priority: number): Promise<Proxy> {
 
 function startKeepalived(priority: number): void {
   const conf = join(dir, 'keepalived.conf');
-  writeFileSync(conf, `global_defs {\n  router_id K\n}\nvrrp_instance VI {\n  state BACKUP\n  interface eth0\n  virtual_router_id ${VRID}\n  priority ${priority}\n  advert_int 1\n  virtual_ipaddress {\n    ${VIP}/24\n  }\n}\n`);
-  keepalived = bed.spawn(bed.members.get('k')!.ns, 'keepalived', ['-n', '-l', '-D', '-P', '-f', conf, '-p', join(dir, 'k.pid'), '-r', join(dir, 'k-vrrp.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    conf,
+    `global_defs {\n  router_id K\n}\nvrrp_instance VI {\n  state BACKUP\n ` +
+      ` interface eth0\n  virtual_router_id ${VRID}\n  priority ` +
+      `${priority}\n  advert_int 1\n  virtual_ipaddress {\n    ${VIP}/24\n  ` +
+      `}\n}\n`,
+  );
+  keepalived = bed.spawn(
+    bed.members.get('k')!.ns,
+    'keepalived',
+    ['-n', '-l', '-D', '-P', '-f', conf, '-p', join(dir, 'k.pid'), '-r', join(dir, 'k-vrrp.pid')],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   keepalived.stdout!.on('data', (b) => (keepalivedLog += b));
   keepalived.stderr!.on('data', (b) => (keepalivedLog += b));
 }
 
 /** From the client namespace, through the VIP: a query via openproxy, and which node answered (status.json). */
 function viaVip(): { ok: boolean; node: string; state?: string } {
-  const code = `require('http').get({host:'${VIP}',port:9930,path:'/status.json',timeout:300},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>{const v=JSON.parse(b).vrrp;console.log(v.state+' '+v.detail)})}).on('error',()=>process.exit(1)).on('timeout',function(){this.destroy();process.exit(1)})`;
-  const r = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, process.execPath, '-e', code], { encoding: 'utf8', timeout: 3000 });
+  const code =
+    `require('http').get({host:'${VIP}',port:9930,path:'/status.json',timeout:300},r=>{let ` +
+    `b='';r.on('data',d=>b+=d);r.on('end',()=>{const ` +
+    `v=JSON.parse(b).vrrp;console.log(v.state+' ` +
+    `'+v.detail)})}).on('error',()=>process.exit(1)).on('timeout',function(){this.destroy();process.exit(1)})`;
+  const r = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, process.execPath, '-e', code], {
+    encoding: 'utf8',
+    timeout: 3000,
+  });
   const m = /on (\d+\.\d+\.\d+\.\d+)/.exec(r.stdout ?? '');
-  return { ok: r.status === 0 && m !== null, node: m ? [...bed.members].find(([, x]) => x.ip === m[1])?.[0] ?? '?' : '', ...(r.status === 0 ? { state: r.stdout.split(' ')[0] } : {}) };
+  return {
+    ok: r.status === 0 && m !== null,
+    node: m ? ([...bed.members].find(([, x]) => x.ip === m[1])?.[0] ?? '?') : '',
+    ...(r.status === 0 ? { state: r.stdout.split(' ')[0] } : {}),
+  };
 }
 
 /** GET a path of the HTTP side through the VIP, from the client namespace. */
 function httpViaVip(path: string): string {
-  const code = `require('http').get({host:'${VIP}',port:9930,path:'${path}',timeout:1000},r=>{r.pipe(process.stdout)}).on('error',()=>process.exit(1))`;
-  const r = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, process.execPath, '-e', code], { encoding: 'utf8', timeout: 5000 });
+  const code =
+    `require('http').get({host:'${VIP}',port:9930,path:'${path}',timeout:1000},r=>{r.pipe(process.stdout)})` +
+    `.on('error',()=>process.exit(1))`;
+  const r = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, process.execPath, '-e', code], {
+    encoding: 'utf8',
+    timeout: 5000,
+  });
   return r.stdout ?? '';
 }
 
 function psqlViaVip(sql: string): string {
-  const r = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, 'psql', '-X', '-A', '-t', '-h', VIP, '-p', '6432', '-U', APP_USER, '-d', 'postgres', '-c', sql], { encoding: 'utf8', timeout: 10000, env: { ...process.env, PGPASSWORD: APP_PASS, PGCONNECT_TIMEOUT: '3' } });
+  const r = spawnSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      bed.members.get('c')!.ns,
+      'psql',
+      '-X',
+      '-A',
+      '-t',
+      '-h',
+      VIP,
+      '-p',
+      '6432',
+      '-U',
+      APP_USER,
+      '-d',
+      'postgres',
+      '-c',
+      sql,
+    ],
+    { encoding: 'utf8', timeout: 10000, env: { ...process.env, PGPASSWORD: APP_PASS, PGCONNECT_TIMEOUT: '3' } },
+  );
   if (r.status !== 0) throw new Error(`psql via the VIP failed: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -111,7 +169,11 @@ before(async () => {
   bed.add('b', 2);
   bed.add('k', 3);
   bed.add('c', 9);
-  cluster = await PgCluster.start({ netns: bed.hub, settings: { listen_addresses: "'*'" }, hba: [`host all all ${NET}.0/24 md5`] });
+  cluster = await PgCluster.start({
+    netns: bed.hub,
+    settings: { listen_addresses: "'*'" },
+    hba: [`host all all ${NET}.0/24 md5`],
+  });
   createAppRole(cluster);
   void watch();
 });
@@ -126,27 +188,63 @@ after(async () => {
 });
 
 describe('VRRP between two openproxy instances and keepalived', () => {
-  test('the highest priority becomes MASTER and holds the VIP; keepalived and the other openproxy stay BACKUP; clients reach it', async () => {
-    await startNode('a', 150);
-    await startNode('b', 100);
-    await until(() => holders().join() === 'a', 10000, 'a holds the VIP');
-    startKeepalived(120);
-    await until(() => /Entering BACKUP STATE/.test(keepalivedLog), 5000, 'keepalived started');
-    await sleep(4000); // longer than Master_Down_Interval: nobody else takes it
-    assert.deepEqual(holders(), ['a']);
-    assert.equal(psqlViaVip('SELECT 1'), '1');
-    assert.deepEqual(viaVip(), { ok: true, node: 'a', state: 'MASTER' }, 'the status page behind the VIP is a\'s, MASTER');
-    const metrics = httpViaVip('/metrics');
-    assert.match(metrics, /openproxy_vrrp_state\{state="MASTER"\} 1/);
-    assert.match(metrics, /openproxy_vrrp_state\{state="BACKUP"\} 0/);
-    assert.match(metrics, /openproxy_vrrp_priority 150/);
-    const show = spawnSync('ip', ['netns', 'exec', bed.members.get('c')!.ns, 'psql', '-X', '-A', '-t', '-F', '|', '-h', VIP, '-p', '6432', '-U', 'admin', '-d', 'openproxy', '-c', 'SHOW VRRP'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'adminpass' } });
-    assert.match(show.stdout, new RegExp(`^MASTER\\|150\\|${NET.replace(/\./g, '\\.')}\\.1\\|${VIP.replace(/\./g, '\\.')}/24\\|`), show.stdout + show.stderr);
-    assert.match(keepalivedLog, /Entering BACKUP STATE/);
-    assert.doesNotMatch(keepalivedLog, /Entering MASTER STATE/);
-    assert.match(scripts(), /a promote MASTER/);
-    assert.match(proxies.get('b')!.output(), /VRRP state.*to=BACKUP/);
-  });
+  test(
+    'the highest priority becomes MASTER and holds the VIP; keepalived and ' +
+      'the other openproxy stay BACKUP; clients reach it',
+    async () => {
+      await startNode('a', 150);
+      await startNode('b', 100);
+      await until(() => holders().join() === 'a', 10000, 'a holds the VIP');
+      startKeepalived(120);
+      await until(() => /Entering BACKUP STATE/.test(keepalivedLog), 5000, 'keepalived started');
+      await sleep(4000); // longer than Master_Down_Interval: nobody else takes it
+      assert.deepEqual(holders(), ['a']);
+      assert.equal(psqlViaVip('SELECT 1'), '1');
+      assert.deepEqual(
+        viaVip(),
+        { ok: true, node: 'a', state: 'MASTER' },
+        "the status page behind the VIP is a's, MASTER",
+      );
+      const metrics = httpViaVip('/metrics');
+      assert.match(metrics, /openproxy_vrrp_state\{state="MASTER"\} 1/);
+      assert.match(metrics, /openproxy_vrrp_state\{state="BACKUP"\} 0/);
+      assert.match(metrics, /openproxy_vrrp_priority 150/);
+      const show = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          bed.members.get('c')!.ns,
+          'psql',
+          '-X',
+          '-A',
+          '-t',
+          '-F',
+          '|',
+          '-h',
+          VIP,
+          '-p',
+          '6432',
+          '-U',
+          'admin',
+          '-d',
+          'openproxy',
+          '-c',
+          'SHOW VRRP',
+        ],
+        { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'adminpass' } },
+      );
+      assert.match(
+        show.stdout,
+        new RegExp(`^MASTER\\|150\\|${NET.replace(/\./g, '\\.')}\\.1\\|${VIP.replace(/\./g, '\\.')}/24\\|`),
+        show.stdout + show.stderr,
+      );
+      assert.match(keepalivedLog, /Entering BACKUP STATE/);
+      assert.doesNotMatch(keepalivedLog, /Entering MASTER STATE/);
+      assert.match(scripts(), /a promote MASTER/);
+      assert.match(proxies.get('b')!.output(), /VRRP state.*to=BACKUP/);
+    },
+  );
 
   test('graceful stop: priority-0 advert, keepalived takes over within Skew_Time; pre_demote_script ran', async () => {
     const t0 = Date.now();
@@ -158,54 +256,81 @@ describe('VRRP between two openproxy instances and keepalived', () => {
     assert.deepEqual(viaVip().ok, false, 'no openproxy behind the VIP on keepalived (a plain node)');
   });
 
-  test('preemption: openproxy with the higher priority takes the VIP back from keepalived (keepalived accepts its adverts)', async () => {
-    const t0 = Date.now();
-    await startNode('a', 150);
-    await until(() => holders().join() === 'a', 8000, 'a holds the VIP again');
-    record('preemption', Date.now() - t0);
-    await until(() => /Entering BACKUP STATE[\s\S]*Entering MASTER STATE[\s\S]*Entering BACKUP STATE|received higher prio advert/.test(keepalivedLog), 3000, 'keepalived yields');
-    assert.deepEqual(viaVip(), { ok: true, node: 'a', state: 'MASTER' });
-  });
+  test(
+    'preemption: openproxy with the higher priority takes the VIP back ' +
+      'from keepalived (keepalived accepts its adverts)',
+    async () => {
+      const t0 = Date.now();
+      await startNode('a', 150);
+      await until(() => holders().join() === 'a', 8000, 'a holds the VIP again');
+      record('preemption', Date.now() - t0);
+      await until(
+        () =>
+          /Entering BACKUP STATE[\s\S]*Entering MASTER STATE[\s\S]*Entering BACKUP STATE|received higher prio/.test(
+            keepalivedLog,
+          ),
+        3000,
+        'keepalived yields',
+      );
+      assert.deepEqual(viaVip(), { ok: true, node: 'a', state: 'MASTER' });
+    },
+  );
 
-  test('a crashed master (no priority-0 advert) is replaced within 3 x advert_int + Skew_Time (+150 ms); openproxy B accepts keepalived as master', async () => {
-    const t0 = Date.now();
-    watcher.partitioned = true; // the dead node's address stays on its interface
-    proxies.get('a')!.proc.kill('SIGKILL');
-    bed.link('a', false);
-    await until(() => holders(['b', 'k']).length > 0, 8000, 'a new holder');
-    const took = Date.now() - t0;
-    record('takeover after a crash', took);
-    const skew = ((256 - 120) * 1000) / 256;
-    assert.ok(took <= 3 * 1000 + skew + 150, `takeover took ${took} ms`);
-    assert.deepEqual(holders(['b', 'k']), ['k'], 'keepalived (120) beats openproxy B (100)');
-    await sleep(1500);
-    assert.deepEqual(holders(['b', 'k']), ['k'], 'B stays BACKUP under keepalived');
-  });
+  test(
+    'a crashed master (no priority-0 advert) is replaced within 3 x ' +
+      'advert_int + Skew_Time (+150 ms); openproxy B accepts keepalived as ' +
+      'master',
+    async () => {
+      const t0 = Date.now();
+      watcher.partitioned = true; // the dead node's address stays on its interface
+      proxies.get('a')!.proc.kill('SIGKILL');
+      bed.link('a', false);
+      await until(() => holders(['b', 'k']).length > 0, 8000, 'a new holder');
+      const took = Date.now() - t0;
+      record('takeover after a crash', took);
+      const skew = ((256 - 120) * 1000) / 256;
+      assert.ok(took <= 3 * 1000 + skew + 150, `takeover took ${took} ms`);
+      assert.deepEqual(holders(['b', 'k']), ['k'], 'keepalived (120) beats openproxy B (100)');
+      await sleep(1500);
+      assert.deepEqual(holders(['b', 'k']), ['k'], 'B stays BACKUP under keepalived');
+    },
+  );
 
-  test('restart after a crash removes the stale VIP; a healed partition is reachable through the VIP within 1 s', async () => {
-    assert.deepEqual(holders(['a']), ['a'], 'the crashed node still has the VIP on its interface');
-    const a = await startNode('a', 150);
-    await a.waitFor(/removed a stale virtual IP/, 5000);
-    assert.deepEqual(holders(['a']), [], 'stale VIP removed at start');
-    // A VRRP-only partition: a reaches PostgreSQL and its clients, but no advert gets in or out.
-    vrrpBlocked('a', true);
-    bed.link('a', true);
-    await until(() => holders(['a']).length === 1, 10000, 'a, hearing nobody, takes the VIP (two holders: a partition)');
-    assert.deepEqual(holders(), ['a', 'k']);
-    await sleep(1500); // the client follows keepalived's or a's ARP, whichever came last
-    const healed = Date.now();
-    vrrpBlocked('a', false);
-    let reached = 0;
-    await until(() => {
-      const r = viaVip();
-      if (r.ok && r.node === 'a') reached = Date.now();
-      return reached > 0;
-    }, 5000, 'the client reaches a through the VIP');
-    record('reachable after a partition heals', reached - healed);
-    await until(() => holders().join() === 'a', 3000, 'keepalived gave the VIP up');
-    watcher.partitioned = false;
-    assert.ok(reached - healed <= 1000 + 300, `reachable ${reached - healed} ms after the heal`);
-  });
+  test(
+    'restart after a crash removes the stale VIP; a healed partition is ' + 'reachable through the VIP within 1 s',
+    async () => {
+      assert.deepEqual(holders(['a']), ['a'], 'the crashed node still has the VIP on its interface');
+      const a = await startNode('a', 150);
+      await a.waitFor(/removed a stale virtual IP/, 5000);
+      assert.deepEqual(holders(['a']), [], 'stale VIP removed at start');
+      // A VRRP-only partition: a reaches PostgreSQL and its clients, but no advert gets in or out.
+      vrrpBlocked('a', true);
+      bed.link('a', true);
+      await until(
+        () => holders(['a']).length === 1,
+        10000,
+        'a, hearing nobody, takes the VIP (two holders: a partition)',
+      );
+      assert.deepEqual(holders(), ['a', 'k']);
+      await sleep(1500); // the client follows keepalived's or a's ARP, whichever came last
+      const healed = Date.now();
+      vrrpBlocked('a', false);
+      let reached = 0;
+      await until(
+        () => {
+          const r = viaVip();
+          if (r.ok && r.node === 'a') reached = Date.now();
+          return reached > 0;
+        },
+        5000,
+        'the client reaches a through the VIP',
+      );
+      record('reachable after a partition heals', reached - healed);
+      await until(() => holders().join() === 'a', 3000, 'keepalived gave the VIP up');
+      watcher.partitioned = false;
+      assert.ok(reached - healed <= 1000 + 300, `reachable ${reached - healed} ms after the heal`);
+    },
+  );
 
   test('a node that reaches no primary gives the VIP up (priority 0)', async () => {
     const t0 = Date.now();
@@ -228,11 +353,41 @@ describe('VRRP between two openproxy instances and keepalived', () => {
 describe('VRRP that cannot start', () => {
   test('a bad interface puts the router in FAULT (log, SHOW VRRP); openproxy serves on', async () => {
     const c = bed.members.get('c')!;
-    const p = await startProxy(config('c', 100).replace('interface = "eth0"', 'interface = "nope0"').replace('port = 6432', 'port = 6439'), [], {}, /openproxy listening/, c.ns);
+    const p = await startProxy(
+      config('c', 100).replace('interface = "eth0"', 'interface = "nope0"').replace('port = 6432', 'port = 6439'),
+      [],
+      {},
+      /openproxy listening/,
+      c.ns,
+    );
     try {
       await p.waitFor(/VRRP fault reason="cannot start VRRP: interface nope0 has no IPv4 address of its own"/, 5000);
       const run = (user: string, pass: string, db: string, sql: string) =>
-        spawnSync('ip', ['netns', 'exec', c.ns, 'psql', '-X', '-A', '-t', '-F', '|', '-h', '127.0.0.1', '-p', '6439', '-U', user, '-d', db, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: pass } }).stdout.trim();
+        spawnSync(
+          'ip',
+          [
+            'netns',
+            'exec',
+            c.ns,
+            'psql',
+            '-X',
+            '-A',
+            '-t',
+            '-F',
+            '|',
+            '-h',
+            '127.0.0.1',
+            '-p',
+            '6439',
+            '-U',
+            user,
+            '-d',
+            db,
+            '-c',
+            sql,
+          ],
+          { encoding: 'utf8', env: { ...process.env, PGPASSWORD: pass } },
+        ).stdout.trim();
       assert.match(run('admin', 'adminpass', 'openproxy', 'SHOW VRRP'), /^FAULT\|100\|\|/);
       assert.equal(run(APP_USER, APP_PASS, 'postgres', 'SELECT 1'), '1');
       assert.ok(!bed.addresses(c.ns).includes(VIP), 'no VIP taken');
@@ -247,8 +402,20 @@ describe('VRRP in unicast mode', () => {
     for (const p of proxies.values()) await p.stop('SIGTERM');
     if (keepalived && keepalived.exitCode === null) keepalived.kill('SIGTERM');
     await until(() => holders().length === 0, 5000, 'every VIP released');
-    const a = await startProxy(config('a', 150, `unicast_peers = ["${NET}.2"]`), [], {}, /VRRP starting/, bed.members.get('a')!.ns);
-    const b = await startProxy(config('b', 100, `unicast_peers = ["${NET}.1"]`), [], {}, /VRRP starting/, bed.members.get('b')!.ns);
+    const a = await startProxy(
+      config('a', 150, `unicast_peers = ["${NET}.2"]`),
+      [],
+      {},
+      /VRRP starting/,
+      bed.members.get('a')!.ns,
+    );
+    const b = await startProxy(
+      config('b', 100, `unicast_peers = ["${NET}.1"]`),
+      [],
+      {},
+      /VRRP starting/,
+      bed.members.get('b')!.ns,
+    );
     proxies.set('a', a);
     proxies.set('b', b);
     await until(() => holders(['a', 'b']).join() === 'a', 10000, 'a holds the VIP');

@@ -11,10 +11,22 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
   for (const up of ctx.registry.userPools()) {
     const lat = ctx.latency.get(up.statSlot);
     const row: PoolRow = {
-      database: up.pool.name, user: up.user.username, pool_mode: up.user.pool_mode,
-      cl_idle: 0, cl_active: 0, cl_waiting: 0, sv_active: 0, sv_idle: 0, sv_used: 0, sv_login: 0, oldest_wait: 0,
-      prepare_hits: 0, prepare_misses: 0, prepare_evictions: 0,
-      query_latency: lat ? lat.query.data() : null, xact_latency: lat ? lat.xact.data() : null,
+      database: up.pool.name,
+      user: up.user.username,
+      pool_mode: up.user.pool_mode,
+      cl_idle: 0,
+      cl_active: 0,
+      cl_waiting: 0,
+      sv_active: 0,
+      sv_idle: 0,
+      sv_used: 0,
+      sv_login: 0,
+      oldest_wait: 0,
+      prepare_hits: 0,
+      prepare_misses: 0,
+      prepare_evictions: 0,
+      query_latency: lat ? lat.query.data() : null,
+      xact_latency: lat ? lat.xact.data() : null,
     };
     pools.set(`${up.pool.name}\0${up.user.username}`, row);
     const checkDelay = ctx.registry.general.healthcheck_delay;
@@ -38,7 +50,10 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
             id: conn.id,
             database_name: up.pool.name,
             user: up.user.username,
-            address: conn.address && conn.address !== conn.login.host ? `${conn.login.host} (${conn.address}):${conn.login.port}` : `${conn.login.host}:${conn.login.port}`,
+            address:
+              conn.address && conn.address !== conn.login.host
+                ? `${conn.login.host} (${conn.address}):${conn.login.port}`
+                : `${conn.login.host}:${conn.login.port}`,
             application_name: conn.params.get('application_name') ?? '',
             state: idle ? (used ? 'used' : 'idle') : 'active',
             transaction_count: conn.transactions,

@@ -1,7 +1,14 @@
 // The admin console (database "openproxy", also "pgbouncer" and "pgcat", as admin_username):
 // PgBouncer's commands over the simple query protocol, with real numbers from every worker.
 
-import { commandComplete, dataRow, errorResponse, noticeResponse, READY_IDLE, rowDescription } from '../protocol/backend';
+import {
+  commandComplete,
+  dataRow,
+  errorResponse,
+  noticeResponse,
+  READY_IDLE,
+  rowDescription,
+} from '../protocol/backend';
 import type { WorkerContext } from '../session/context';
 import type { AdminRequest, AskMain } from './requests';
 import type { WorkerSnapshot } from '../shared/snapshot';
@@ -28,7 +35,10 @@ const HELP = [
 ];
 
 class CommandError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -60,7 +70,11 @@ export class AdminConsole {
   }
 
   private table(t: show.Table, tag = 'SHOW'): Buffer[] {
-    return [rowDescription(t.columns), ...t.rows.map((r) => dataRow(r.map((v) => (v === null ? null : String(v))))), commandComplete(tag)];
+    return [
+      rowDescription(t.columns),
+      ...t.rows.map((r) => dataRow(r.map((v) => (v === null ? null : String(v))))),
+      commandComplete(tag),
+    ];
   }
 
   private async command(text: string): Promise<Buffer[]> {
@@ -76,7 +90,10 @@ export class AdminConsole {
         const what = (words[1] ?? '').toUpperCase();
         switch (what) {
           case 'HELP':
-            return [noticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP.join('\n') }), commandComplete('SHOW')];
+            return [
+              noticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP.join('\n') }),
+              commandComplete('SHOW'),
+            ];
           case 'CONFIG':
             return this.table(show.showConfig(reg.config));
           case 'DATABASES':
@@ -107,7 +124,12 @@ export class AdminConsole {
             const r = await this.askMain({ op: 'vrrp' });
             if (!r.ok || !r.vrrp) throw new CommandError('XX000', r.ok ? 'no answer' : r.error);
             const v = r.vrrp;
-            return this.table({ columns: ['state', 'priority', 'local_ip', 'vips', 'since', 'reason'], rows: [[v.state, v.priority, v.local_ip, v.vips, v.since ? new Date(v.since).toISOString() : '', v.reason]] });
+            return this.table({
+              columns: ['state', 'priority', 'local_ip', 'vips', 'since', 'reason'],
+              rows: [
+                [v.state, v.priority, v.local_ip, v.vips, v.since ? new Date(v.since).toISOString() : '', v.reason],
+              ],
+            });
           }
           default:
             throw new CommandError('42601', `unknown SHOW item "${words[1] ?? ''}"; SHOW HELP lists the commands`);
@@ -143,15 +165,20 @@ export class AdminConsole {
       case 'RECONNECT':
       case 'KILL': {
         if (arg) this.knownDb(arg);
-        await this.ask({ op: 'control', control: { op: verb === 'KILL' ? 'kill' : 'reconnect', db: arg || undefined } });
+        await this.ask({
+          op: 'control',
+          control: { op: verb === 'KILL' ? 'kill' : 'reconnect', db: arg || undefined },
+        });
         return [commandComplete(verb)];
       }
       case 'KILL_CLIENT': {
         const id = /^(0x[0-9a-f]+|\d+)$/i.exec(arg);
-        if (!id) throw new CommandError('42601', 'usage: KILL_CLIENT <client_id> (as SHOW CLIENTS shows it, e.g. 0x400001)');
+        if (!id)
+          throw new CommandError('42601', 'usage: KILL_CLIENT <client_id> (as SHOW CLIENTS shows it, e.g. 0x400001)');
         const pid = Number(id[1]);
         const snaps = await this.ask({ op: 'snapshots' });
-        if (!snaps.some((s) => s.clients.some((c) => c.id === pid))) throw new CommandError('42704', `no client with id ${arg}`);
+        if (!snaps.some((s) => s.clients.some((c) => c.id === pid)))
+          throw new CommandError('42704', `no client with id ${arg}`);
         await this.ask({ op: 'control', control: { op: 'kill_client', pid } });
         return [commandComplete('KILL_CLIENT')];
       }
@@ -160,7 +187,9 @@ export class AdminConsole {
         // Wait until no server connection marked by RECONNECT (of this database) is left.
         for (let i = 0; ; i++) {
           const snaps = await this.ask({ op: 'snapshots' });
-          const left = snaps.flatMap((s) => s.servers).filter((v) => v.close_needed && (!arg || v.database_name === arg));
+          const left = snaps
+            .flatMap((s) => s.servers)
+            .filter((v) => v.close_needed && (!arg || v.database_name === arg));
           if (left.length === 0) break;
           if (i > 600) throw new CommandError('57014', `${left.length} server connections still open after 60 s`);
           await new Promise((r) => setTimeout(r, 100));
@@ -170,16 +199,32 @@ export class AdminConsole {
       case 'BAN':
       case 'UNBAN': {
         const m = verb === 'BAN' ? /^(\S+?)(?::(\d+))?\s+(\d+)$/.exec(arg) : /^(\S+?)(?::(\d+))?$/.exec(arg);
-        if (!m) throw new CommandError('42601', verb === 'BAN' ? 'usage: BAN <host>[:<port>] <seconds>' : 'usage: UNBAN <host>[:<port>]');
+        if (!m)
+          throw new CommandError(
+            '42601',
+            verb === 'BAN' ? 'usage: BAN <host>[:<port>] <seconds>' : 'usage: UNBAN <host>[:<port>]',
+          );
         const host = m[1];
         const port = m[2] ? Number(m[2]) : undefined;
-        const entries = reg.userPools().flatMap((up) => up.shards.flat()).filter((e) => e.address.host === host && (port === undefined || e.address.port === port));
+        const entries = reg
+          .userPools()
+          .flatMap((up) => up.shards.flat())
+          .filter((e) => e.address.host === host && (port === undefined || e.address.port === port));
         if (entries.length === 0) throw new CommandError('42704', `no configured server ${arg.split(/\s+/)[0]}`);
         if (verb === 'BAN') {
-          if (entries.some((e) => e.address.role === 'primary' || e.learned === 'primary')) throw new CommandError('55000', `${host}${port ? `:${port}` : ''} is a primary; openproxy never bans the primary (writes have nowhere else to go)`);
+          if (entries.some((e) => e.address.role === 'primary' || e.learned === 'primary'))
+            throw new CommandError(
+              '55000',
+              `${host}${port ? `:${port}` : ''} is a primary; ` +
+                'openproxy never bans the primary (writes have nowhere else to go)',
+            );
           const until = Date.now() + Number(m[3]) * 1000;
           for (const e of entries) shared.ban(e.pool.slot, until, BAN.admin);
-          log.warn('server banned', { server: `${host}${port ? `:${port}` : ''}`, reason: 'banned by admin', ban_time_s: Number(m[3]) });
+          log.warn('server banned', {
+            server: `${host}${port ? `:${port}` : ''}`,
+            reason: 'banned by admin',
+            ban_time_s: Number(m[3]),
+          });
         } else {
           for (const e of entries) shared.unban(e.pool.slot);
           log.info('server unbanned by admin', { server: arg });
@@ -201,9 +246,16 @@ export class AdminConsole {
   private async waitIdle(db?: string, user?: string): Promise<void> {
     for (let i = 0; ; i++) {
       const snaps = await this.ask({ op: 'snapshots' });
-      const busy = snaps.flatMap((s) => s.servers).filter((v) => v.state === 'active' && (!db || v.database_name === db) && (!user || v.user === user));
+      const busy = snaps
+        .flatMap((s) => s.servers)
+        .filter((v) => v.state === 'active' && (!db || v.database_name === db) && (!user || v.user === user));
       if (busy.length === 0) return;
-      if (i >= 3000) throw new CommandError('57014', `PAUSE: ${busy.length} server connections still in use after 5 minutes (new transactions stay paused; RESUME to undo)`);
+      if (i >= 3000)
+        throw new CommandError(
+          '57014',
+          `PAUSE: ${busy.length} server connections still in use after 5 minutes ` +
+            `(new transactions stay paused; RESUME to undo)`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -11,7 +11,11 @@ import { SQLSTATE } from '../protocol/sqlstate';
 import { log } from '../log';
 
 export function applyControl(ctx: WorkerContext, sessions: Set<SessionInfo>, c: Control): void {
-  const mine = (s: SessionInfo) => c.op !== 'kill_client' && s.userPool !== null && (!c.db || s.userPool.pool.name === c.db) && (!c.user || s.userPool.user.username === c.user);
+  const mine = (s: SessionInfo) =>
+    c.op !== 'kill_client' &&
+    s.userPool !== null &&
+    (!c.db || s.userPool.pool.name === c.db) &&
+    (!c.user || s.userPool.user.username === c.user);
   switch (c.op) {
     case 'pause':
       ctx.paused.add(pauseKey(c.db ?? '', c.user));
@@ -32,10 +36,17 @@ export function applyControl(ctx: WorkerContext, sessions: Set<SessionInfo>, c: 
       else ctx.disabled.clear();
       return;
     case 'kill':
-      for (const s of [...sessions]) if (mine(s)) s.fatal(SQLSTATE.ADMIN_SHUTDOWN, `terminating connection: KILL ${c.db ?? ''} by the openproxy admin`.trim(), 'killed by admin');
+      for (const s of [...sessions])
+        if (mine(s))
+          s.fatal(
+            SQLSTATE.ADMIN_SHUTDOWN,
+            `terminating connection: KILL ${c.db ?? ''} by the openproxy admin`.trim(),
+            'killed by admin',
+          );
       for (const up of ctx.registry.userPools()) {
         if (c.db && up.pool.name !== c.db) continue;
-        for (const shard of up.shards) for (const e of shard) for (const conn of [...e.pool.all]) conn.close('KILL by admin');
+        for (const shard of up.shards)
+          for (const e of shard) for (const conn of [...e.pool.all]) conn.close('KILL by admin');
       }
       return;
     case 'reconnect':
@@ -53,7 +64,11 @@ export function applyControl(ctx: WorkerContext, sessions: Set<SessionInfo>, c: 
       const s = ctx.clients.get(c.pid);
       if (s) {
         log.info('client killed by admin', { client_id: c.pid });
-        s.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection: KILL_CLIENT by the openproxy admin', 'killed by admin');
+        s.fatal(
+          SQLSTATE.ADMIN_SHUTDOWN,
+          'terminating connection: KILL_CLIENT by the openproxy admin',
+          'killed by admin',
+        );
       }
       return;
     }

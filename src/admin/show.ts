@@ -17,7 +17,10 @@ export interface Table {
 const secs = (ms: number) => Math.max(0, Math.floor(ms / 1000));
 
 export function showConfig(cfg: Config): Table {
-  return { columns: ['key', 'value', 'default', 'changeable'], rows: configRows(cfg).map((r) => [r.key, r.value, r.default, r.changeable]) };
+  return {
+    columns: ['key', 'value', 'default', 'changeable'],
+    rows: configRows(cfg).map((r) => [r.key, r.value, r.default, r.changeable]),
+  };
 }
 
 export function showDatabases(reg: Registry, shared: SharedState, paused: Set<string>, disabled: Set<string>): Table {
@@ -44,7 +47,24 @@ export function showDatabases(reg: Registry, shared: SharedState, paused: Set<st
       }
     }
   }
-  return { columns: ['name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool', 'pool_mode', 'max_connections', 'current_connections', 'paused', 'disabled'], rows };
+  return {
+    columns: [
+      'name',
+      'host',
+      'port',
+      'database',
+      'force_user',
+      'pool_size',
+      'min_pool_size',
+      'reserve_pool',
+      'pool_mode',
+      'max_connections',
+      'current_connections',
+      'paused',
+      'disabled',
+    ],
+    rows,
+  };
 }
 
 export function showPools(snaps: WorkerSnapshot[]): Table {
@@ -56,16 +76,50 @@ export function showPools(snaps: WorkerSnapshot[]): Table {
       const m = merged.get(k);
       if (!m) merged.set(k, { ...p });
       else {
-        for (const f of ['cl_idle', 'cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_login'] as const) m[f] += p[f];
+        for (const f of ['cl_idle', 'cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_login'] as const)
+          m[f] += p[f];
         if (p.oldest_wait && (!m.oldest_wait || p.oldest_wait < m.oldest_wait)) m.oldest_wait = p.oldest_wait;
       }
     }
   }
   const rows = [...merged.values()].map((p) => {
     const waitMs = p.oldest_wait ? now - p.oldest_wait : 0;
-    return [p.database, p.user, p.pool_mode, p.cl_idle, p.cl_active, p.cl_waiting, 0, p.sv_active, p.sv_idle, p.sv_used, 0, p.sv_login, secs(waitMs), (waitMs % 1000) * 1000];
+    return [
+      p.database,
+      p.user,
+      p.pool_mode,
+      p.cl_idle,
+      p.cl_active,
+      p.cl_waiting,
+      0,
+      p.sv_active,
+      p.sv_idle,
+      p.sv_used,
+      0,
+      p.sv_login,
+      secs(waitMs),
+      (waitMs % 1000) * 1000,
+    ];
   });
-  return { columns: ['database', 'user', 'pool_mode', 'cl_idle', 'cl_active', 'cl_waiting', 'cl_cancel_req', 'sv_active', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us'], rows };
+  return {
+    columns: [
+      'database',
+      'user',
+      'pool_mode',
+      'cl_idle',
+      'cl_active',
+      'cl_waiting',
+      'cl_cancel_req',
+      'sv_active',
+      'sv_idle',
+      'sv_used',
+      'sv_tested',
+      'sv_login',
+      'maxwait',
+      'maxwait_us',
+    ],
+    rows,
+  };
 }
 
 export function showClients(snaps: WorkerSnapshot[]): Table {
@@ -73,18 +127,80 @@ export function showClients(snaps: WorkerSnapshot[]): Table {
   const rows = snaps.flatMap((s) =>
     s.clients.map((c) => {
       const waitMs = c.wait_since ? now - c.wait_since : 0;
-      return [`0x${c.id.toString(16)}`, c.database, c.user, c.application_name, c.state, c.transaction_count, c.query_count, c.error_count, secs(now - c.connected_at), secs(waitMs), (waitMs % 1000) * 1000];
+      return [
+        `0x${c.id.toString(16)}`,
+        c.database,
+        c.user,
+        c.application_name,
+        c.state,
+        c.transaction_count,
+        c.query_count,
+        c.error_count,
+        secs(now - c.connected_at),
+        secs(waitMs),
+        (waitMs % 1000) * 1000,
+      ];
     }),
   );
-  return { columns: ['client_id', 'database', 'user', 'application_name', 'state', 'transaction_count', 'query_count', 'error_count', 'age_seconds', 'maxwait', 'maxwait_us'], rows };
+  return {
+    columns: [
+      'client_id',
+      'database',
+      'user',
+      'application_name',
+      'state',
+      'transaction_count',
+      'query_count',
+      'error_count',
+      'age_seconds',
+      'maxwait',
+      'maxwait_us',
+    ],
+    rows,
+  };
 }
 
 export function showServers(snaps: WorkerSnapshot[]): Table {
   const now = Date.now();
   const rows = snaps.flatMap((s) =>
-    s.servers.map((v) => [v.id, v.database_name, v.user, v.address, v.application_name, v.state, v.transaction_count, v.query_count, v.bytes_sent, v.bytes_received, secs(now - v.created_at), v.prepare_cache_hit, v.prepare_cache_miss, v.prepare_cache_eviction, v.prepare_cache_size]),
+    s.servers.map((v) => [
+      v.id,
+      v.database_name,
+      v.user,
+      v.address,
+      v.application_name,
+      v.state,
+      v.transaction_count,
+      v.query_count,
+      v.bytes_sent,
+      v.bytes_received,
+      secs(now - v.created_at),
+      v.prepare_cache_hit,
+      v.prepare_cache_miss,
+      v.prepare_cache_eviction,
+      v.prepare_cache_size,
+    ]),
   );
-  return { columns: ['server_id', 'database_name', 'user', 'address_id', 'application_name', 'state', 'transaction_count', 'query_count', 'bytes_sent', 'bytes_received', 'age_seconds', 'prepare_cache_hit', 'prepare_cache_miss', 'prepare_cache_eviction', 'prepare_cache_size'], rows };
+  return {
+    columns: [
+      'server_id',
+      'database_name',
+      'user',
+      'address_id',
+      'application_name',
+      'state',
+      'transaction_count',
+      'query_count',
+      'bytes_sent',
+      'bytes_received',
+      'age_seconds',
+      'prepare_cache_hit',
+      'prepare_cache_miss',
+      'prepare_cache_eviction',
+      'prepare_cache_size',
+    ],
+    rows,
+  };
 }
 
 export function showUsers(cfg: Config): Table {
@@ -145,14 +261,49 @@ export function showStats(reg: Registry, shared: SharedState, uptimeS: number, i
     const xacts = v[STAT.xact_count];
     const queries = v[STAT.query_count];
     return [
-      instance, database, user,
-      xacts, queries, v[STAT.received], v[STAT.sent], v[STAT.xact_time_us], v[STAT.query_time_us], v[STAT.wait_time_us], v[STAT.errors],
-      Math.round(xacts / t), Math.round(queries / t), Math.round(v[STAT.received] / t), Math.round(v[STAT.sent] / t), Math.round(v[STAT.errors] / t),
-      xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0, queries ? Math.round(v[STAT.query_time_us] / queries) : 0, xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0,
+      instance,
+      database,
+      user,
+      xacts,
+      queries,
+      v[STAT.received],
+      v[STAT.sent],
+      v[STAT.xact_time_us],
+      v[STAT.query_time_us],
+      v[STAT.wait_time_us],
+      v[STAT.errors],
+      Math.round(xacts / t),
+      Math.round(queries / t),
+      Math.round(v[STAT.received] / t),
+      Math.round(v[STAT.sent] / t),
+      Math.round(v[STAT.errors] / t),
+      xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0,
+      queries ? Math.round(v[STAT.query_time_us] / queries) : 0,
+      xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0,
     ];
   });
   return {
-    columns: ['instance', 'database', 'user', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'total_errors', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_errors', 'avg_xact_time', 'avg_query_time', 'avg_wait_time'],
+    columns: [
+      'instance',
+      'database',
+      'user',
+      'total_xact_count',
+      'total_query_count',
+      'total_received',
+      'total_sent',
+      'total_xact_time',
+      'total_query_time',
+      'total_wait_time',
+      'total_errors',
+      'avg_xact_count',
+      'avg_query_count',
+      'avg_recv',
+      'avg_sent',
+      'avg_errors',
+      'avg_xact_time',
+      'avg_query_time',
+      'avg_wait_time',
+    ],
     rows,
   };
 }
@@ -170,10 +321,40 @@ export function showStatsBy(reg: Registry, shared: SharedState, uptimeS: number,
     const xacts = v[STAT.xact_count];
     const queries = v[STAT.query_count];
     return averages
-      ? [db, Math.round(xacts / t), Math.round(queries / t), Math.round(v[STAT.received] / t), Math.round(v[STAT.sent] / t), xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0, queries ? Math.round(v[STAT.query_time_us] / queries) : 0, xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0]
-      : [db, xacts, queries, v[STAT.received], v[STAT.sent], v[STAT.xact_time_us], v[STAT.query_time_us], v[STAT.wait_time_us]];
+      ? [
+          db,
+          Math.round(xacts / t),
+          Math.round(queries / t),
+          Math.round(v[STAT.received] / t),
+          Math.round(v[STAT.sent] / t),
+          xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0,
+          queries ? Math.round(v[STAT.query_time_us] / queries) : 0,
+          xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0,
+        ]
+      : [
+          db,
+          xacts,
+          queries,
+          v[STAT.received],
+          v[STAT.sent],
+          v[STAT.xact_time_us],
+          v[STAT.query_time_us],
+          v[STAT.wait_time_us],
+        ];
   });
-  return { columns: ['database', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'], rows };
+  return {
+    columns: [
+      'database',
+      'xact_count',
+      'query_count',
+      'bytes_received',
+      'bytes_sent',
+      'xact_time',
+      'query_time',
+      'wait_time',
+    ],
+    rows,
+  };
 }
 
 /** PgBouncer's SHOW TOTALS: name, value over every pool. */
@@ -184,10 +365,21 @@ export function showTotals(reg: Registry, shared: SharedState, uptimeS: number):
   const xacts = v[STAT.xact_count];
   const queries = v[STAT.query_count];
   const rows: [string, number][] = [
-    ['total_xact_count', xacts], ['total_query_count', queries], ['total_received', v[STAT.received]], ['total_sent', v[STAT.sent]],
-    ['total_xact_time', v[STAT.xact_time_us]], ['total_query_time', v[STAT.query_time_us]], ['total_wait_time', v[STAT.wait_time_us]], ['total_errors', v[STAT.errors]],
-    ['avg_xact_count', Math.round(xacts / t)], ['avg_query_count', Math.round(queries / t)], ['avg_recv', Math.round(v[STAT.received] / t)], ['avg_sent', Math.round(v[STAT.sent] / t)],
-    ['avg_xact_time', xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0], ['avg_query_time', queries ? Math.round(v[STAT.query_time_us] / queries) : 0], ['avg_wait_time', xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0],
+    ['total_xact_count', xacts],
+    ['total_query_count', queries],
+    ['total_received', v[STAT.received]],
+    ['total_sent', v[STAT.sent]],
+    ['total_xact_time', v[STAT.xact_time_us]],
+    ['total_query_time', v[STAT.query_time_us]],
+    ['total_wait_time', v[STAT.wait_time_us]],
+    ['total_errors', v[STAT.errors]],
+    ['avg_xact_count', Math.round(xacts / t)],
+    ['avg_query_count', Math.round(queries / t)],
+    ['avg_recv', Math.round(v[STAT.received] / t)],
+    ['avg_sent', Math.round(v[STAT.sent] / t)],
+    ['avg_xact_time', xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0],
+    ['avg_query_time', queries ? Math.round(v[STAT.query_time_us] / queries) : 0],
+    ['avg_wait_time', xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0],
   ];
   return { columns: ['name', 'value'], rows };
 }
@@ -201,7 +393,13 @@ export function showBans(reg: Registry, shared: SharedState): Table {
       for (const e of shard) {
         const k = `${e.address.host}:${e.address.port}`;
         if (seen.has(k) || !shared.banned(e.pool.slot, now)) continue;
-        seen.set(k, [e.address.host, e.address.port, e.address.role, BAN_REASON[shared.serverBanReason[e.pool.slot]] ?? '', Math.ceil((shared.serverBanUntil[e.pool.slot] - now) / 1000)]);
+        seen.set(k, [
+          e.address.host,
+          e.address.port,
+          e.address.role,
+          BAN_REASON[shared.serverBanReason[e.pool.slot]] ?? '',
+          Math.ceil((shared.serverBanUntil[e.pool.slot] - now) / 1000),
+        ]);
       }
     }
   }

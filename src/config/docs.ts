@@ -4,15 +4,35 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_TABLE, KeyDef, Section } from './table';
+import { CONFIG_TABLE, type KeyDef, type Section } from './table';
 import { VERSION } from '../version';
 
 const SECTIONS: { section: Section; toml: string; title: string; intro: string }[] = [
   { section: 'general', toml: 'general', title: '[general]', intro: 'Process-wide settings.' },
-  { section: 'virtual_router', toml: 'general.virtual_router', title: '[general.virtual_router]', intro: 'VRRP virtual router holding virtual IPs. Omit the section to disable it.' },
-  { section: 'pool', toml: 'pools.NAME', title: '[pools.NAME]', intro: 'One pool per database name clients connect to.' },
-  { section: 'user', toml: 'pools.NAME.users.N', title: '[pools.NAME.users.N]', intro: 'Users allowed to log in to the pool, numbered from 0.' },
-  { section: 'shard', toml: 'pools.NAME.shards.N', title: '[pools.NAME.shards.N]', intro: 'The servers of the pool, numbered from 0.' },
+  {
+    section: 'virtual_router',
+    toml: 'general.virtual_router',
+    title: '[general.virtual_router]',
+    intro: 'VRRP virtual router holding virtual IPs. Omit the section to disable it.',
+  },
+  {
+    section: 'pool',
+    toml: 'pools.NAME',
+    title: '[pools.NAME]',
+    intro: 'One pool per database name clients connect to.',
+  },
+  {
+    section: 'user',
+    toml: 'pools.NAME.users.N',
+    title: '[pools.NAME.users.N]',
+    intro: 'Users allowed to log in to the pool, numbered from 0.',
+  },
+  {
+    section: 'shard',
+    toml: 'pools.NAME.shards.N',
+    title: '[pools.NAME.shards.N]',
+    intro: 'The servers of the pool, numbered from 0.',
+  },
 ];
 
 /** Values shown in the example for keys without a default. */
@@ -68,7 +88,11 @@ export function renderExampleToml(): string {
     out.push(`# ${s.intro}`);
     out.push(vr ? `# [${head}]` : `[${head}]`);
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
-      const meta = [typeText(d), d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional', `reload: ${d.changeable ? 'yes' : 'no'}`];
+      const meta = [
+        typeText(d),
+        d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional',
+        `reload: ${d.changeable ? 'yes' : 'no'}`,
+      ];
       if (d.aliases?.length) meta.push(`also spelled ${d.aliases.join(', ')}`);
       out.push(`# ${d.doc} (${meta.join('; ')})`);
       const value = d.default !== undefined ? tomlValue(d.default) : EXAMPLE[`${d.section}.${d.key}`];
@@ -91,7 +115,7 @@ export function renderManPage5(): string {
     '.SH DESCRIPTION',
     'openproxy reads one TOML file (see',
     '.BR openproxy (1)).',
-    'The format is OpenProxy\'s, a fork of PgCat\'s: a PgCat',
+    "The format is OpenProxy's, a fork of PgCat's: a PgCat",
     '.I pgcat.toml',
     'loads unchanged; keys openproxy does not use are logged as warnings by name.',
     'Every error names the key path, the bad value and what was expected.',
@@ -102,12 +126,30 @@ export function renderManPage5(): string {
   for (const s of SECTIONS) {
     out.push(`.SH ${roff(s.title.toUpperCase())}`, roff(s.intro));
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
-      const bits = [typeText(d), d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional', `reload: ${d.changeable ? 'yes' : 'no'}`];
+      const bits = [
+        typeText(d),
+        d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional',
+        `reload: ${d.changeable ? 'yes' : 'no'}`,
+      ];
       if (d.aliases?.length) bits.push(`alias: ${d.aliases.join(', ')}`);
       out.push('.TP', `.B ${roff(d.key)}`, roff(`${d.doc} [${bits.join('; ')}]`));
     }
   }
-  out.push('.SH EXAMPLE', '.nf', roff(renderExampleToml().split('\n').filter((l) => !l.startsWith('#') && l !== '').slice(0, 30).join('\n')), '.fi', '.SH SEE ALSO', '.BR openproxy (1)', '');
+  out.push(
+    '.SH EXAMPLE',
+    '.nf',
+    roff(
+      renderExampleToml()
+        .split('\n')
+        .filter((l) => !l.startsWith('#') && l !== '')
+        .slice(0, 30)
+        .join('\n'),
+    ),
+    '.fi',
+    '.SH SEE ALSO',
+    '.BR openproxy (1)',
+    '',
+  );
   return out.join('\n');
 }
 

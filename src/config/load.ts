@@ -4,14 +4,22 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, KeyDef, Section, keysOf } from './table';
+import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, type KeyDef, type Section, keysOf } from './table';
 import { ConfigError } from './error';
-import type { Config, GeneralConfig, PoolConfig, ServerAddress, ShardConfig, UserConfig, VirtualRouterConfig } from './types';
-
+import type {
+  Config,
+  GeneralConfig,
+  PoolConfig,
+  ServerAddress,
+  ShardConfig,
+  UserConfig,
+  VirtualRouterConfig,
+} from './types';
 
 type Table = Record<string, unknown>;
 
-const isTable = (v: unknown): v is Table => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+const isTable = (v: unknown): v is Table =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
@@ -25,11 +33,16 @@ function show(v: unknown): string {
 
 function expected(d: KeyDef): string {
   switch (d.type) {
-    case 'string': return 'a string';
-    case 'bool': return 'true or false';
-    case 'strings': return 'an array of strings';
-    case 'servers': return 'an array of [host, port, role] with role primary, replica or auto';
-    case 'enum': return `one of ${d.values!.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'string':
+      return 'a string';
+    case 'bool':
+      return 'true or false';
+    case 'strings':
+      return 'an array of strings';
+    case 'servers':
+      return 'an array of [host, port, role] with role primary, replica or auto';
+    case 'enum':
+      return `one of ${d.values!.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'int': {
       const unit = d.unit ? ` (${d.unit})` : '';
       if (d.min !== undefined && d.max !== undefined) return `an integer from ${d.min} to ${d.max}${unit}`;
@@ -76,17 +89,20 @@ function convertServers(path: string, value: unknown, d: KeyDef): ServerAddress[
   if (!Array.isArray(value) || value.length === 0) fail(path, value, d);
   return value.map((entry, i) => {
     const at = `${path}[${i}]`;
-    if (!Array.isArray(entry) || entry.length < 2 || entry.length > 4) fail(at, entry, '[host, port, role] (role optional, default primary; optional 4th: Patroni port)');
+    if (!Array.isArray(entry) || entry.length < 2 || entry.length > 4)
+      fail(at, entry, '[host, port, role] (role optional, default primary; optional 4th: Patroni port)');
     const [host, port, role = 'primary', patroni] = entry as unknown[];
     if (typeof host !== 'string' || host === '') fail(`${at}[0]`, host, 'a host name or address');
     const portN = typeof port === 'bigint' ? Number(port) : port;
-    if (typeof portN !== 'number' || !Number.isInteger(portN) || portN < 1 || portN > 65535) fail(`${at}[1]`, port, 'a port from 1 to 65535');
+    if (typeof portN !== 'number' || !Number.isInteger(portN) || portN < 1 || portN > 65535)
+      fail(`${at}[1]`, port, 'a port from 1 to 65535');
     const r = typeof role === 'string' ? role.toLowerCase() : role;
     if (r !== 'primary' && r !== 'replica' && r !== 'auto') fail(`${at}[2]`, role, '"primary", "replica" or "auto"');
     const out: ServerAddress = { host, port: portN, role: r };
     if (patroni !== undefined) {
       const pn = typeof patroni === 'bigint' ? Number(patroni) : patroni;
-      if (typeof pn !== 'number' || !Number.isInteger(pn) || pn < 1 || pn > 65535) fail(`${at}[3]`, patroni, 'a Patroni REST port from 1 to 65535');
+      if (typeof pn !== 'number' || !Number.isInteger(pn) || pn < 1 || pn > 65535)
+        fail(`${at}[3]`, patroni, 'a Patroni REST port from 1 to 65535');
       out.patroni_port = pn;
     }
     return out;
@@ -103,10 +119,15 @@ function readSection(section: Section, raw: Table, path: string, warnings: strin
     const d = defs.find((x) => x.key === name || x.aliases?.includes(name));
     const at = `${path}.${name}`;
     if (!d) {
-      warnings.push(IGNORED_PGCAT_KEYS.has(name) ? `${at}: PgCat key accepted but not used by openproxy` : `${at}: unknown key, ignored`);
+      warnings.push(
+        IGNORED_PGCAT_KEYS.has(name)
+          ? `${at}: PgCat key accepted but not used by openproxy`
+          : `${at}: unknown key, ignored`,
+      );
       continue;
     }
-    if (seen.has(d.key)) throw new ConfigError(`${at}: duplicates ${path}.${seen.get(d.key)} (same key, other spelling)`);
+    if (seen.has(d.key))
+      throw new ConfigError(`${at}: duplicates ${path}.${seen.get(d.key)} (same key, other spelling)`);
     seen.set(d.key, name);
     out[d.key] = convert(at, value, d);
   }
@@ -121,11 +142,12 @@ function readSection(section: Section, raw: Table, path: string, warnings: strin
 /** TOML arrays-of-tables or numbered sub-tables ([pools.x.users.0]) both become an ordered list. */
 function numbered(raw: unknown, path: string): [string, Table][] {
   if (raw === undefined) return [];
-  if (Array.isArray(raw)) return raw.map((t, i) => {
-    if (!isTable(t)) fail(`${path}[${i}]`, t, 'a table');
-    return [String(i), t];
-  });
-  if (!isTable(raw)) fail(path, raw, 'a table of numbered entries, e.g. [' + path + '.0]');
+  if (Array.isArray(raw))
+    return raw.map((t, i) => {
+      if (!isTable(t)) fail(`${path}[${i}]`, t, 'a table');
+      return [String(i), t];
+    });
+  if (!isTable(raw)) fail(path, raw, `a table of numbered entries, e.g. [${path}.0]`);
   return Object.entries(raw)
     .map(([k, t]): [string, Table] => {
       if (!/^\d+$/.test(k)) fail(`${path}.${k}`, k, 'a numeric index (0, 1, …)');
@@ -143,25 +165,46 @@ export function parseConfig(text: string, path: string): Config {
     throw new ConfigError(`${path}: TOML syntax error: ${(e as Error).message.split('\n')[0]}`);
   }
   const warnings: string[] = [];
-  for (const k of Object.keys(raw)) if (k !== 'general' && k !== 'pools') warnings.push(`${k}: unknown section, ignored`);
+  for (const k of Object.keys(raw))
+    if (k !== 'general' && k !== 'pools') warnings.push(`${k}: unknown section, ignored`);
 
   const rawGeneral = raw.general ?? {};
   if (!isTable(rawGeneral)) fail('general', rawGeneral, 'a table');
-  const general = readSection('general', rawGeneral, 'general', warnings, ['virtual_router']) as unknown as GeneralConfig;
+  const general = readSection('general', rawGeneral, 'general', warnings, [
+    'virtual_router',
+  ]) as unknown as GeneralConfig;
   if ((general.tls_certificate === undefined) !== (general.tls_private_key === undefined)) {
-    throw new ConfigError(`general.tls_certificate / general.tls_private_key: only one is set; expected both or neither`);
+    throw new ConfigError(
+      `general.tls_certificate / general.tls_private_key: only one is set; expected both or neither`,
+    );
   }
   let virtual_router: VirtualRouterConfig | undefined;
   if (rawGeneral.virtual_router !== undefined) {
     if (!isTable(rawGeneral.virtual_router)) fail('general.virtual_router', rawGeneral.virtual_router, 'a table');
-    virtual_router = readSection('virtual_router', rawGeneral.virtual_router, 'general.virtual_router', warnings) as unknown as VirtualRouterConfig;
+    virtual_router = readSection(
+      'virtual_router',
+      rawGeneral.virtual_router,
+      'general.virtual_router',
+      warnings,
+    ) as unknown as VirtualRouterConfig;
     virtual_router.vip_addresses.forEach((a, i) => {
-      if (!/^(\d{1,3})(\.\d{1,3}){3}\/(\d|[12]\d|3[0-2])$/.test(a) || a.split('/')[0].split('.').some((o) => Number(o) > 255)) {
-        fail(`general.virtual_router.vip_addresses[${i}]`, a, 'an IPv4 address with prefix length, e.g. "192.168.35.200/24"');
+      if (
+        !/^(\d{1,3})(\.\d{1,3}){3}\/(\d|[12]\d|3[0-2])$/.test(a) ||
+        a
+          .split('/')[0]
+          .split('.')
+          .some((o) => Number(o) > 255)
+      ) {
+        fail(
+          `general.virtual_router.vip_addresses[${i}]`,
+          a,
+          'an IPv4 address with prefix length, e.g. "192.168.35.200/24"',
+        );
       }
     });
     (virtual_router.unicast_peers ?? []).forEach((a, i) => {
-      if (!/^(\d{1,3})(\.\d{1,3}){3}$/.test(a) || a.split('.').some((o) => Number(o) > 255)) fail(`general.virtual_router.unicast_peers[${i}]`, a, 'an IPv4 address, e.g. "192.168.35.11"');
+      if (!/^(\d{1,3})(\.\d{1,3}){3}$/.test(a) || a.split('.').some((o) => Number(o) > 255))
+        fail(`general.virtual_router.unicast_peers[${i}]`, a, 'an IPv4 address, e.g. "192.168.35.11"');
     });
   }
 
@@ -190,7 +233,8 @@ export function parseConfig(text: string, path: string): Config {
     });
     const names = new Set<string>();
     for (const [i, user] of pool.users.entries()) {
-      if (names.has(user.username)) throw new ConfigError(`${at}.users.${i}.username: ${show(user.username)} appears twice in pool ${name}`);
+      if (names.has(user.username))
+        throw new ConfigError(`${at}.users.${i}.username: ${show(user.username)} appears twice in pool ${name}`);
       names.add(user.username);
     }
     if (pool.users.length === 0) warnings.push(`${at}.users: no users; nobody can log in to this pool`);
@@ -199,7 +243,8 @@ export function parseConfig(text: string, path: string): Config {
       shard.index = index;
       return shard;
     });
-    if (pool.shards.length === 0) throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
+    if (pool.shards.length === 0)
+      throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
     pools.push(pool);
   }
   return deepFreeze({ path, general, virtual_router, pools, warnings });
@@ -212,7 +257,9 @@ export function loadConfig(file: string): Config {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new ConfigError(err.code === 'ENOENT' ? `config file ${path} not found` : `cannot read config file ${path}: ${err.message}`);
+    throw new ConfigError(
+      err.code === 'ENOENT' ? `config file ${path} not found` : `cannot read config file ${path}: ${err.message}`,
+    );
   }
   return parseConfig(text, path);
 }
@@ -231,7 +278,17 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
   const put = (key: string, d: KeyDef, v: unknown) =>
     rows.push({
       key,
-      value: d.secret ? (v === undefined ? '' : '********') : v === undefined ? (d.key === 'query_parser_max_length' ? 'unlimited' : '') : Array.isArray(v) ? JSON.stringify(v) : String(v),
+      value: d.secret
+        ? v === undefined
+          ? ''
+          : '********'
+        : v === undefined
+          ? d.key === 'query_parser_max_length'
+            ? 'unlimited'
+            : ''
+          : Array.isArray(v)
+            ? JSON.stringify(v)
+            : String(v),
       default: d.default === undefined ? '-' : String(d.default),
       changeable: d.changeable ? 'yes' : 'no',
     });
@@ -251,10 +308,12 @@ export { CONFIG_TABLE };
 export function withSetting(cfg: Config, key: string, text: string): Config {
   const d = keysOf('general').find((k) => k.key === key || k.aliases?.includes(key));
   if (!d) throw new ConfigError(`unknown setting "${key}"; SHOW CONFIG lists them`);
-  if (!d.changeable) throw new ConfigError(`general.${d.key} cannot be changed while openproxy runs (restart with a new config file)`);
+  if (!d.changeable)
+    throw new ConfigError(`general.${d.key} cannot be changed while openproxy runs (restart with a new config file)`);
   let value: unknown = text;
   if (d.type === 'int') value = /^-?\d+$/.test(text) ? Number(text) : text;
-  else if (d.type === 'bool') value = /^(on|true|1|yes)$/i.test(text) ? true : /^(off|false|0|no)$/i.test(text) ? false : text;
+  else if (d.type === 'bool')
+    value = /^(on|true|1|yes)$/i.test(text) ? true : /^(off|false|0|no)$/i.test(text) ? false : text;
   const converted = convert(`general.${d.key}`, value, d);
   const next = JSON.parse(JSON.stringify(cfg)) as Config;
   (next.general as unknown as Table)[d.key] = converted;

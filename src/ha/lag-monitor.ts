@@ -14,7 +14,8 @@ import { log } from '../log';
 
 /** In recovery?, and the replay (replica) or insert (primary) position in bytes. */
 const PROBE = `SELECT pg_is_in_recovery(),
-  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END - '0/0'::pg_lsn)::text`;
+  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END
+    - '0/0'::pg_lsn)::text`;
 
 interface Node {
   key: string;
@@ -74,7 +75,16 @@ export class LagMonitor {
         for (const a of shard.servers) {
           const key = `${pool.name}\0${shard.index}\0${a.host}:${a.port}`;
           const old = this.nodes.get(key);
-          const node: Node = old ?? { key, login: undefined as unknown as ServerLogin, slots: [], conn: null, connecting: false, maxBytes: 0, maxMs: 0, lagging: false };
+          const node: Node = old ?? {
+            key,
+            login: undefined as unknown as ServerLogin,
+            slots: [],
+            conn: null,
+            connecting: false,
+            maxBytes: 0,
+            maxMs: 0,
+            lagging: false,
+          };
           node.maxBytes = pool.max_replica_lag;
           node.maxMs = pool.max_replica_lag_ms;
           node.login = monitorLogin(cfg, pool, shard, a, 'openproxy lag monitor', pool.connect_timeout);
@@ -82,7 +92,9 @@ export class LagMonitor {
           keep.set(key, node);
           nodes.push(node);
         }
-        const old = this.shards.find((sh) => sh.nodes.length === nodes.length && sh.nodes.every((n, i) => n === nodes[i]));
+        const old = this.shards.find(
+          (sh) => sh.nodes.length === nodes.length && sh.nodes.every((n, i) => n === nodes[i]),
+        );
         this.shards.push({ nodes, history: old?.history ?? [] });
       }
     }
@@ -123,13 +135,19 @@ export class LagMonitor {
     for (let i = 0; i < shard.nodes.length; i++) {
       const r = results[i];
       const n = shard.nodes[i];
-      if (r && r.recovery && primary) {
+      if (r?.recovery && primary) {
         const bytes = Math.max(0, primary.lsn - r.lsn);
         const ms = bytes === 0 ? 0 : lagMs(shard.history, r.lsn, now);
         const lagging = (n.maxBytes > 0 && bytes > n.maxBytes) || (n.maxMs > 0 && ms > n.maxMs);
         if (lagging !== n.lagging) {
           n.lagging = lagging;
-          const fields = { server: `${n.login.host}:${n.login.port}`, lag_bytes: bytes, lag_ms: ms, max_replica_lag: n.maxBytes, max_replica_lag_ms: n.maxMs };
+          const fields = {
+            server: `${n.login.host}:${n.login.port}`,
+            lag_bytes: bytes,
+            lag_ms: ms,
+            max_replica_lag: n.maxBytes,
+            max_replica_lag_ms: n.maxMs,
+          };
           if (lagging) log.warn('replica lags behind the primary: it takes no reads until it catches up', fields);
           else log.info('replica caught up: it takes reads again', fields);
         }
@@ -156,7 +174,10 @@ export class LagMonitor {
       try {
         n.conn = await openServerConn(n.login);
       } catch (e) {
-        log.debug('lag monitor cannot connect', { server: `${n.login.host}:${n.login.port}`, error: (e as Error).message });
+        log.debug('lag monitor cannot connect', {
+          server: `${n.login.host}:${n.login.port}`,
+          error: (e as Error).message,
+        });
         n.conn = null;
         return null;
       } finally {

@@ -3,9 +3,16 @@
 
 import type { Config, PoolConfig, ServerAddress, ShardConfig } from '../config/types';
 import type { ServerLogin } from '../pool/server-conn';
-import { Slots, serverSlotKey } from '../pool/slots';
+import { type Slots, serverSlotKey } from '../pool/slots';
 
-export function monitorLogin(cfg: Config, pool: PoolConfig, shard: ShardConfig, a: ServerAddress, applicationName: string, connectTimeout: number): ServerLogin {
+export function monitorLogin(
+  cfg: Config,
+  pool: PoolConfig,
+  shard: ShardConfig,
+  a: ServerAddress,
+  applicationName: string,
+  connectTimeout: number,
+): ServerLogin {
   const user = pool.users[0];
   const g = cfg.general;
   return {
@@ -24,5 +31,7 @@ export function monitorLogin(cfg: Config, pool: PoolConfig, shard: ShardConfig, 
 
 /** The shared slots of one server for every user of the pool (results are written to all of them). */
 export function slotsOf(slots: Slots, pool: PoolConfig, shard: ShardConfig, a: ServerAddress): number[] {
-  return pool.users.map((u) => slots.servers[serverSlotKey(pool.name, u.username, shard.index, a.host, a.port)]).filter((x) => x !== undefined);
+  return pool.users
+    .map((u) => slots.servers[serverSlotKey(pool.name, u.username, shard.index, a.host, a.port)])
+    .filter((x) => x !== undefined);
 }

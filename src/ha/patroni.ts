@@ -24,19 +24,24 @@ export function fetchPatroni(host: string, port: number, timeoutMs: number): Pro
       clearTimeout(timer);
       resolve(v);
     };
-    const req = http.get({ host, port, path: '/patroni', agent: false, headers: { accept: 'application/json' } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (b: Buffer) => parts.push(b));
-      res.on('end', () => {
-        try {
-          const j = JSON.parse(Buffer.concat(parts).toString('utf8')) as { role?: unknown; state?: unknown };
-          finish(typeof j.role === 'string' ? { role: j.role, state: typeof j.state === 'string' ? j.state : '' } : null);
-        } catch {
-          finish(null);
-        }
-      });
-      res.on('error', () => finish(null));
-    });
+    const req = http.get(
+      { host, port, path: '/patroni', agent: false, headers: { accept: 'application/json' } },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (b: Buffer) => parts.push(b));
+        res.on('end', () => {
+          try {
+            const j = JSON.parse(Buffer.concat(parts).toString('utf8')) as { role?: unknown; state?: unknown };
+            finish(
+              typeof j.role === 'string' ? { role: j.role, state: typeof j.state === 'string' ? j.state : '' } : null,
+            );
+          } catch {
+            finish(null);
+          }
+        });
+        res.on('error', () => finish(null));
+      },
+    );
     req.on('error', () => finish(null));
     const timer = setTimeout(() => {
       req.destroy();
@@ -45,7 +50,8 @@ export function fetchPatroni(host: string, port: number, timeoutMs: number): Pro
   });
 }
 
-export const patroniSaysPrimary = (a: PatroniAnswer): boolean => (a.role === 'master' || a.role === 'primary') && a.state === 'running';
+export const patroniSaysPrimary = (a: PatroniAnswer): boolean =>
+  (a.role === 'master' || a.role === 'primary') && a.state === 'running';
 
 export interface Decision {
   role: number;
@@ -66,7 +72,11 @@ export function decideRole(patroni: PatroniAnswer | null, inRecovery: boolean | 
   }
   const said = `${patroni.role}/${patroni.state || '?'}`;
   if (patroniSaysPrimary(patroni)) {
-    return inRecovery ? { role: ROLE.replica, why: `Patroni says ${said}, but the server is still in recovery` } : { role: ROLE.primary, why: `Patroni says ${said}, confirmed by pg_is_in_recovery()` };
+    return inRecovery
+      ? { role: ROLE.replica, why: `Patroni says ${said}, but the server is still in recovery` }
+      : { role: ROLE.primary, why: `Patroni says ${said}, confirmed by pg_is_in_recovery()` };
   }
-  return inRecovery ? { role: ROLE.replica, why: `Patroni says ${said}` } : { role: ROLE.unknown, why: `Patroni says ${said} but the server accepts writes: fenced` };
+  return inRecovery
+    ? { role: ROLE.replica, why: `Patroni says ${said}` }
+    : { role: ROLE.unknown, why: `Patroni says ${said} but the server accepts writes: fenced` };
 }

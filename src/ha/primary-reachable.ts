@@ -3,7 +3,7 @@
 
 import net from 'node:net';
 import type { Config } from '../config/types';
-import { Slots, serverSlotKey } from '../pool/slots';
+import { type Slots, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
 
@@ -32,8 +32,13 @@ export async function primaryReachable(cfg: Config, slots: Slots, shared: Shared
           for (const a of shard.servers) {
             if (a.role === 'auto') {
               const slot = slots.servers[serverSlotKey(pool.name, user.username, shard.index, a.host, a.port)];
-              if (slot !== undefined && shared.serverRole[slot] === ROLE.primary && shared.serverRoleAt[slot] >= fresh) return true;
-            } else if (a.role === 'primary' && (await tcpReachable(a.host, a.port, Math.min(1000, pool.connect_timeout)))) return true;
+              if (slot !== undefined && shared.serverRole[slot] === ROLE.primary && shared.serverRoleAt[slot] >= fresh)
+                return true;
+            } else if (
+              a.role === 'primary' &&
+              (await tcpReachable(a.host, a.port, Math.min(1000, pool.connect_timeout)))
+            )
+              return true;
           }
           return false;
         })(),

@@ -88,11 +88,14 @@ export class RawIpSocket {
   private readonly from = Buffer.alloc(16);
   private readonly fromLen = new Uint32Array(1);
 
-  constructor(readonly iface: string, protocol: number) {
+  constructor(
+    readonly iface: string,
+    protocol: number,
+  ) {
     const l = load();
     this.fd = check(l.socket(AF_INET, SOCK_RAW, protocol), 'socket(AF_INET, SOCK_RAW)');
     try {
-      const name = Buffer.from(iface + '\0');
+      const name = Buffer.from(`${iface}\0`);
       check(l.setsockopt(this.fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length), `SO_BINDTODEVICE ${iface}`);
       check(l.setsockopt(this.fd, IPPROTO_IP, IP_TOS, int32(0xc0), 4), 'IP_TOS');
       check(l.setsockopt(this.fd, IPPROTO_IP, IP_TTL, int32(255), 4), 'IP_TTL');
@@ -126,22 +129,33 @@ export class RawIpSocket {
     check(load().sendto(this.fd, payload, payload.length, 0, sockaddrIn(dst), 16), `sendto ${dst}`);
   }
 
-  /** Reads packets until close(), calling `onPacket` for each; an error is reported and reading goes on (a deaf backup would take the VIPs). */
+  /**
+   * Reads packets until close(), calling `onPacket` for each; an error is reported and reading goes on (a deaf backup
+   * would take the VIPs).
+   */
   receive(onPacket: (packet: Buffer) => void, onError: (e: Error) => void): void {
     const l = load();
     const loop = () => {
       if (this.closed) return;
       this.fromLen[0] = 16;
-      l.recvfrom.async(this.fd, this.buf, this.buf.length, 0, this.from, this.fromLen, (err: Error | null, n: number) => {
-        if (this.closed) return;
-        if (err) {
-          onError(err);
-          setTimeout(loop, 100);
-          return;
-        }
-        if (n > 0) onPacket(Buffer.from(this.buf.subarray(0, n)));
-        setImmediate(loop);
-      });
+      l.recvfrom.async(
+        this.fd,
+        this.buf,
+        this.buf.length,
+        0,
+        this.from,
+        this.fromLen,
+        (err: Error | null, n: number) => {
+          if (this.closed) return;
+          if (err) {
+            onError(err);
+            setTimeout(loop, 100);
+            return;
+          }
+          if (n > 0) onPacket(Buffer.from(this.buf.subarray(0, n)));
+          setImmediate(loop);
+        },
+      );
     };
     loop();
   }

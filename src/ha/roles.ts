@@ -42,9 +42,24 @@ export class RoleMonitor {
         for (const a of shard.servers) {
           if (a.role !== 'auto') continue;
           const key = `${pool.name}\0${shard.index}\0${a.host}:${a.port}`;
-          const node: Probed = this.nodes.get(key) ?? { login: undefined as unknown as ServerLogin, slots: [], conn: null, role: -1, busy: false, patroni: null, why: '' };
+          const node: Probed = this.nodes.get(key) ?? {
+            login: undefined as unknown as ServerLogin,
+            slots: [],
+            conn: null,
+            role: -1,
+            busy: false,
+            patroni: null,
+            why: '',
+          };
           node.patroni = shard.use_patroni ? { host: a.host, port: a.patroni_port ?? shard.patroni_port } : null;
-          node.login = monitorLogin(cfg, pool, shard, a, 'openproxy role probe', Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout));
+          node.login = monitorLogin(
+            cfg,
+            pool,
+            shard,
+            a,
+            'openproxy role probe',
+            Math.min(pool.connect_timeout, cfg.general.healthcheck_timeout),
+          );
           node.slots = slotsOf(slots, pool, shard, a);
           keep.set(key, node);
         }
@@ -97,8 +112,15 @@ export class RoleMonitor {
       this.shared.serverRoleAt[slot] = now;
     }
     if (role !== n.role || (n.patroni && why !== n.why)) {
-      const fields = { server: `${n.login.host}:${n.login.port}`, from: n.role < 0 ? 'not probed' : NAMES[n.role], to: NAMES[role], source: n.patroni ? 'patroni + sql probe' : 'sql probe', ...(why ? { reason: why } : {}) };
-      if (n.role === ROLE.primary && role !== ROLE.primary) log.warn('server is no longer primary: its connections are closed, writes wait for a primary', fields);
+      const fields = {
+        server: `${n.login.host}:${n.login.port}`,
+        from: n.role < 0 ? 'not probed' : NAMES[n.role],
+        to: NAMES[role],
+        source: n.patroni ? 'patroni + sql probe' : 'sql probe',
+        ...(why ? { reason: why } : {}),
+      };
+      if (n.role === ROLE.primary && role !== ROLE.primary)
+        log.warn('server is no longer primary: its connections are closed, writes wait for a primary', fields);
       else if (role !== n.role) log.info('server role', fields);
       else log.debug('server role reason', fields);
       n.role = role;

@@ -42,7 +42,10 @@ export class VrrpMachine {
   private advertAt = Infinity;
   private garpAt = Infinity;
 
-  constructor(private readonly s: VrrpSettings, private readonly act: VrrpActions) {
+  constructor(
+    private readonly s: VrrpSettings,
+    private readonly act: VrrpActions,
+  ) {
     this.priority = s.priority;
   }
 
@@ -84,7 +87,8 @@ export class VrrpMachine {
 
   /** Runs the timers due at `now`; returns the next deadline (ms) to call again at. */
   tick(now: number): number {
-    if (this.state === 'BACKUP' && this.priority > 0 && now >= this.masterDownAt) this.toMaster(now, 'no advertisement within Master_Down_Interval');
+    if (this.state === 'BACKUP' && this.priority > 0 && now >= this.masterDownAt)
+      this.toMaster(now, 'no advertisement within Master_Down_Interval');
     if (this.state === 'MASTER') {
       if (now >= this.advertAt) {
         this.act.advertise(this.priority);
@@ -116,7 +120,8 @@ export class VrrpMachine {
       this.toBackup(now, reason);
       this.masterDownAt = Infinity; // priority 0: never take over while it lasts
     } else if (this.state === 'BACKUP' && this.priority === 0) this.masterDownAt = Infinity;
-    else if (this.state === 'BACKUP' && this.masterDownAt === Infinity) this.masterDownAt = now + this.masterDownIntervalMs();
+    else if (this.state === 'BACKUP' && this.masterDownAt === Infinity)
+      this.masterDownAt = now + this.masterDownIntervalMs();
     else if (this.state === 'MASTER') this.act.advertise(this.priority);
   }
 

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { VirtualRouterConfig } from '../config/types';
 import { log } from '../log';
-import { VrrpMachine, VrrpState } from './vrrp-machine';
+import { VrrpMachine, type VrrpState } from './vrrp-machine';
 import { decodeAdvert, encodeAdvert, gratuitousArp, ipString, VRRP_MULTICAST, VRRP_PROTOCOL } from './vrrp-packet';
 import { PacketSocket, RawIpSocket } from './raw-socket';
 
@@ -46,7 +46,10 @@ export class VirtualRouter {
   private readonly vips: string[];
   private readonly peers: string[];
 
-  constructor(private readonly cfg: VirtualRouterConfig, private readonly onStatus: (s: VrrpStatus) => void) {
+  constructor(
+    private readonly cfg: VirtualRouterConfig,
+    private readonly onStatus: (s: VrrpStatus) => void,
+  ) {
     this.vips = cfg.vip_addresses;
     this.peers = cfg.unicast_peers ?? [];
   }
@@ -64,11 +67,20 @@ export class VirtualRouter {
       this.arp = new PacketSocket(c.interface);
     } catch (e) {
       const msg = (e as Error).message;
-      this.fault(`cannot start VRRP: ${msg}${/not permitted|EPERM|EACCES|denied/i.test(msg) ? ' (openproxy needs CAP_NET_RAW and CAP_NET_ADMIN)' : ''}`);
+      this.fault(
+        `cannot start VRRP: ${msg}` +
+          (/not permitted|EPERM|EACCES|denied/i.test(msg) ? ' (openproxy needs CAP_NET_RAW and CAP_NET_ADMIN)' : ''),
+      );
       return;
     }
     this.machine = new VrrpMachine(
-      { priority: c.priority, advertIntMs: c.advert_int * 1000, preempt: true, localIp: this.localIp, garpRefreshMs: c.advert_int * 1000 },
+      {
+        priority: c.priority,
+        advertIntMs: c.advert_int * 1000,
+        preempt: true,
+        localIp: this.localIp,
+        garpRefreshMs: c.advert_int * 1000,
+      },
       {
         advertise: (p) => this.advertise(p),
         becomeMaster: (why) => this.takeVips(why),
@@ -76,7 +88,14 @@ export class VirtualRouter {
         garp: () => this.garp(),
       },
     );
-    log.info('VRRP starting', { interface: c.interface, router_id: c.router_id, priority: c.priority, advert_int_s: c.advert_int, local_ip: this.localIp, mode: this.peers.length ? `unicast to ${this.peers.join(', ')}` : `multicast ${VRRP_MULTICAST}` });
+    log.info('VRRP starting', {
+      interface: c.interface,
+      router_id: c.router_id,
+      priority: c.priority,
+      advert_int_s: c.advert_int,
+      local_ip: this.localIp,
+      mode: this.peers.length ? `unicast to ${this.peers.join(', ')}` : `multicast ${VRRP_MULTICAST}`,
+    });
     this.sock.receive(
       (p) => this.onPacket(p),
       (e) => log.error('VRRP receive failed', { error: e.message }),
@@ -92,7 +111,12 @@ export class VirtualRouter {
     const now = Date.now();
     if (this.lowered) this.machine.setPriority(now, 0, 'no primary reachable');
     else this.machine.setPriority(now, this.cfg.priority, 'a primary is reachable again');
-    log.warn(this.lowered ? 'VRRP priority lowered to 0: no primary reachable' : 'VRRP priority restored: a primary is reachable', { priority: this.machine.currentPriority });
+    log.warn(
+      this.lowered
+        ? 'VRRP priority lowered to 0: no primary reachable'
+        : 'VRRP priority restored: a primary is reachable',
+      { priority: this.machine.currentPriority },
+    );
     this.after();
   }
 
@@ -124,7 +148,12 @@ export class VirtualRouter {
     if (ttl !== 255) return log.warn('VRRP advert dropped: TTL is not 255 (RFC 3768 7.1)', { from: src, ttl });
     if (!a.checksumOk) return log.warn('VRRP advert dropped: bad checksum', { from: src });
     if (a.version !== 2) return log.warn('VRRP advert dropped: version 3 advert on a version 2 router', { from: src });
-    if (a.advertInt !== this.cfg.advert_int) return log.warn('VRRP advert dropped: advert_int differs', { from: src, theirs: a.advertInt, ours: this.cfg.advert_int });
+    if (a.advertInt !== this.cfg.advert_int)
+      return log.warn('VRRP advert dropped: advert_int differs', {
+        from: src,
+        theirs: a.advertInt,
+        ours: this.cfg.advert_int,
+      });
     const before = this.machine.state;
     this.machine.onAdvert(Date.now(), a.priority, src);
     // Another MASTER with a lower priority: a partition healed. It yields on our next advert; the
@@ -145,23 +174,39 @@ export class VirtualRouter {
     const key = `${t.at}|${t.to}|${m.currentPriority}`;
     if (key !== this.reported) {
       this.reported = key;
-      if (t.to !== t.from || t.at === 0) log.info('VRRP state', { from: t.from, to: t.to, reason: t.reason, priority: m.currentPriority });
-      this.onStatus({ state: m.state, priority: m.currentPriority, since: t.at || Date.now(), reason: t.reason, localIp: this.localIp });
+      if (t.to !== t.from || t.at === 0)
+        log.info('VRRP state', { from: t.from, to: t.to, reason: t.reason, priority: m.currentPriority });
+      this.onStatus({
+        state: m.state,
+        priority: m.currentPriority,
+        since: t.at || Date.now(),
+        reason: t.reason,
+        localIp: this.localIp,
+      });
     }
     if (this.timer) clearTimeout(this.timer);
     const next = m.nextDeadline();
     if (next === Infinity) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (!this.machine) return;
-      this.machine.tick(Date.now());
-      this.after();
-    }, Math.max(0, next - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (!this.machine) return;
+        this.machine.tick(Date.now());
+        this.after();
+      },
+      Math.max(0, next - Date.now()),
+    );
   }
 
   private advertise(priority: number): void {
     if (!this.sock) return;
-    const msg = encodeAdvert({ version: 2, vrid: this.cfg.router_id, priority, advertInt: this.cfg.advert_int, addresses: this.vips.map(vipAddr) });
+    const msg = encodeAdvert({
+      version: 2,
+      vrid: this.cfg.router_id,
+      priority,
+      advertInt: this.cfg.advert_int,
+      addresses: this.vips.map(vipAddr),
+    });
     try {
       if (this.peers.length === 0) this.sock.send(msg, VRRP_MULTICAST);
       else for (const peer of this.peers) this.sock.send(msg, peer);
@@ -176,7 +221,11 @@ export class VirtualRouter {
       try {
         ip(['-4', 'addr', 'replace', v, 'dev', this.cfg.interface]);
       } catch (e) {
-        log.error('VRRP: cannot add virtual IP', { vip: v, interface: this.cfg.interface, error: (e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message });
+        log.error('VRRP: cannot add virtual IP', {
+          vip: v,
+          interface: this.cfg.interface,
+          error: (e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message,
+        });
       }
     }
     log.info('VRRP: virtual IPs added', { vips: this.vips.join(', '), interface: this.cfg.interface, reason: why });
@@ -211,7 +260,10 @@ export class VirtualRouter {
     for (const v of this.vips) {
       if (!have.includes(vipAddr(v))) continue;
       ip(['-4', 'addr', 'del', v, 'dev', this.cfg.interface]);
-      log.warn('VRRP: removed a stale virtual IP left on the interface (a previous run did not release it)', { vip: v, interface: this.cfg.interface });
+      log.warn('VRRP: removed a stale virtual IP left on the interface (a previous run did not release it)', {
+        vip: v,
+        interface: this.cfg.interface,
+      });
     }
   }
 
@@ -222,12 +274,21 @@ export class VirtualRouter {
       execFileSync('/bin/sh', ['-c', script], {
         stdio: ['ignore', 'ignore', 'pipe'],
         timeout: Math.max(2000, this.cfg.advert_int * 1000),
-        env: { ...process.env, OPENPROXY_VRRP_STATE: to, OPENPROXY_VRRP_REASON: why, OPENPROXY_VRRP_ROUTER_ID: String(this.cfg.router_id), OPENPROXY_VRRP_VIPS: this.vips.join(' ') },
+        env: {
+          ...process.env,
+          OPENPROXY_VRRP_STATE: to,
+          OPENPROXY_VRRP_REASON: why,
+          OPENPROXY_VRRP_ROUTER_ID: String(this.cfg.router_id),
+          OPENPROXY_VRRP_VIPS: this.vips.join(' '),
+        },
       });
       log.info(`VRRP: ${key} ran`, { script, ms: Date.now() - t0 });
     } catch (e) {
       // The transition goes ahead: a failing hook must not leave the VIPs with nobody.
-      log.error(`VRRP: ${key} failed; going on with the transition`, { script, error: (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message });
+      log.error(`VRRP: ${key} failed; going on with the transition`, {
+        script,
+        error: (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message,
+      });
     }
   }
 

@@ -2,14 +2,14 @@
 // snapshot of every worker: openproxy's own names plus the names pgbouncer_exporter produces, so
 // existing PgBouncer dashboards keep working.
 
-import { Registry, Gauge } from 'prom-client';
+import { Registry, type Gauge } from 'prom-client';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import { poolSlotKey, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import { BAN_REASON, ROLE, STAT } from '../shared/layout';
 import type { WorkerSnapshot } from '../shared/snapshot';
-import { BUCKETS, HistogramData } from '../shared/histogram';
+import { BUCKETS, type HistogramData } from '../shared/histogram';
 
 export interface ScrapeSource {
   cfg(): Config;
@@ -27,7 +27,13 @@ interface Sample {
 }
 
 /** A metric whose samples are computed by `fill` at scrape time (histograms from summed buckets, too). */
-function custom(reg: Registry, name: string, help: string, type: 'gauge' | 'counter' | 'histogram', fill: () => Sample[]): void {
+function custom(
+  reg: Registry,
+  name: string,
+  help: string,
+  type: 'gauge' | 'counter' | 'histogram',
+  fill: () => Sample[],
+): void {
   const metric = {
     name,
     help,
@@ -65,22 +71,33 @@ export class Exporter {
 
   constructor(private readonly src: ScrapeSource) {
     const r = this.registry;
-    const stat = (field: number, scale = 1) => () => this.statRows().map(({ db, user, v }) => ({ labels: { database: db, user }, value: v[field] * scale }));
-    const statByDb = (field: number, scale = 1) => () => {
-      const m = new Map<string, number>();
-      for (const { db, v } of this.statRows()) m.set(db, (m.get(db) ?? 0) + v[field] * scale);
-      return [...m].map(([database, value]) => ({ labels: { database }, value }));
-    };
+    const stat =
+      (field: number, scale = 1) =>
+      () =>
+        this.statRows().map(({ db, user, v }) => ({ labels: { database: db, user }, value: v[field] * scale }));
+    const statByDb =
+      (field: number, scale = 1) =>
+      () => {
+        const m = new Map<string, number>();
+        for (const { db, v } of this.statRows()) m.set(db, (m.get(db) ?? 0) + v[field] * scale);
+        return [...m].map(([database, value]) => ({ labels: { database }, value }));
+      };
     const pools = () => this.mergedPools();
-    const poolGauge = (f: (p: WorkerSnapshot['pools'][number]) => number) => () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: f(p) }));
+    const poolGauge = (f: (p: WorkerSnapshot['pools'][number]) => number) => () =>
+      pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: f(p) }));
 
     custom(r, 'openproxy_up', 'openproxy is running (1).', 'gauge', () => [{ labels: {}, value: 1 }]);
-    custom(r, 'openproxy_clients', 'Client connections by pool and state (active: holds a server connection).', 'gauge', () =>
-      pools().flatMap((p) => [
-        { labels: { database: p.database, user: p.user, state: 'active' }, value: p.cl_active },
-        { labels: { database: p.database, user: p.user, state: 'idle' }, value: p.cl_idle },
-        { labels: { database: p.database, user: p.user, state: 'waiting' }, value: p.cl_waiting },
-      ]),
+    custom(
+      r,
+      'openproxy_clients',
+      'Client connections by pool and state (active: holds a server connection).',
+      'gauge',
+      () =>
+        pools().flatMap((p) => [
+          { labels: { database: p.database, user: p.user, state: 'active' }, value: p.cl_active },
+          { labels: { database: p.database, user: p.user, state: 'idle' }, value: p.cl_idle },
+          { labels: { database: p.database, user: p.user, state: 'waiting' }, value: p.cl_waiting },
+        ]),
     );
     custom(r, 'openproxy_server_connections', 'Server connections by pool and state.', 'gauge', () =>
       pools().flatMap((p) => [
@@ -90,52 +107,230 @@ export class Exporter {
         { labels: { database: p.database, user: p.user, state: 'login' }, value: p.sv_login },
       ]),
     );
-    custom(r, 'openproxy_server_banned', 'A server banned now (1), with the reason.', 'gauge', () => this.serverRows().map((s) => ({ labels: { database: s.db, server: s.server, role: s.role, reason: s.reason }, value: s.banned ? 1 : 0 })));
-    custom(r, 'openproxy_server_role', 'A server\'s current role (1 for the role it has), and where that came from (config, sql probe).', 'gauge', () =>
-      this.serverRows().map((s) => ({ labels: { database: s.db, user: s.user, server: s.server, role: s.currentRole, source: s.roleSource }, value: 1 })),
+    custom(r, 'openproxy_server_banned', 'A server banned now (1), with the reason.', 'gauge', () =>
+      this.serverRows().map((s) => ({
+        labels: { database: s.db, server: s.server, role: s.role, reason: s.reason },
+        value: s.banned ? 1 : 0,
+      })),
     );
-    custom(r, 'openproxy_vrrp_state', 'The VRRP virtual router state (1 for the state it is in: INIT, BACKUP, MASTER, FAULT).', 'gauge', () => {
-      const v = this.src.vrrp?.();
-      return v ? ['INIT', 'BACKUP', 'MASTER', 'FAULT'].map((state) => ({ labels: { state }, value: v.state === state ? 1 : 0 })) : [];
-    });
-    custom(r, 'openproxy_vrrp_priority', 'The VRRP priority advertised now (0 while no primary is reachable).', 'gauge', () => {
-      const v = this.src.vrrp?.();
-      return v ? [{ labels: {}, value: v.priority }] : [];
-    });
-    custom(r, 'openproxy_replica_lag_bytes', 'Bytes of WAL a replica has not replayed yet (measured when lag settings are on).', 'gauge', () => this.serverRows().filter((s) => s.lagAt > 0).map((s) => ({ labels: { database: s.db, server: s.server }, value: s.lagBytes })));
-    custom(r, 'openproxy_prepared_statement_cache_hits_total', 'Named statements found prepared on the server connection.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_hits })));
-    custom(r, 'openproxy_prepared_statement_cache_misses_total', 'Named statements prepared on a server connection on first use there.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_misses })));
-    custom(r, 'openproxy_prepared_statement_cache_evictions_total', 'Server-side statements closed to stay within prepared_statements_cache_size.', 'counter', () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_evictions })));
-    custom(r, 'openproxy_client_pins_total', 'Times a client was pinned to its server connection (dedicated mode).', 'counter', stat(STAT.pins));
-    custom(r, 'openproxy_statement_timeouts_total', 'Statements cancelled by the per-user statement_timeout.', 'counter', stat(STAT.statement_timeouts));
+    custom(
+      r,
+      'openproxy_server_role',
+      "A server's current role (1 for the role it has), and where that came from (config, sql probe).",
+      'gauge',
+      () =>
+        this.serverRows().map((s) => ({
+          labels: { database: s.db, user: s.user, server: s.server, role: s.currentRole, source: s.roleSource },
+          value: 1,
+        })),
+    );
+    custom(
+      r,
+      'openproxy_vrrp_state',
+      'The VRRP virtual router state (1 for the state it is in: INIT, BACKUP, MASTER, FAULT).',
+      'gauge',
+      () => {
+        const v = this.src.vrrp?.();
+        return v
+          ? ['INIT', 'BACKUP', 'MASTER', 'FAULT'].map((state) => ({
+              labels: { state },
+              value: v.state === state ? 1 : 0,
+            }))
+          : [];
+      },
+    );
+    custom(
+      r,
+      'openproxy_vrrp_priority',
+      'The VRRP priority advertised now (0 while no primary is reachable).',
+      'gauge',
+      () => {
+        const v = this.src.vrrp?.();
+        return v ? [{ labels: {}, value: v.priority }] : [];
+      },
+    );
+    custom(
+      r,
+      'openproxy_replica_lag_bytes',
+      'Bytes of WAL a replica has not replayed yet (measured when lag settings are on).',
+      'gauge',
+      () =>
+        this.serverRows()
+          .filter((s) => s.lagAt > 0)
+          .map((s) => ({ labels: { database: s.db, server: s.server }, value: s.lagBytes })),
+    );
+    custom(
+      r,
+      'openproxy_prepared_statement_cache_hits_total',
+      'Named statements found prepared on the server connection.',
+      'counter',
+      () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_hits })),
+    );
+    custom(
+      r,
+      'openproxy_prepared_statement_cache_misses_total',
+      'Named statements prepared on a server connection on first use there.',
+      'counter',
+      () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_misses })),
+    );
+    custom(
+      r,
+      'openproxy_prepared_statement_cache_evictions_total',
+      'Server-side statements closed to stay within prepared_statements_cache_size.',
+      'counter',
+      () => pools().map((p) => ({ labels: { database: p.database, user: p.user }, value: p.prepare_evictions })),
+    );
+    custom(
+      r,
+      'openproxy_client_pins_total',
+      'Times a client was pinned to its server connection (dedicated mode).',
+      'counter',
+      stat(STAT.pins),
+    );
+    custom(
+      r,
+      'openproxy_statement_timeouts_total',
+      'Statements cancelled by the per-user statement_timeout.',
+      'counter',
+      stat(STAT.statement_timeouts),
+    );
     custom(r, 'openproxy_client_logins_total', 'Client logins.', 'counter', stat(STAT.logins));
     custom(r, 'openproxy_errors_total', 'Errors sent to clients.', 'counter', stat(STAT.errors));
-    custom(r, 'openproxy_query_duration_seconds', 'Query latency through openproxy (first byte in to ReadyForQuery).', 'histogram', () =>
-      pools().flatMap((p) => (p.query_latency ? histogramSamples('openproxy_query_duration_seconds', { database: p.database, user: p.user }, p.query_latency) : [])),
+    custom(
+      r,
+      'openproxy_query_duration_seconds',
+      'Query latency through openproxy (first byte in to ReadyForQuery).',
+      'histogram',
+      () =>
+        pools().flatMap((p) =>
+          p.query_latency
+            ? histogramSamples(
+                'openproxy_query_duration_seconds',
+                { database: p.database, user: p.user },
+                p.query_latency,
+              )
+            : [],
+        ),
     );
     custom(r, 'openproxy_transaction_duration_seconds', 'Transaction latency through openproxy.', 'histogram', () =>
-      pools().flatMap((p) => (p.xact_latency ? histogramSamples('openproxy_transaction_duration_seconds', { database: p.database, user: p.user }, p.xact_latency) : [])),
+      pools().flatMap((p) =>
+        p.xact_latency
+          ? histogramSamples(
+              'openproxy_transaction_duration_seconds',
+              { database: p.database, user: p.user },
+              p.xact_latency,
+            )
+          : [],
+      ),
     );
 
     // pgbouncer_exporter's names.
     custom(r, 'pgbouncer_up', 'The pooler is up (pgbouncer_exporter name).', 'gauge', () => [{ labels: {}, value: 1 }]);
-    custom(r, 'pgbouncer_pools_client_active_connections', 'Client connections linked to a server connection.', 'gauge', poolGauge((p) => p.cl_active));
-    custom(r, 'pgbouncer_pools_client_waiting_connections', 'Client connections waiting for a server connection.', 'gauge', poolGauge((p) => p.cl_waiting));
-    custom(r, 'pgbouncer_pools_server_active_connections', 'Server connections linked to a client.', 'gauge', poolGauge((p) => p.sv_active));
-    custom(r, 'pgbouncer_pools_server_idle_connections', 'Server connections idle and ready.', 'gauge', poolGauge((p) => p.sv_idle));
-    custom(r, 'pgbouncer_pools_server_used_connections', 'Server connections idle longer than the check delay.', 'gauge', poolGauge((p) => p.sv_used));
-    custom(r, 'pgbouncer_pools_server_testing_connections', 'Server connections being tested.', 'gauge', poolGauge(() => 0));
-    custom(r, 'pgbouncer_pools_server_login_connections', 'Server connections logging in.', 'gauge', poolGauge((p) => p.sv_login));
-    custom(r, 'pgbouncer_pools_client_maxwait_seconds', 'Longest wait of a waiting client.', 'gauge', poolGauge((p) => (p.oldest_wait ? (Date.now() - p.oldest_wait) / 1000 : 0)));
+    custom(
+      r,
+      'pgbouncer_pools_client_active_connections',
+      'Client connections linked to a server connection.',
+      'gauge',
+      poolGauge((p) => p.cl_active),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_client_waiting_connections',
+      'Client connections waiting for a server connection.',
+      'gauge',
+      poolGauge((p) => p.cl_waiting),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_server_active_connections',
+      'Server connections linked to a client.',
+      'gauge',
+      poolGauge((p) => p.sv_active),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_server_idle_connections',
+      'Server connections idle and ready.',
+      'gauge',
+      poolGauge((p) => p.sv_idle),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_server_used_connections',
+      'Server connections idle longer than the check delay.',
+      'gauge',
+      poolGauge((p) => p.sv_used),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_server_testing_connections',
+      'Server connections being tested.',
+      'gauge',
+      poolGauge(() => 0),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_server_login_connections',
+      'Server connections logging in.',
+      'gauge',
+      poolGauge((p) => p.sv_login),
+    );
+    custom(
+      r,
+      'pgbouncer_pools_client_maxwait_seconds',
+      'Longest wait of a waiting client.',
+      'gauge',
+      poolGauge((p) => (p.oldest_wait ? (Date.now() - p.oldest_wait) / 1000 : 0)),
+    );
     custom(r, 'pgbouncer_stats_queries_pooled_total', 'Queries pooled.', 'counter', statByDb(STAT.query_count));
-    custom(r, 'pgbouncer_stats_queries_duration_seconds_total', 'Time spent in queries.', 'counter', statByDb(STAT.query_time_us, 1e-6));
-    custom(r, 'pgbouncer_stats_sql_transactions_pooled_total', 'Transactions pooled.', 'counter', statByDb(STAT.xact_count));
-    custom(r, 'pgbouncer_stats_server_in_transaction_seconds_total', 'Time spent in transactions.', 'counter', statByDb(STAT.xact_time_us, 1e-6));
-    custom(r, 'pgbouncer_stats_client_wait_seconds_total', 'Time clients waited for a server connection.', 'counter', statByDb(STAT.wait_time_us, 1e-6));
-    custom(r, 'pgbouncer_stats_received_bytes_total', 'Bytes received from clients.', 'counter', statByDb(STAT.received));
+    custom(
+      r,
+      'pgbouncer_stats_queries_duration_seconds_total',
+      'Time spent in queries.',
+      'counter',
+      statByDb(STAT.query_time_us, 1e-6),
+    );
+    custom(
+      r,
+      'pgbouncer_stats_sql_transactions_pooled_total',
+      'Transactions pooled.',
+      'counter',
+      statByDb(STAT.xact_count),
+    );
+    custom(
+      r,
+      'pgbouncer_stats_server_in_transaction_seconds_total',
+      'Time spent in transactions.',
+      'counter',
+      statByDb(STAT.xact_time_us, 1e-6),
+    );
+    custom(
+      r,
+      'pgbouncer_stats_client_wait_seconds_total',
+      'Time clients waited for a server connection.',
+      'counter',
+      statByDb(STAT.wait_time_us, 1e-6),
+    );
+    custom(
+      r,
+      'pgbouncer_stats_received_bytes_total',
+      'Bytes received from clients.',
+      'counter',
+      statByDb(STAT.received),
+    );
     custom(r, 'pgbouncer_stats_sent_bytes_total', 'Bytes sent to clients.', 'counter', statByDb(STAT.sent));
-    custom(r, 'pgbouncer_databases_current_connections', 'Server connections open per database entry.', 'gauge', () => this.serverRows().map((s) => ({ labels: { name: s.label, host: s.host, port: s.port, database: s.dbname, force_user: s.user }, value: s.conns })));
-    custom(r, 'pgbouncer_databases_pool_size', 'pool_size per database entry.', 'gauge', () => this.serverRows().map((s) => ({ labels: { name: s.label, host: s.host, port: s.port, database: s.dbname, force_user: s.user }, value: s.poolSize })));
+    custom(r, 'pgbouncer_databases_current_connections', 'Server connections open per database entry.', 'gauge', () =>
+      this.serverRows().map((s) => ({
+        labels: { name: s.label, host: s.host, port: s.port, database: s.dbname, force_user: s.user },
+        value: s.conns,
+      })),
+    );
+    custom(r, 'pgbouncer_databases_pool_size', 'pool_size per database entry.', 'gauge', () =>
+      this.serverRows().map((s) => ({
+        labels: { name: s.label, host: s.host, port: s.port, database: s.dbname, force_user: s.user },
+        value: s.poolSize,
+      })),
+    );
   }
 
   /** One scrape: fresh worker snapshots, then the text format. */
@@ -155,10 +350,26 @@ export class Exporter {
         const k = `${p.database}\0${p.user}`;
         const a = m.get(k);
         if (!a) {
-          m.set(k, { ...p, query_latency: addHist(null, p.query_latency), xact_latency: addHist(null, p.xact_latency) });
+          m.set(k, {
+            ...p,
+            query_latency: addHist(null, p.query_latency),
+            xact_latency: addHist(null, p.xact_latency),
+          });
           continue;
         }
-        for (const f of ['cl_idle', 'cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_login', 'prepare_hits', 'prepare_misses', 'prepare_evictions'] as const) a[f] += p[f];
+        for (const f of [
+          'cl_idle',
+          'cl_active',
+          'cl_waiting',
+          'sv_active',
+          'sv_idle',
+          'sv_used',
+          'sv_login',
+          'prepare_hits',
+          'prepare_misses',
+          'prepare_evictions',
+        ] as const)
+          a[f] += p[f];
         if (p.oldest_wait && (!a.oldest_wait || p.oldest_wait < a.oldest_wait)) a.oldest_wait = p.oldest_wait;
         a.query_latency = addHist(a.query_latency, p.query_latency);
         a.xact_latency = addHist(a.xact_latency, p.xact_latency);
@@ -192,23 +403,72 @@ export class Exporter {
     const slots = this.src.slots();
     const sh = this.src.shared;
     const now = Date.now();
-    const rows: { db: string; user: string; label: string; host: string; port: number; dbname: string; server: string; role: string; currentRole: string; roleSource: string; banned: boolean; reason: string; conns: number; poolSize: number; lagBytes: number; lagAt: number; shard: number }[] = [];
+    const rows: {
+      db: string;
+      user: string;
+      label: string;
+      host: string;
+      port: number;
+      dbname: string;
+      server: string;
+      role: string;
+      currentRole: string;
+      roleSource: string;
+      banned: boolean;
+      reason: string;
+      conns: number;
+      poolSize: number;
+      lagBytes: number;
+      lagAt: number;
+      shard: number;
+    }[] = [];
     for (const p of cfg.pools) {
       for (const u of p.users) {
         for (const shard of p.shards) {
           let replica = 0;
           shard.servers.forEach((a, i) => {
             const slot = slots.servers[serverSlotKey(p.name, u.username, shard.index, a.host, a.port)];
-            const roleName = a.role === 'replica' ? `replica_${replica++}` : a.role === 'primary' ? 'primary' : `auto_${i}`;
+            const roleName =
+              a.role === 'replica' ? `replica_${replica++}` : a.role === 'primary' ? 'primary' : `auto_${i}`;
             const banned = sh.banned(slot, now);
             const probed = a.role === 'auto' && sh.serverRoleAt[slot] > 0;
             const code = sh.serverRole[slot];
-            const currentRole = a.role !== 'auto' ? a.role : probed ? (code === ROLE.primary ? 'primary' : code === ROLE.replica ? 'replica' : 'unknown') : 'unknown';
-            const roleSource = a.role !== 'auto' ? 'config' : !probed ? 'not probed yet' : shard.use_patroni ? 'patroni + sql probe' : 'sql probe';
+            const currentRole =
+              a.role !== 'auto'
+                ? a.role
+                : probed
+                  ? code === ROLE.primary
+                    ? 'primary'
+                    : code === ROLE.replica
+                      ? 'replica'
+                      : 'unknown'
+                  : 'unknown';
+            const roleSource =
+              a.role !== 'auto'
+                ? 'config'
+                : !probed
+                  ? 'not probed yet'
+                  : shard.use_patroni
+                    ? 'patroni + sql probe'
+                    : 'sql probe';
             rows.push({
-              db: p.name, user: u.username, label: `${p.name}_shard_${shard.index}_${roleName}`, host: a.host, port: a.port, dbname: shard.database,
-              server: `${a.host}:${a.port}`, role: a.role, currentRole, roleSource, banned, reason: banned ? BAN_REASON[sh.serverBanReason[slot]] ?? '' : '',
-              conns: Atomics.load(sh.serverConns, slot), poolSize: u.pool_size, lagBytes: sh.serverLagBytes[slot], lagAt: sh.serverLagAt[slot], shard: shard.index,
+              db: p.name,
+              user: u.username,
+              label: `${p.name}_shard_${shard.index}_${roleName}`,
+              host: a.host,
+              port: a.port,
+              dbname: shard.database,
+              server: `${a.host}:${a.port}`,
+              role: a.role,
+              currentRole,
+              roleSource,
+              banned,
+              reason: banned ? (BAN_REASON[sh.serverBanReason[slot]] ?? '') : '',
+              conns: Atomics.load(sh.serverConns, slot),
+              poolSize: u.pool_size,
+              lagBytes: sh.serverLagBytes[slot],
+              lagAt: sh.serverLagAt[slot],
+              shard: shard.index,
             });
           });
         }

@@ -32,8 +32,14 @@ export class HealthCheck {
       cfg.pools.flatMap((p) =>
         p.shards.map(async (shard) => {
           const primaries = shard.servers.filter((s) => s.role !== 'replica');
-          const ok = (await Promise.all(primaries.map((a) => tcpReachable(a.host, a.port, Math.min(1000, p.connect_timeout))))).some(Boolean);
-          if (!ok) problems.push(`pool ${p.name} shard ${shard.index}: no primary reachable (${primaries.map((a) => `${a.host}:${a.port}`).join(', ') || 'none configured'})`);
+          const ok = (
+            await Promise.all(primaries.map((a) => tcpReachable(a.host, a.port, Math.min(1000, p.connect_timeout))))
+          ).some(Boolean);
+          if (!ok)
+            problems.push(
+              `pool ${p.name} shard ${shard.index}: no primary reachable ` +
+                `(${primaries.map((a) => `${a.host}:${a.port}`).join(', ') || 'none configured'})`,
+            );
         }),
       ),
     );
@@ -56,7 +62,9 @@ export function startHttp(port: number, host: string, deps: HttpDeps): http.Serv
       case '/metrics':
         return void deps.exporter.metrics().then((body) => send(200, deps.exporter.contentType, body), fail);
       case '/health':
-        return void health.check().then((h) => send(h.ok ? 200 : 503, 'text/plain', h.ok ? 'ok\n' : h.problems.join('\n') + '\n'), fail);
+        return void health
+          .check()
+          .then((h) => send(h.ok ? 200 : 503, 'text/plain', h.ok ? 'ok\n' : `${h.problems.join('\n')}\n`), fail);
       case '/status.json':
         return void status(deps).then((s) => send(200, 'application/json', JSON.stringify(s)), fail);
       case '/':
@@ -76,8 +84,40 @@ async function status(deps: HttpDeps) {
   return {
     generated: new Date().toISOString(),
     vrrp: deps.vrrp(),
-    pools: ex.mergedPools().map((p) => ({ database: p.database, user: p.user, pool_mode: p.pool_mode, cl_active: p.cl_active, cl_idle: p.cl_idle, cl_waiting: p.cl_waiting, sv_active: p.sv_active, sv_idle: p.sv_idle, sv_used: p.sv_used, sv_login: p.sv_login })),
-    servers: ex.serverRows().map((s) => ({ name: s.label, user: s.user, server: s.server, role: s.currentRole, role_source: s.roleSource, configured_role: s.role, banned: s.banned, ban_reason: s.reason, connections: s.conns, pool_size: s.poolSize, lag_bytes: s.lagAt > 0 ? s.lagBytes : null })),
-    clients: ex.clients().map((c) => ({ id: `0x${c.id.toString(16)}`, database: c.database, user: c.user, application_name: c.application_name, state: c.state, transactions: c.transaction_count, queries: c.query_count, age_s: Math.floor((Date.now() - c.connected_at) / 1000) })),
+    pools: ex.mergedPools().map((p) => ({
+      database: p.database,
+      user: p.user,
+      pool_mode: p.pool_mode,
+      cl_active: p.cl_active,
+      cl_idle: p.cl_idle,
+      cl_waiting: p.cl_waiting,
+      sv_active: p.sv_active,
+      sv_idle: p.sv_idle,
+      sv_used: p.sv_used,
+      sv_login: p.sv_login,
+    })),
+    servers: ex.serverRows().map((s) => ({
+      name: s.label,
+      user: s.user,
+      server: s.server,
+      role: s.currentRole,
+      role_source: s.roleSource,
+      configured_role: s.role,
+      banned: s.banned,
+      ban_reason: s.reason,
+      connections: s.conns,
+      pool_size: s.poolSize,
+      lag_bytes: s.lagAt > 0 ? s.lagBytes : null,
+    })),
+    clients: ex.clients().map((c) => ({
+      id: `0x${c.id.toString(16)}`,
+      database: c.database,
+      user: c.user,
+      application_name: c.application_name,
+      state: c.state,
+      transactions: c.transaction_count,
+      queries: c.query_count,
+      age_s: Math.floor((Date.now() - c.connected_at) / 1000),
+    })),
   };
 }

@@ -21,22 +21,32 @@ th { background: #f3f3f3; } .banned { background: #fdd; } .ok { color: #070; } .
 <h2>Servers</h2><table id="servers"></table>
 <h2>Clients</h2><table id="clients"></table>
 <script>
-function esc(v) { return String(v === null || v === undefined ? '' : v).replace(/[&<>"]/g, function (c) { return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]; }); }
+var ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
+function esc(v) {
+  return String(v === null || v === undefined ? '' : v).replace(/[&<>"]/g, function (c) { return ESC[c]; });
+}
 function table(id, cols, rows, rowClass) {
   var h = '<tr>' + cols.map(function (c) { return '<th>' + esc(c) + '</th>'; }).join('') + '</tr>';
-  h += rows.map(function (r) { return '<tr class="' + (rowClass ? rowClass(r) : '') + '">' + cols.map(function (c) { return '<td>' + esc(r[c]) + '</td>'; }).join('') + '</tr>'; }).join('');
+  h += rows.map(function (r) {
+    var cells = cols.map(function (c) { return '<td>' + esc(r[c]) + '</td>'; }).join('');
+    return '<tr class="' + (rowClass ? rowClass(r) : '') + '">' + cells + '</tr>';
+  }).join('');
   document.getElementById(id).innerHTML = h;
 }
 function render(s) {
   document.getElementById('updated').textContent = 'updated ' + s.generated + ' (refreshes every 2 s)';
   document.getElementById('vrrp').textContent = s.vrrp.state + (s.vrrp.detail ? ' — ' + s.vrrp.detail : '');
-  table('pools', ['database', 'user', 'pool_mode', 'cl_active', 'cl_idle', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_login'], s.pools);
-  table('servers', ['name', 'user', 'server', 'role', 'role_source', 'banned', 'ban_reason', 'connections', 'pool_size', 'lag_bytes'], s.servers, function (r) { return r.banned ? 'banned' : ''; });
-  table('clients', ['id', 'database', 'user', 'application_name', 'state', 'transactions', 'queries', 'age_s'], s.clients);
+  table('pools', ['database', 'user', 'pool_mode', 'cl_active', 'cl_idle', 'cl_waiting',
+    'sv_active', 'sv_idle', 'sv_used', 'sv_login'], s.pools);
+  table('servers', ['name', 'user', 'server', 'role', 'role_source', 'banned', 'ban_reason',
+    'connections', 'pool_size', 'lag_bytes'], s.servers, function (r) { return r.banned ? 'banned' : ''; });
+  table('clients', ['id', 'database', 'user', 'application_name', 'state', 'transactions', 'queries', 'age_s'],
+    s.clients);
 }
 function tick() {
   fetch('/status.json').then(function (r) { return r.json(); }).then(render).catch(function (e) {
-    document.getElementById('updated').innerHTML = '<span class="bad">cannot reach openproxy: ' + esc(e.message) + '</span>';
+    var msg = '<span class="bad">cannot reach openproxy: ' + esc(e.message) + '</span>';
+    document.getElementById('updated').innerHTML = msg;
   });
 }
 tick();

@@ -35,7 +35,8 @@ export class DnsCache {
   /** Re-resolves every name whose entry is older than the TTL (called periodically). */
   refreshDue(): void {
     const now = Date.now();
-    for (const [host, e] of this.entries) if (now - e.at >= this.maxTtlMs) void this.lookup(host).catch(() => undefined);
+    for (const [host, e] of this.entries)
+      if (now - e.at >= this.maxTtlMs) void this.lookup(host).catch(() => undefined);
   }
 
   private lookup(host: string): Promise<string> {
@@ -44,7 +45,12 @@ export class DnsCache {
     const p = dns.promises.lookup(host, { family: 0 }).then(
       (r) => {
         const prev = this.entries.get(host);
-        if (prev && prev.address !== r.address) log.info('DNS: server address changed; new connections go to the new address, old ones drain', { host, from: prev.address, to: r.address });
+        if (prev && prev.address !== r.address)
+          log.info('DNS: server address changed; new connections go to the new address, old ones drain', {
+            host,
+            from: prev.address,
+            to: r.address,
+          });
         this.entries.set(host, { address: r.address, at: Date.now() });
         return r.address;
       },

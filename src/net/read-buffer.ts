@@ -27,6 +27,9 @@ export function writeView(sock: net.Socket, data: Buffer): boolean {
 }
 
 /** `onread` options for a plain socket whose reads go to handler(this socket, bytes). */
-export function onreadOptions(callback: (this: net.Socket, nread: number, buf: Buffer) => boolean | void): { buffer: () => Buffer; callback: (nread: number, buf: Buffer) => boolean | void } {
+export function onreadOptions(callback: (this: net.Socket, nread: number, buf: Buffer) => boolean | void): {
+  buffer: () => Buffer;
+  callback: (nread: number, buf: Buffer) => boolean | void;
+} {
   return { buffer: readBuffer, callback: callback as (nread: number, buf: Buffer) => boolean | void };
 }

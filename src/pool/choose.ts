@@ -9,14 +9,16 @@ import { type ServerEntry, type UserPool, roleOf } from './registry';
 import type { ServerPool } from './server-pool';
 import { SQLSTATE } from '../protocol/sqlstate';
 
-
 function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
   const hs = conn.params.get('in_hot_standby');
   e.learned = hs === 'on' ? 'replica' : 'primary';
   return e.learned;
 }
 
-async function tryEntry(e: ServerEntry, want: 'primary' | 'replica' | null): Promise<{ conn: ServerConn; pool: ServerPool } | null> {
+async function tryEntry(
+  e: ServerEntry,
+  want: 'primary' | 'replica' | null,
+): Promise<{ conn: ServerConn; pool: ServerPool } | null> {
   const conn = await e.pool.acquire();
   if (e.address.role === 'auto' && learn(e, conn) !== want && want !== null) {
     e.pool.release(conn);
@@ -32,7 +34,10 @@ async function tryEntry(e: ServerEntry, want: 'primary' | 'replica' | null): Pro
  * default_role = replica, a replica first). A server that cannot be reached, or is starting or
  * shutting down (57P0x, as during a switchover), is skipped.
  */
-export async function chooseSessionServer(up: UserPool, anyRole = false): Promise<{ conn: ServerConn; pool: ServerPool }> {
+export async function chooseSessionServer(
+  up: UserPool,
+  anyRole = false,
+): Promise<{ conn: ServerConn; pool: ServerPool }> {
   const servers = up.shards[0];
   const wantReplica = up.pool.default_role === 'replica';
   const order = (want: 'primary' | 'replica') => {
@@ -41,7 +46,11 @@ export async function chooseSessionServer(up: UserPool, anyRole = false): Promis
     if (want === 'replica') known.sort(() => Math.random() - 0.5);
     return [...known, ...unknown];
   };
-  const wants: readonly ('primary' | 'replica')[] = wantReplica ? ['replica', 'primary'] : anyRole ? ['primary', 'replica'] : ['primary'];
+  const wants: readonly ('primary' | 'replica')[] = wantReplica
+    ? ['replica', 'primary']
+    : anyRole
+      ? ['primary', 'replica']
+      : ['primary'];
   let lastError: Error | null = null;
   const tried = new Set<ServerEntry>();
   for (const want of wants) {
@@ -58,5 +67,8 @@ export async function chooseSessionServer(up: UserPool, anyRole = false): Promis
     }
   }
   if (lastError) throw lastError;
-  throw new ServerConnError(`no ${wantReplica ? 'replica or primary' : 'primary'} server is available in pool "${up.pool.name}"`, SQLSTATE.CONNECTION_FAILURE);
+  throw new ServerConnError(
+    `no ${wantReplica ? 'replica or primary' : 'primary'} server is available in pool "${up.pool.name}"`,
+    SQLSTATE.CONNECTION_FAILURE,
+  );
 }

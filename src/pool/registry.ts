@@ -6,8 +6,8 @@ import { DnsCache } from '../net/dns-cache';
 import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } from '../config/types';
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
-import { ServerPool, ServerPoolSettings } from './server-pool';
-import { Slots, poolSlotKey, serverSlotKey } from './slots';
+import { ServerPool, type ServerPoolSettings } from './server-pool';
+import { type Slots, poolSlotKey, serverSlotKey } from './slots';
 
 export interface ServerEntry {
   address: ServerAddress;
@@ -41,7 +41,11 @@ export class Registry {
   /** dns_cache_enabled: this thread's cache of server addresses (null: the system resolves at every connect). */
   dns: DnsCache | null = null;
 
-  constructor(private readonly shared: SharedState, readonly workerIndex: number, private readonly workerCount: number) {}
+  constructor(
+    private readonly shared: SharedState,
+    readonly workerIndex: number,
+    private readonly workerCount: number,
+  ) {}
 
   update(cfg: Config, slots: Slots): void {
     this.general = cfg.general;
@@ -58,9 +62,15 @@ export class Registry {
       for (const user of pool.users) {
         const shards = pool.shards.map((shard) =>
           shard.servers.map((address, i) => {
-            const slot = slots.servers[serverSlotKey(pool.name, user.username, shard.index, address.host, address.port)];
+            const slot =
+              slots.servers[serverSlotKey(pool.name, user.username, shard.index, address.host, address.port)];
             live.add(slot);
-            const role = address.role === 'auto' ? 'auto' : address.role === 'primary' ? 'primary' : `replica_${shard.servers.slice(0, i).filter((s) => s.role === 'replica').length}`;
+            const role =
+              address.role === 'auto'
+                ? 'auto'
+                : address.role === 'primary'
+                  ? 'primary'
+                  : `replica_${shard.servers.slice(0, i).filter((s) => s.role === 'replica').length}`;
             const settings: ServerPoolSettings = {
               poolSize: user.pool_size,
               minPoolSize: user.min_pool_size,
@@ -81,18 +91,37 @@ export class Registry {
                 connectTimeout: pool.connect_timeout,
                 tls: cfg.general.server_tls,
                 verifyCertificate: cfg.general.verify_server_certificate,
-                keepalive: { idle: cfg.general.tcp_keepalives_idle, interval: cfg.general.tcp_keepalives_interval, count: cfg.general.tcp_keepalives_count },
+                keepalive: {
+                  idle: cfg.general.tcp_keepalives_idle,
+                  interval: cfg.general.tcp_keepalives_interval,
+                  count: cfg.general.tcp_keepalives_count,
+                },
                 dns: this.dns,
               },
             };
             let sp = this.servers.get(slot);
             if (sp) sp.settings = settings;
             else this.servers.set(slot, (sp = new ServerPool(slot, settings, this.shared)));
-            const old = this.users.get(pool.name)?.get(user.username)?.shards[shard.index]?.find((e) => e.pool === sp);
-            return { address, pool: sp, learned: old?.learned, shared: this.shared, lastRole: old?.lastRole } as ServerEntry;
+            const old = this.users
+              .get(pool.name)
+              ?.get(user.username)
+              ?.shards[shard.index]?.find((e) => e.pool === sp);
+            return {
+              address,
+              pool: sp,
+              learned: old?.learned,
+              shared: this.shared,
+              lastRole: old?.lastRole,
+            } as ServerEntry;
           }),
         );
-        byUser.set(user.username, { pool, user, statSlot: slots.pools[poolSlotKey(pool.name, user.username)], shards, hasAuto: pool.shards.some((sh) => sh.servers.some((a) => a.role === 'auto')) });
+        byUser.set(user.username, {
+          pool,
+          user,
+          statSlot: slots.pools[poolSlotKey(pool.name, user.username)],
+          shards,
+          hasAuto: pool.shards.some((sh) => sh.servers.some((a) => a.role === 'auto')),
+        });
       }
       users.set(pool.name, byUser);
     }

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { errorField, queryMessage } from '../protocol/backend';
 import { BE, TX_IDLE } from '../protocol/messages';
-import { MessageScanner, ScanSink } from '../protocol/scanner';
+import { MessageScanner, type ScanSink } from '../protocol/scanner';
 import type { DnsCache } from '../net/dns-cache';
 import { writeView } from '../net/read-buffer';
 import { serialize } from 'pg-protocol';
@@ -180,7 +180,8 @@ export class ServerConn implements ScanSink, ServerLink {
       this.busy = false;
       this.queries++;
       if (this.txStatus === TX_IDLE) this.transactions++;
-      if (this.cut < 0 && sink?.onReady(this.txStatus) === true) this.cut = body.byteOffset - this.chunk.byteOffset + body.length;
+      if (this.cut < 0 && sink?.onReady(this.txStatus) === true)
+        this.cut = body.byteOffset - this.chunk.byteOffset + body.length;
     } else if (type === BE.PARAMETER_STATUS) {
       const k = body.indexOf(0);
       const v = body.indexOf(0, k + 1);
@@ -208,7 +209,11 @@ export class ServerConn implements ScanSink, ServerLink {
       sink.onServerError(body);
     } else if (type === BE.DATA_ROW && this.rows) {
       this.rows.push(decodeDataRow(body));
-    } else if ((type === BE.PARSE_COMPLETE || type === BE.CLOSE_COMPLETE) && this.cut < 0 && sink?.dropResponse?.(type)) {
+    } else if (
+      (type === BE.PARSE_COMPLETE || type === BE.CLOSE_COMPLETE) &&
+      this.cut < 0 &&
+      sink?.dropResponse?.(type)
+    ) {
       const start = body.byteOffset - this.chunk.byteOffset - 5; // bodyless: header is in this chunk
       this.drops.push(start, start + 5);
       this.inserts.push(null);

@@ -68,7 +68,9 @@ export interface ServerLink extends ServerStatements {
   lastUsed: number;
   /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
   stalePlans: boolean;
-  /** The session holds the connection: server bytes go to `owner`; statement replies are tracked when the cache is on. */
+  /**
+   * The session holds the connection: server bytes go to `owner`; statement replies are tracked when the cache is on.
+   */
   hold(owner: ServerOwner, trackStatements: boolean): void;
   /** The session lets go: nobody receives its bytes until the next hold, and reading resumes. */
   letGo(): void;
@@ -102,6 +104,6 @@ export class ServerConnError extends Error {
  * down (57P0x, as during a switchover) is not: it is banned or skipped and another one tried.
  */
 export function isFinal(err: ServerConnError): boolean {
-  const goingAway = err.sqlstate !== undefined && err.sqlstate.startsWith('57P0');
+  const goingAway = err.sqlstate?.startsWith('57P0');
   return err.sqlstate === SQLSTATE.TOO_MANY_CONNECTIONS || (err.fromServer === true && !goingAway);
 }

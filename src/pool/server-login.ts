@@ -13,7 +13,14 @@ import { md5Response, md5Stored } from '../protocol/md5';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { setKeepAlive } from '../net/sockopt';
 import { onreadOptions } from '../net/read-buffer';
-import { LOGIN, MAX_MESSAGE_LENGTH, ServerConn, ServerLogin, SocketWithConn, onServerRead } from './server-conn';
+import {
+  LOGIN,
+  MAX_MESSAGE_LENGTH,
+  ServerConn,
+  type ServerLogin,
+  type SocketWithConn,
+  onServerRead,
+} from './server-conn';
 import { ServerConnError } from './server-link';
 
 /** Connects and logs in; rejects with a ServerConnError naming the server and what failed. */
@@ -37,9 +44,23 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
     // Plain connections read into the thread's reused buffer (onread); TLS keeps the stream path.
     const raw = login.tls
       ? net.connect({ host: address, port: login.port, noDelay: true })
-      : net.connect({ host: address, port: login.port, noDelay: true, onread: onreadOptions(onServerRead) } as net.NetConnectOpts);
+      : net.connect({
+          host: address,
+          port: login.port,
+          noDelay: true,
+          onread: onreadOptions(onServerRead),
+        } as net.NetConnectOpts);
     let sock: net.Socket = raw;
-    const timer = setTimeout(() => done(new ServerConnError(`timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`, SQLSTATE.CONNECTION_FAILURE)), login.connectTimeout);
+    const timer = setTimeout(
+      () =>
+        done(
+          new ServerConnError(
+            `timed out connecting to ${login.host}:${login.port} after ${login.connectTimeout} ms`,
+            SQLSTATE.CONNECTION_FAILURE,
+          ),
+        ),
+      login.connectTimeout,
+    );
     const done = (err: Error | null, conn?: ServerConn) => {
       if (settled) return;
       settled = true;
@@ -50,17 +71,42 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
         reject(err);
       } else resolve(conn!);
     };
-    raw.once('error', (e) => done(new ServerConnError(`cannot connect to ${login.host}:${login.port}: ${e.message}`, SQLSTATE.CONNECTION_FAILURE)));
-    raw.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, SQLSTATE.CONNECTION_FAILURE)));
+    raw.once('error', (e) =>
+      done(
+        new ServerConnError(`cannot connect to ${login.host}:${login.port}: ${e.message}`, SQLSTATE.CONNECTION_FAILURE),
+      ),
+    );
+    raw.once('close', () =>
+      done(
+        new ServerConnError(
+          `server ${login.host}:${login.port} closed the connection during login`,
+          SQLSTATE.CONNECTION_FAILURE,
+        ),
+      ),
+    );
     raw.once('connect', () => {
       setKeepAlive(raw, login.keepalive.idle, login.keepalive.interval, login.keepalive.count);
       if (!login.tls) return startLogin(raw);
       raw.write(serialize.requestSsl());
       raw.once('data', (b: Buffer) => {
-        if (b.length !== 1 || b[0] !== 0x53) return done(new ServerConnError(`server ${login.host}:${login.port} refused TLS (server_tls = true)`, SQLSTATE.CONNECTION_FAILURE));
-        const t = tls.connect({ socket: raw, servername: net.isIP(login.host) ? undefined : login.host, rejectUnauthorized: login.verifyCertificate });
+        if (b.length !== 1 || b[0] !== 0x53)
+          return done(
+            new ServerConnError(
+              `server ${login.host}:${login.port} refused TLS (server_tls = true)`,
+              SQLSTATE.CONNECTION_FAILURE,
+            ),
+          );
+        const t = tls.connect({
+          socket: raw,
+          servername: net.isIP(login.host) ? undefined : login.host,
+          rejectUnauthorized: login.verifyCertificate,
+        });
         sock = t;
-        t.once('error', (e) => done(new ServerConnError(`TLS to ${login.host}:${login.port} failed: ${e.message}`, SQLSTATE.CONNECTION_FAILURE)));
+        t.once('error', (e) =>
+          done(
+            new ServerConnError(`TLS to ${login.host}:${login.port} failed: ${e.message}`, SQLSTATE.CONNECTION_FAILURE),
+          ),
+        );
         t.once('secureConnect', () => startLogin(t));
       });
     });
@@ -71,21 +117,34 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
       const parser = new Parser();
       let scram: ScramClient | null = null;
       const onMessage = (msg: BackendMessage) => {
+        // biome-ignore lint/suspicious/noExplicitAny: pg-protocol's message classes, read by name
         const m = msg as BackendMessage & Record<string, any>;
         switch (m.name) {
           case 'authenticationOk':
             return;
           case 'authenticationCleartextPassword':
-            if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
+            if (login.password === undefined)
+              return done(
+                new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'),
+              );
             s.write(serialize.password(login.password));
             return;
           case 'authenticationMD5Password':
-            if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
+            if (login.password === undefined)
+              return done(
+                new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'),
+              );
             s.write(serialize.password(md5Response(md5Stored(login.password, login.user), m.salt)));
             return;
           case 'authenticationSASL':
-            if (login.password === undefined) return done(new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'));
-            if (!m.mechanisms.includes(SCRAM_MECHANISM)) return done(new ServerConnError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000'));
+            if (login.password === undefined)
+              return done(
+                new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'),
+              );
+            if (!m.mechanisms.includes(SCRAM_MECHANISM))
+              return done(
+                new ServerConnError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000'),
+              );
             scram = new ScramClient(login.password);
             s.write(serialize.sendSASLInitialResponseMessage(SCRAM_MECHANISM, scram.first()));
             return;
@@ -104,7 +163,13 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
             conn.backendSecret = m.secretKey;
             return;
           case 'error':
-            return done(new ServerConnError(`server ${login.host}:${login.port}: ${m.message}`, m.code ?? SQLSTATE.CONNECTION_FAILURE, true));
+            return done(
+              new ServerConnError(
+                `server ${login.host}:${login.port}: ${m.message}`,
+                m.code ?? SQLSTATE.CONNECTION_FAILURE,
+                true,
+              ),
+            );
           case 'readyForQuery': {
             delete (raw as SocketWithConn)[LOGIN];
             s.removeAllListeners('data');
@@ -117,7 +182,15 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
             frames.off = frames.end;
             // A FATAL in the same read as the login's end (the server shutting down as the session
             // started): the connection is already closed and must not be handed to anyone.
-            if (conn.closed) return done(new ServerConnError(`server ${login.host}:${login.port} ended the session right after login: ${conn.closeReason}`, conn.doomedCode || SQLSTATE.CONNECTION_FAILURE, true, true));
+            if (conn.closed)
+              return done(
+                new ServerConnError(
+                  `server ${login.host}:${login.port} ended the session right after login: ${conn.closeReason}`,
+                  conn.doomedCode || SQLSTATE.CONNECTION_FAILURE,
+                  true,
+                  true,
+                ),
+              );
             return done(null, conn);
           }
           default:
@@ -129,18 +202,39 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
         try {
           while (!settled && frames.next()) parser.parse(frames.view(frames.start, frames.msgEnd), onMessage);
         } catch (e) {
-          return done(new ServerConnError(`login to ${login.host}:${login.port} failed: ${(e as Error).message}`, SQLSTATE.CONNECTION_FAILURE));
+          return done(
+            new ServerConnError(
+              `login to ${login.host}:${login.port} failed: ${(e as Error).message}`,
+              SQLSTATE.CONNECTION_FAILURE,
+            ),
+          );
         }
-        if (frames.error) done(new ServerConnError(`server ${login.host}:${login.port} sent an invalid message: ${frames.error}`, '08P01'));
+        if (frames.error)
+          done(
+            new ServerConnError(`server ${login.host}:${login.port} sent an invalid message: ${frames.error}`, '08P01'),
+          );
         frames.detach();
       };
       if (s === raw && !login.tls) (raw as SocketWithConn)[LOGIN] = onLoginData;
       else s.on('data', onLoginData);
       if (s !== raw) {
-        s.once('error', (e) => done(new ServerConnError(`server ${login.host}:${login.port}: ${e.message}`, SQLSTATE.CONNECTION_FAILURE)));
-        s.once('close', () => done(new ServerConnError(`server ${login.host}:${login.port} closed the connection during login`, SQLSTATE.CONNECTION_FAILURE)));
+        s.once('error', (e) =>
+          done(new ServerConnError(`server ${login.host}:${login.port}: ${e.message}`, SQLSTATE.CONNECTION_FAILURE)),
+        );
+        s.once('close', () =>
+          done(
+            new ServerConnError(
+              `server ${login.host}:${login.port} closed the connection during login`,
+              SQLSTATE.CONNECTION_FAILURE,
+            ),
+          ),
+        );
       }
-      const startup: Record<string, string> = { user: login.user, database: login.database, application_name: login.applicationName };
+      const startup: Record<string, string> = {
+        user: login.user,
+        database: login.database,
+        application_name: login.applicationName,
+      };
       s.write(serialize.startup(startup));
     };
   });

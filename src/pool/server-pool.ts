@@ -67,8 +67,14 @@ export class ServerPool {
   readonly closedPrepare = { hits: 0, misses: 0, evictions: 0 };
   /** Removed by a reload: connections close when released. */
   retired = false;
+  /** How a connection is opened and logged in (unit tests put a scripted server here). */
+  opener: (login: ServerLogin) => Promise<ServerConn> = openServerConn;
 
-  constructor(readonly slot: number, public settings: ServerPoolSettings, private readonly shared: SharedState) {}
+  constructor(
+    readonly slot: number,
+    public settings: ServerPoolSettings,
+    private readonly shared: SharedState,
+  ) {}
 
   get waiting(): number {
     return this.waiters.length;
@@ -108,16 +114,19 @@ export class ServerPool {
   }
 
   private armExpiry(ms: number): void {
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = null;
-      const now = Date.now();
-      // Usually only the head is due; a reload that shortened query_wait_timeout can make a later one due first.
-      for (const w of this.waiters.filter((x) => x.deadline <= now)) this.expire(w);
-      if (this.waiters.length === 0) return;
-      let next = Infinity;
-      for (const w of this.waiters) next = Math.min(next, w.deadline);
-      if (next !== Infinity) this.armExpiry(Math.max(1, next - now));
-    }, Math.min(ms, 0x7fffffff));
+    this.expiryTimer = setTimeout(
+      () => {
+        this.expiryTimer = null;
+        const now = Date.now();
+        // Usually only the head is due; a reload that shortened query_wait_timeout can make a later one due first.
+        for (const w of this.waiters.filter((x) => x.deadline <= now)) this.expire(w);
+        if (this.waiters.length === 0) return;
+        let next = Infinity;
+        for (const w of this.waiters) next = Math.min(next, w.deadline);
+        if (next !== Infinity) this.armExpiry(Math.max(1, next - now));
+      },
+      Math.min(ms, 0x7fffffff),
+    );
     this.expiryTimer.unref?.();
   }
 
@@ -160,13 +169,16 @@ export class ServerPool {
     try {
       let conn: ServerConn;
       try {
-        conn = await openServerConn(this.settings.login);
+        conn = await this.opener(this.settings.login);
       } catch (e) {
         // Ended by the server as its login completed (pg_terminate_backend, a shutdown starting):
         // nothing was sent on it, so one fresh try is safe; a server going away refuses that one.
         if (!(e instanceof ServerConnError) || !e.endedAtLogin) throw e;
-        log.debug('server ended a new connection at login; trying once more', { server: this.settings.label, reason: e.message });
-        conn = await openServerConn(this.settings.login);
+        log.debug('server ended a new connection at login; trying once more', {
+          server: this.settings.label,
+          reason: e.message,
+        });
+        conn = await this.opener(this.settings.login);
       }
       this.all.add(conn);
       conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
@@ -223,7 +235,10 @@ export class ServerPool {
    * otherwise a slot given away would come straight back and connections would churn.
    */
   private mayTakeSlot(): boolean {
-    return this.all.size + this.opening < Math.ceil(this.settings.poolSize / this.settings.workers) || this.remoteStarving() <= 0;
+    return (
+      this.all.size + this.opening < Math.ceil(this.settings.poolSize / this.settings.workers) ||
+      this.remoteStarving() <= 0
+    );
   }
 
   /** Starving waiters on other workers. */
@@ -234,7 +249,14 @@ export class ServerPool {
   private expire(w: PoolWaiter): void {
     this.dequeue(w);
     const s = this.settings;
-    w.fail(new ServerConnError(`no server connection to ${s.label} became free within query_wait_timeout = ${s.waitTimeout} ms: every one of pool "${s.poolName}"'s ${s.poolSize} connections (pool_size) stayed in use`, SQLSTATE.TOO_MANY_CONNECTIONS));
+    w.fail(
+      new ServerConnError(
+        `no server connection to ${s.label} became free within ` +
+          `query_wait_timeout = ${s.waitTimeout} ms: every one of pool ` +
+          `"${s.poolName}"'s ${s.poolSize} connections (pool_size) stayed in use`,
+        SQLSTATE.TOO_MANY_CONNECTIONS,
+      ),
+    );
   }
 
   /** Give waiters what can be had: idle connections first, then new slots. */
@@ -296,10 +318,12 @@ export class ServerPool {
     if (conn.doomed) return conn.close(conn.doomed);
     if (conn.addressStale) return conn.close(`DNS: ${conn.login.host} moved from ${conn.address}; draining`);
     if (conn.closeNeeded) return conn.close('RECONNECT by admin');
-    if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime) return conn.close('server_lifetime reached');
+    if (this.settings.lifetime > 0 && now - conn.createdAt >= this.settings.lifetime)
+      return conn.close('server_lifetime reached');
     // Fairness across workers without churn: a slot moves (close here, open there) only to a client
     // that has waited longer than STARVING_MS, and only from a worker above its share of the pool.
-    if (this.shouldGiveSlot(this.waiters.length === 0)) return conn.close('slot handed to a client starving on another worker');
+    if (this.shouldGiveSlot(this.waiters.length === 0))
+      return conn.close('slot handed to a client starving on another worker');
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
       this.dequeue(w);
@@ -321,7 +345,17 @@ export class ServerPool {
       const wanted = this.shouldGiveSlot(true);
       const moved = c.addressStale;
       if (this.retired || tooOld || tooIdle || wanted || moved) {
-        c.close(this.retired ? 'pool removed by reload' : tooOld ? 'server_lifetime reached' : tooIdle ? 'idle_timeout reached' : moved ? `DNS: ${c.login.host} moved from ${c.address}; draining` : 'slot handed to a client starving on another worker');
+        c.close(
+          this.retired
+            ? 'pool removed by reload'
+            : tooOld
+              ? 'server_lifetime reached'
+              : tooIdle
+                ? 'idle_timeout reached'
+                : moved
+                  ? `DNS: ${c.login.host} moved from ${c.address}; draining`
+                  : 'slot handed to a client starving on another worker',
+        );
         continue; // close() removed it from idle
       }
       i++;
@@ -336,7 +370,8 @@ export class ServerPool {
 
   /** Fast check (every few ms): an idle connection here while a client starves on another worker. */
   giveIdleToStarving(): void {
-    if (this.idle.length > 0 && this.shouldGiveSlot(true)) this.idle[0].close('slot handed to a client starving on another worker');
+    if (this.idle.length > 0 && this.shouldGiveSlot(true))
+      this.idle[0].close('slot handed to a client starving on another worker');
   }
 
   /**

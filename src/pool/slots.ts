@@ -10,7 +10,8 @@ export interface Slots {
   pools: Record<string, number>;
 }
 
-export const serverSlotKey = (pool: string, user: string, shard: number, host: string, port: number) => `${pool}\u0000${user}\u0000${shard}\u0000${host}:${port}`;
+export const serverSlotKey = (pool: string, user: string, shard: number, host: string, port: number) =>
+  `${pool}\u0000${user}\u0000${shard}\u0000${host}:${port}`;
 export const poolSlotKey = (pool: string, user: string) => `${pool}\u0000${user}`;
 
 export class SlotAllocator {
@@ -23,14 +24,20 @@ export class SlotAllocator {
     const take = (map: Map<string, number>, key: string, max: number, what: string) => {
       let n = map.get(key);
       if (n === undefined) {
-        if (map.size >= max) throw new ConfigError(`too many ${what} over this process's life (${max}); restart openproxy`);
+        if (map.size >= max)
+          throw new ConfigError(`too many ${what} over this process's life (${max}); restart openproxy`);
         map.set(key, (n = map.size));
       }
       return n;
     };
     for (const pool of cfg.pools) {
       for (const user of pool.users) {
-        out.pools[poolSlotKey(pool.name, user.username)] = take(this.pools, poolSlotKey(pool.name, user.username), MAX_POOL_SLOTS, 'pool/user pairs');
+        out.pools[poolSlotKey(pool.name, user.username)] = take(
+          this.pools,
+          poolSlotKey(pool.name, user.username),
+          MAX_POOL_SLOTS,
+          'pool/user pairs',
+        );
         for (const shard of pool.shards) {
           for (const s of shard.servers) {
             const key = serverSlotKey(pool.name, user.username, shard.index, s.host, s.port);

@@ -31,7 +31,16 @@ export interface ErrorFields {
 }
 
 function fields(f: ErrorFields): Buffer {
-  const parts = [Buffer.from('S'), cstr(f.severity), Buffer.from('V'), cstr(f.severity), Buffer.from('C'), cstr(f.code), Buffer.from('M'), cstr(f.message)];
+  const parts = [
+    Buffer.from('S'),
+    cstr(f.severity),
+    Buffer.from('V'),
+    cstr(f.severity),
+    Buffer.from('C'),
+    cstr(f.code),
+    Buffer.from('M'),
+    cstr(f.message),
+  ];
   if (f.detail) parts.push(Buffer.from('D'), cstr(f.detail));
   if (f.hint) parts.push(Buffer.from('H'), cstr(f.hint));
   parts.push(Buffer.from([0]));
@@ -51,7 +60,8 @@ export function authRequest(code: number, extra?: Buffer): Buffer {
 /** AuthenticationMD5Password (5) with its 4-byte salt. */
 export const authMd5 = (salt: Buffer) => authRequest(5, salt);
 /** AuthenticationSASL (10): list of mechanisms, each NUL-terminated, then an empty one. */
-export const authSasl = (mechanisms: string[]) => authRequest(10, Buffer.concat([...mechanisms.map(cstr), Buffer.from([0])]));
+export const authSasl = (mechanisms: string[]) =>
+  authRequest(10, Buffer.concat([...mechanisms.map(cstr), Buffer.from([0])]));
 export const authSaslContinue = (data: string) => authRequest(11, Buffer.from(data, 'utf8'));
 export const authSaslFinal = (data: string) => authRequest(12, Buffer.from(data, 'utf8'));
 

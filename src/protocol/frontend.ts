@@ -30,7 +30,11 @@ export function decodeStartup(pkt: Buffer): StartupPacket {
     return { kind: 'cancel', pid: pkt.readInt32BE(8), secret: pkt.readInt32BE(12) };
   }
   if (code >> 16 !== 3) {
-    return { kind: 'invalid', code: '0A000', reason: `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: openproxy supports 3.0` };
+    return {
+      kind: 'invalid',
+      code: '0A000',
+      reason: `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: openproxy supports 3.0`,
+    };
   }
   const params = new Map<string, string>();
   let i = 8;
@@ -44,7 +48,8 @@ export function decodeStartup(pkt: Buffer): StartupPacket {
     i = vEnd + 1;
   }
   if (i !== pkt.length - 1) return { kind: 'invalid', code: '08P01', reason: 'bytes after the startup parameter list' };
-  if (!params.get('user')) return { kind: 'invalid', code: '28000', reason: 'no PostgreSQL user name specified in startup packet' };
+  if (!params.get('user'))
+    return { kind: 'invalid', code: '28000', reason: 'no PostgreSQL user name specified in startup packet' };
   return { kind: 'startup', params };
 }
 

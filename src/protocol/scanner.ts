@@ -18,7 +18,10 @@ export class MessageScanner {
   error: string | null = null;
 
   /** `wanted[type] = 1` for each message type whose body the sink needs. */
-  constructor(private readonly wanted: Uint8Array, private readonly maxLength: number) {}
+  constructor(
+    private readonly wanted: Uint8Array,
+    private readonly maxLength: number,
+  ) {}
 
   static want(types: string): Uint8Array {
     const w = new Uint8Array(256);

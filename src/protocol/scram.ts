@@ -21,7 +21,11 @@ export interface ScramSecret {
   serverKey: Buffer;
 }
 
-export function saltedKeys(password: string, salt: Buffer, iterations: number): { clientKey: Buffer; serverKey: Buffer } {
+export function saltedKeys(
+  password: string,
+  salt: Buffer,
+  iterations: number,
+): { clientKey: Buffer; serverKey: Buffer } {
   // SASLprep is the identity for ASCII passwords, which is what PostgreSQL also falls back to.
   const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
   return { clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
@@ -31,7 +35,12 @@ export function saltedKeys(password: string, salt: Buffer, iterations: number): 
 export function scramSecret(password: string): ScramSecret {
   const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(password);
   if (m) {
-    return { iterations: Number(m[1]), salt: Buffer.from(m[2], 'base64'), storedKey: Buffer.from(m[3], 'base64'), serverKey: Buffer.from(m[4], 'base64') };
+    return {
+      iterations: Number(m[1]),
+      salt: Buffer.from(m[2], 'base64'),
+      storedKey: Buffer.from(m[3], 'base64'),
+      serverKey: Buffer.from(m[4], 'base64'),
+    };
   }
   const salt = randomBytes(16);
   const { clientKey, serverKey } = saltedKeys(password, salt, DEFAULT_ITERATIONS);
@@ -76,14 +85,16 @@ export class ScramServer {
     if (idx < 0) return { error: 'SCRAM client-final-message without proof' };
     const withoutProof = clientFinal.slice(0, idx);
     const a = attrs(withoutProof);
-    if (a.get('c') !== Buffer.from(this.gs2).toString('base64')) return { error: 'SCRAM channel binding data does not match' };
+    if (a.get('c') !== Buffer.from(this.gs2).toString('base64'))
+      return { error: 'SCRAM channel binding data does not match' };
     if (a.get('r') !== this.nonce) return { error: 'SCRAM nonce does not match' };
     const proof = Buffer.from(clientFinal.slice(idx + 3), 'base64');
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
     const signature = hmac(this.secret.storedKey, authMessage);
     if (proof.length !== signature.length) return { error: 'password authentication failed', badPassword: true };
     const clientKey = xor(proof, signature);
-    if (!timingSafeEqual(sha256(clientKey), this.secret.storedKey)) return { error: 'password authentication failed', badPassword: true };
+    if (!timingSafeEqual(sha256(clientKey), this.secret.storedKey))
+      return { error: 'password authentication failed', badPassword: true };
     return { reply: `v=${hmac(this.secret.serverKey, authMessage).toString('base64')}` };
   }
 }
@@ -107,8 +118,9 @@ export class ScramClient {
     const nonce = a.get('r');
     const salt = a.get('s');
     const iterations = Number(a.get('i'));
-    if (!nonce || !nonce.startsWith(this.cnonce) || nonce === this.cnonce) throw new Error('SCRAM: server nonce invalid');
-    if (!salt || !Number.isInteger(iterations) || iterations < 1) throw new Error('SCRAM: server-first-message malformed');
+    if (!nonce?.startsWith(this.cnonce) || nonce === this.cnonce) throw new Error('SCRAM: server nonce invalid');
+    if (!salt || !Number.isInteger(iterations) || iterations < 1)
+      throw new Error('SCRAM: server-first-message malformed');
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
     const { clientKey, serverKey } = saltedKeys(this.password, Buffer.from(salt, 'base64'), iterations);
@@ -121,7 +133,11 @@ export class ScramClient {
   verify(serverFinal: string): void {
     const v = attrs(serverFinal).get('v');
     const got = v ? Buffer.from(v, 'base64') : Buffer.alloc(0);
-    if (!this.serverSignature || got.length !== this.serverSignature.length || !timingSafeEqual(got, this.serverSignature)) {
+    if (
+      !this.serverSignature ||
+      got.length !== this.serverSignature.length ||
+      !timingSafeEqual(got, this.serverSignature)
+    ) {
       throw new Error('SCRAM: server signature does not match');
     }
   }

@@ -18,25 +18,102 @@ export const enum Verdict {
 
 /** Functions that write, take locks meant for writers, or fail during recovery. */
 const PRIMARY_FUNCTIONS = new Set([
-  'nextval', 'setval', 'txid_current', 'pg_current_xact_id', 'txid_current_if_assigned',
-  'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_advisory_xact_lock', 'pg_advisory_xact_lock_shared',
-  'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
-  'pg_notify', 'lo_create', 'lo_creat', 'lo_import', 'lo_unlink', 'lo_from_bytea', 'lo_put', 'lo_open', 'lo_truncate', 'lo_write', 'lowrite',
-  'pg_switch_wal', 'pg_create_restore_point', 'pg_current_wal_lsn', 'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn',
-  'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot',
-  'pg_logical_emit_message', 'pg_replication_origin_create', 'pg_replication_origin_drop', 'pg_import_system_collations',
-  'dblink_exec', 'pg_backup_start', 'pg_backup_stop', 'pg_start_backup', 'pg_stop_backup', 'pg_promote',
+  'nextval',
+  'setval',
+  'txid_current',
+  'pg_current_xact_id',
+  'txid_current_if_assigned',
+  'pg_advisory_lock',
+  'pg_advisory_lock_shared',
+  'pg_advisory_unlock',
+  'pg_advisory_unlock_shared',
+  'pg_advisory_unlock_all',
+  'pg_advisory_xact_lock',
+  'pg_advisory_xact_lock_shared',
+  'pg_try_advisory_lock',
+  'pg_try_advisory_lock_shared',
+  'pg_try_advisory_xact_lock',
+  'pg_try_advisory_xact_lock_shared',
+  'pg_notify',
+  'lo_create',
+  'lo_creat',
+  'lo_import',
+  'lo_unlink',
+  'lo_from_bytea',
+  'lo_put',
+  'lo_open',
+  'lo_truncate',
+  'lo_write',
+  'lowrite',
+  'pg_switch_wal',
+  'pg_create_restore_point',
+  'pg_current_wal_lsn',
+  'pg_current_wal_insert_lsn',
+  'pg_current_wal_flush_lsn',
+  'pg_create_physical_replication_slot',
+  'pg_create_logical_replication_slot',
+  'pg_drop_replication_slot',
+  'pg_logical_emit_message',
+  'pg_replication_origin_create',
+  'pg_replication_origin_drop',
+  'pg_import_system_collations',
+  'dblink_exec',
+  'pg_backup_start',
+  'pg_backup_stop',
+  'pg_start_backup',
+  'pg_stop_backup',
+  'pg_promote',
 ]);
 
 /** First words of statements that read or run anywhere (no data written, legal on a hot standby). */
-const READ_FIRST = new Set(['select', 'values', 'table', 'show', 'fetch', 'move', 'close', 'deallocate', 'discard', 'reset', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release', 'unlisten', 'load']);
+const READ_FIRST = new Set([
+  'select',
+  'values',
+  'table',
+  'show',
+  'fetch',
+  'move',
+  'close',
+  'deallocate',
+  'discard',
+  'reset',
+  'commit',
+  'end',
+  'rollback',
+  'abort',
+  'savepoint',
+  'release',
+  'unlisten',
+  'load',
+]);
 
 /** Words that make a SELECT / WITH / EXPLAIN body a write. */
 const WRITE_WORDS = new Set(['insert', 'update', 'delete', 'merge', 'into', 'create', 'drop', 'alter', 'truncate']);
 
 const enum C {
-  Tab = 9, Nl = 10, Cr = 13, Space = 32, Dq = 34, Dollar = 36, Sq = 39, LParen = 40, RParen = 41, Star = 42, Minus = 45, Slash = 47, Semi = 59,
-  A = 65, Z = 90, Under = 95, a = 97, z = 122, d0 = 48, d9 = 57, E = 69, e = 101, Backslash = 92,
+  Tab = 9,
+  Nl = 10,
+  Cr = 13,
+  Space = 32,
+  Dq = 34,
+  Dollar = 36,
+  Sq = 39,
+  LParen = 40,
+  RParen = 41,
+  Star = 42,
+  Minus = 45,
+  Slash = 47,
+  Semi = 59,
+  A = 65,
+  Z = 90,
+  Under = 95,
+  a = 97,
+  z = 122,
+  d0 = 48,
+  d9 = 57,
+  E = 69,
+  e = 101,
+  Backslash = 92,
 }
 
 function isWordStart(c: number): boolean {
@@ -87,8 +164,8 @@ export function words(sql: string): string[][] | null {
       i += 2;
       while (i < n && depth > 0) {
         const d = sql.charCodeAt(i);
-        if (d === C.Slash && sql.charCodeAt(i + 1) === C.Star) (depth++, (i += 2));
-        else if (d === C.Star && sql.charCodeAt(i + 1) === C.Slash) (depth--, (i += 2));
+        if (d === C.Slash && sql.charCodeAt(i + 1) === C.Star) depth++, (i += 2);
+        else if (d === C.Star && sql.charCodeAt(i + 1) === C.Slash) depth--, (i += 2);
         else i++;
       }
       if (depth > 0) return null;
@@ -173,7 +250,23 @@ function statementVerdict(w: string[]): Verdict {
       // EXPLAIN ANALYZE runs the statement; plain EXPLAIN only plans it, but either way a plan of a
       // write is sent to the primary (EXPLAIN INSERT fails on a standby only with ANALYZE; keep it simple).
       let i = 1;
-      while (i < w.length && !['select', 'values', 'table', 'with', 'insert', 'update', 'delete', 'merge', 'create', 'execute', 'declare'].includes(w[i])) i++;
+      while (
+        i < w.length &&
+        ![
+          'select',
+          'values',
+          'table',
+          'with',
+          'insert',
+          'update',
+          'delete',
+          'merge',
+          'create',
+          'execute',
+          'declare',
+        ].includes(w[i])
+      )
+        i++;
       if (i >= w.length) return Verdict.Write;
       const v = statementVerdict(w.slice(i));
       return v === Verdict.Read ? Verdict.Read : Verdict.Write;
@@ -229,7 +322,8 @@ export function classify(sql: string): Verdict {
     const v = statementVerdict(w);
     if (v === Verdict.Begin) {
       if (begin === 0) begin = v;
-    } else if (v === Verdict.ReadOnlyTx) begin = v; // BEGIN READ ONLY, or SET TRANSACTION READ ONLY after BEGIN
+    } else if (v === Verdict.ReadOnlyTx)
+      begin = v; // BEGIN READ ONLY, or SET TRANSACTION READ ONLY after BEGIN
     else if (v === Verdict.Write) result = Verdict.Write;
   }
   return result === Verdict.Write ? Verdict.Write : begin || Verdict.Read;

@@ -54,7 +54,15 @@ export class ClientRoute {
    * Where the transaction at the head of the buffer [from, end) goes. `readOnly`: the client's
    * default_transaction_read_only is on (a plain BEGIN then reads).
    */
-  target(up: UserPool, buf: Buffer, from: number, end: number, judge: Judge, texts: StatementTexts | null, readOnly: boolean): Target {
+  target(
+    up: UserPool,
+    buf: Buffer,
+    from: number,
+    end: number,
+    judge: Judge,
+    texts: StatementTexts | null,
+    readOnly: boolean,
+  ): Target {
     const hint = this.role;
     const p = up.pool;
     const b = this.batch;
@@ -135,7 +143,10 @@ export class ClientRoute {
       case 'show_role': {
         const p = up.pool;
         const splitting = p.query_parser_enabled && p.query_parser_read_write_splitting;
-        return rows('server_role', this.role ?? (splitting ? 'auto' : p.default_role === 'replica' ? 'replica' : 'primary'));
+        return rows(
+          'server_role',
+          this.role ?? (splitting ? 'auto' : p.default_role === 'replica' ? 'replica' : 'primary'),
+        );
       }
       case 'show_primary_reads':
         return rows('primary_reads', this.primaryReads(up) ? 'on' : 'off');
@@ -144,7 +155,8 @@ export class ClientRoute {
         const n = up.shards.length;
         const shard = h.kind === 'set_shard' ? h.shard : shardOfKey(up.pool.sharding_function, h.key, n);
         if (shard !== null && shard >= n) return fail(noSuchShard(shard, up));
-        if (shard === null && h.kind === 'set_sharding_key') return fail(`sharding key ${h.key} is not a 64-bit integer`);
+        if (shard === null && h.kind === 'set_sharding_key')
+          return fail(`sharding key ${h.key} is not a 64-bit integer`);
         this.shardSetting = shard;
         return Buffer.concat([commandComplete('SET'), ready]);
       }

@@ -1,7 +1,8 @@
 // Which server of a shard takes a transaction: the primary for writes; for reads the replicas (and
 // the primary with primary_reads_enabled) in load_balancing_mode order, skipping banned servers,
 // with the primary last as the fallback. Replicas over max_replica_lag / max_replica_lag_ms, or
-// behind a read_your_writes client's last commit, are left out (lag measured by the HA thread). Bans live in the shared table, so every worker stops
+// behind a read_your_writes client's last commit, are left out (lag measured by the HA thread). Bans live in the shared
+// table, so every worker stops
 // using a failed server at once; the primary is never banned (writes have nowhere else to go), and
 // when every replica is banned the bans are lifted rather than overloading the primary with reads.
 
@@ -23,7 +24,13 @@ export interface ReadOptions {
   staleMs: number;
 }
 
-export function candidates(shared: SharedState, up: UserPool, shard: number, target: Target, opts: ReadOptions): ServerEntry[] {
+export function candidates(
+  shared: SharedState,
+  up: UserPool,
+  shard: number,
+  target: Target,
+  opts: ReadOptions,
+): ServerEntry[] {
   const primaryReads = opts.primaryReads;
   const servers = up.shards[shard] ?? up.shards[0];
   const primaries: ServerEntry[] = [];
@@ -41,7 +48,10 @@ export function candidates(shared: SharedState, up: UserPool, shard: number, tar
   let live = replicas.filter((e) => !shared.banned(e.pool.slot, now));
   if (live.length === 0 && replicas.length > 0) {
     for (const e of replicas) shared.unban(e.pool.slot);
-    log.warn('every replica is banned: lifting the bans', { pool: up.pool.name, replicas: replicas.map((e) => `${e.address.host}:${e.address.port}`) });
+    log.warn('every replica is banned: lifting the bans', {
+      pool: up.pool.name,
+      replicas: replicas.map((e) => `${e.address.host}:${e.address.port}`),
+    });
     live = replicas;
   }
   const p = up.pool;
@@ -61,16 +71,27 @@ export function candidates(shared: SharedState, up: UserPool, shard: number, tar
   return primaryReads ? ordered.concat(unknown) : ordered.concat(unknown, primaries);
 }
 
-/** The read set in the order to try it: random, round_robin (shared counter), or loc (fewest held connections, all workers). */
-function balance(shared: SharedState, up: UserPool, set: ServerEntry[], mode: PoolConfig['load_balancing_mode']): ServerEntry[] {
+/**
+ * The read set in the order to try it: random, round_robin (shared counter), or loc (fewest held connections, all
+ * workers).
+ */
+function balance(
+  shared: SharedState,
+  up: UserPool,
+  set: ServerEntry[],
+  mode: PoolConfig['load_balancing_mode'],
+): ServerEntry[] {
   const n = set.length;
   if (n <= 1) return set;
   if (mode === 'loc') {
     const start = (Math.random() * n) | 0; // ties broken at random
     const rotated = set.slice(start).concat(set.slice(0, start));
-    return rotated.sort((a, b) => Atomics.load(shared.serverActive, a.pool.slot) - Atomics.load(shared.serverActive, b.pool.slot));
+    return rotated.sort(
+      (a, b) => Atomics.load(shared.serverActive, a.pool.slot) - Atomics.load(shared.serverActive, b.pool.slot),
+    );
   }
-  const start = mode === 'round_robin' ? (Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0) % n : (Math.random() * n) | 0;
+  const start =
+    mode === 'round_robin' ? (Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0) % n : (Math.random() * n) | 0;
   return set.slice(start).concat(set.slice(0, start));
 }
 
@@ -78,12 +99,20 @@ function balance(shared: SharedState, up: UserPool, set: ServerEntry[], mode: Po
  * Bans a failed server (every slot with its host:port, for every user) for ban_time seconds.
  * The primary is never banned: it is the only place writes can go.
  */
-export function banServer(shared: SharedState, pools: UserPool[], failed: ServerEntry, reason: number, banTimeS: number): boolean {
+export function banServer(
+  shared: SharedState,
+  pools: UserPool[],
+  failed: ServerEntry,
+  reason: number,
+  banTimeS: number,
+): boolean {
   if (roleOf(failed) === 'primary' || banTimeS <= 0) return false;
   const until = Date.now() + banTimeS * 1000;
   const { host, port } = failed.address;
   for (const up of pools) {
-    for (const shard of up.shards) for (const e of shard) if (e.address.host === host && e.address.port === port) shared.ban(e.pool.slot, until, reason);
+    for (const shard of up.shards)
+      for (const e of shard)
+        if (e.address.host === host && e.address.port === port) shared.ban(e.pool.slot, until, reason);
   }
   log.warn('server banned', { server: `${host}:${port}`, reason: BAN_REASON[reason], ban_time_s: banTimeS });
   return true;

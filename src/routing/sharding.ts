@@ -20,22 +20,41 @@ function hashUint32Extended(k: number, seed: bigint): bigint {
     a = (a + Number(seed >> 32n)) >>> 0;
     b = (b + Number(seed & 0xffffffffn)) >>> 0;
     // mix(a, b, c)
-    a = (a - c) >>> 0; a = (a ^ rot(c, 4)) >>> 0; c = (c + b) >>> 0;
-    b = (b - a) >>> 0; b = (b ^ rot(a, 6)) >>> 0; a = (a + c) >>> 0;
-    c = (c - b) >>> 0; c = (c ^ rot(b, 8)) >>> 0; b = (b + a) >>> 0;
-    a = (a - c) >>> 0; a = (a ^ rot(c, 16)) >>> 0; c = (c + b) >>> 0;
-    b = (b - a) >>> 0; b = (b ^ rot(a, 19)) >>> 0; a = (a + c) >>> 0;
-    c = (c - b) >>> 0; c = (c ^ rot(b, 4)) >>> 0; b = (b + a) >>> 0;
+    a = (a - c) >>> 0;
+    a = (a ^ rot(c, 4)) >>> 0;
+    c = (c + b) >>> 0;
+    b = (b - a) >>> 0;
+    b = (b ^ rot(a, 6)) >>> 0;
+    a = (a + c) >>> 0;
+    c = (c - b) >>> 0;
+    c = (c ^ rot(b, 8)) >>> 0;
+    b = (b + a) >>> 0;
+    a = (a - c) >>> 0;
+    a = (a ^ rot(c, 16)) >>> 0;
+    c = (c + b) >>> 0;
+    b = (b - a) >>> 0;
+    b = (b ^ rot(a, 19)) >>> 0;
+    a = (a + c) >>> 0;
+    c = (c - b) >>> 0;
+    c = (c ^ rot(b, 4)) >>> 0;
+    b = (b + a) >>> 0;
   }
   a = (a + k) >>> 0;
   // final(a, b, c)
-  c = (c ^ b) >>> 0; c = (c - rot(b, 14)) >>> 0;
-  a = (a ^ c) >>> 0; a = (a - rot(c, 11)) >>> 0;
-  b = (b ^ a) >>> 0; b = (b - rot(a, 25)) >>> 0;
-  c = (c ^ b) >>> 0; c = (c - rot(b, 16)) >>> 0;
-  a = (a ^ c) >>> 0; a = (a - rot(c, 4)) >>> 0;
-  b = (b ^ a) >>> 0; b = (b - rot(a, 14)) >>> 0;
-  c = (c ^ b) >>> 0; c = (c - rot(b, 24)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 14)) >>> 0;
+  a = (a ^ c) >>> 0;
+  a = (a - rot(c, 11)) >>> 0;
+  b = (b ^ a) >>> 0;
+  b = (b - rot(a, 25)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 16)) >>> 0;
+  a = (a ^ c) >>> 0;
+  a = (a - rot(c, 4)) >>> 0;
+  b = (b ^ a) >>> 0;
+  b = (b - rot(a, 14)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 24)) >>> 0;
   return (BigInt(b) << 32n) | BigInt(c);
 }
 
@@ -92,7 +111,9 @@ export function automaticKey(sql: string, column: string, params: (string | null
   const qual = '(?:"?\\w+"?\\.)?';
   const eq = new RegExp(`(?:^|[^\\w."])${qual}"?${esc}"?\\s*=\\s*(?:'(-?\\d+)'|(-?\\d+)|\\$(\\d+))`, 'i').exec(sql);
   if (eq) return valueOf(eq[1] ?? eq[2], eq[3], params);
-  const ins = /^\s*insert\s+into\s+("?[\w.]+"?)\s*\(([^)]*)\)\s*values\s*\(([^)]*)\)\s*(?:returning\b.*)?;?\s*$/is.exec(sql);
+  const ins = /^\s*insert\s+into\s+("?[\w.]+"?)\s*\(([^)]*)\)\s*values\s*\(([^)]*)\)\s*(?:returning\b.*)?;?\s*$/is.exec(
+    sql,
+  );
   if (!ins) return null;
   if (table && ins[1].replace(/"/g, '').toLowerCase().split('.').pop() !== table.split('.').pop()) return null;
   const cols = ins[2].split(',').map((c) => c.trim().replace(/"/g, '').toLowerCase());
@@ -103,7 +124,11 @@ export function automaticKey(sql: string, column: string, params: (string | null
   return m ? valueOf(m[1] ?? m[2], m[3], params) : null;
 }
 
-function valueOf(literal: string | undefined, param: string | undefined, params: (string | null)[] | null): string | null {
+function valueOf(
+  literal: string | undefined,
+  param: string | undefined,
+  params: (string | null)[] | null,
+): string | null {
   if (literal !== undefined) return literal;
   const n = Number(param);
   return params && n >= 1 && n <= params.length ? params[n - 1] : null;

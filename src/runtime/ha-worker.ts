@@ -9,7 +9,7 @@ import { setThreadLogging } from '../log';
 import type { Level } from '../log';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
-import { VirtualRouter, VrrpStatus } from '../ha/vrrp';
+import { VirtualRouter, type VrrpStatus } from '../ha/vrrp';
 import { primaryReachable } from '../ha/primary-reachable';
 import { log } from '../log';
 
@@ -36,7 +36,11 @@ export function runHaWorker(port: MessagePort, init: HaInit): void {
     const vr = cfg.virtual_router;
     const key = vr ? JSON.stringify(vr) : '';
     if (router && key !== routerCfg) {
-      if (vr) log.warn('general.virtual_router changed: the new settings apply after a restart (reload does not change them)', {});
+      if (vr)
+        log.warn(
+          'general.virtual_router changed: the new settings apply after a restart (reload does not change them)',
+          {},
+        );
       else {
         router.stop();
         router = null;

@@ -69,8 +69,18 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       c.checkStatementTimeout(perfNow);
       if (c.state === 'login' && now - c.connectedAt > CLIENT_LOGIN_TIMEOUT_MS) {
         c.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'login took too long', 'client_login_timeout');
-      } else if (idleTx > 0 && c.server && !c.server.busy && c.server.txStatus !== 0x49 && now - c.lastActivity > idleTx) {
-        c.fatal(SQLSTATE.IDLE_IN_TRANSACTION_TIMEOUT, `terminating connection due to idle-in-transaction timeout (${idleTx} ms)`, 'idle_client_in_transaction_timeout');
+      } else if (
+        idleTx > 0 &&
+        c.server &&
+        !c.server.busy &&
+        c.server.txStatus !== 0x49 &&
+        now - c.lastActivity > idleTx
+      ) {
+        c.fatal(
+          SQLSTATE.IDLE_IN_TRANSACTION_TIMEOUT,
+          `terminating connection due to idle-in-transaction timeout (${idleTx} ms)`,
+          'idle_client_in_transaction_timeout',
+        );
       }
     }
     if (ctx.shutdown && sessions.size === 0) maybeStopped();
@@ -97,7 +107,10 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
         ctx.registry.update(m.cfg, m.slots);
         const g = m.cfg.general;
         if (g.tls_certificate && g.tls_private_key && !ctx.tls) {
-          ctx.tls = tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) });
+          ctx.tls = tls.createSecureContext({
+            cert: readFileSync(g.tls_certificate),
+            key: readFileSync(g.tls_private_key),
+          });
         }
         if (!configured) {
           configured = true;
@@ -108,7 +121,14 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       case 'fd': {
         // Plain sockets read into the thread's reused buffer (onread); a socket that may turn into
         // TLS (certificate configured) keeps the stream path the TLS layer needs.
-        const sock = ctx.tls ? new net.Socket({ fd: m.fd, readable: true, writable: true }) : new net.Socket({ fd: m.fd, readable: true, writable: true, onread: onreadOptions(onClientRead) } as net.SocketConstructorOpts);
+        const sock = ctx.tls
+          ? new net.Socket({ fd: m.fd, readable: true, writable: true })
+          : new net.Socket({
+              fd: m.fd,
+              readable: true,
+              writable: true,
+              onread: onreadOptions(onClientRead),
+            } as net.SocketConstructorOpts);
         const c = new ClientSession(sock, ctx);
         sessions.add(c);
         c.onGone = () => {
@@ -134,8 +154,14 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       case 'shutdown':
         ctx.shutdown = m.fast ? 2 : Math.max(ctx.shutdown, 1);
         if (m.fast) {
-          for (const c of [...sessions]) c.fatal(SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection due to administrator command (openproxy shutting down)', 'shutdown');
-          for (const sp of ctx.registry.servers.values()) sp.rejectWaiters(new ServerConnError('openproxy is shutting down', SQLSTATE.ADMIN_SHUTDOWN));
+          for (const c of [...sessions])
+            c.fatal(
+              SQLSTATE.ADMIN_SHUTDOWN,
+              'terminating connection due to administrator command (openproxy shutting down)',
+              'shutdown',
+            );
+          for (const sp of ctx.registry.servers.values())
+            sp.rejectWaiters(new ServerConnError('openproxy is shutting down', SQLSTATE.ADMIN_SHUTDOWN));
           maybeStopped();
         }
         return;

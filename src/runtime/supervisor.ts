@@ -32,7 +32,11 @@ export class Supervisor {
   private snapshotWaits = new Map<number, { snaps: WorkerSnapshot[]; done: (s: WorkerSnapshot[]) => void }>();
   private nextReq = 1;
 
-  constructor(private readonly shared: SharedState, private readonly count: number, private readonly logLevel: Level) {}
+  constructor(
+    private readonly shared: SharedState,
+    private readonly count: number,
+    private readonly logLevel: Level,
+  ) {}
 
   async start(cfg: Config, slots: Slots): Promise<void> {
     const ready: Promise<void>[] = [];
@@ -40,17 +44,22 @@ export class Supervisor {
       const init: WorkerInit = { index: i, count: this.count, sab: this.shared.sab, logLevel: this.logLevel };
       const w = new Worker(join(WORKERS_DIR, 'proxy.js'), { workerData: init });
       this.workers.push(w);
-      ready.push(new Promise((resolve, reject) => {
-        w.on('message', (m: FromWorker) => {
-          if (m.kind === 'ready') resolve();
-          else this.onMessage(m);
-        });
-        w.once('error', reject);
-      }));
+      ready.push(
+        new Promise((resolve, reject) => {
+          w.on('message', (m: FromWorker) => {
+            if (m.kind === 'ready') resolve();
+            else this.onMessage(m);
+          });
+          w.once('error', reject);
+        }),
+      );
       w.on('error', (e) => log.error('proxy worker crashed', { worker: i, error: e.stack ?? e.message }));
       w.on('exit', (code) => {
         if (this.stopping) return;
-        log.error('proxy worker exited unexpectedly; stopping openproxy so it can be restarted cleanly', { worker: i, code });
+        log.error('proxy worker exited unexpectedly; stopping openproxy so it can be restarted cleanly', {
+          worker: i,
+          code,
+        });
         process.exit(70);
       });
       this.send(i, { kind: 'config', cfg, slots });

@@ -53,7 +53,11 @@ export function beginTransaction(s: Session): void {
     const shard = up.shards.length > 1 ? s.route.shardOf(up, f.buf, f.off, f.end, s.ps) : 0;
     if (typeof shard === 'string') return s.rejectHead(SQLSTATE.INVALID_PARAMETER_VALUE, shard);
     const minLsn = up.pool.read_your_writes && target === 'read' ? s.ryw.floor(s.ctx.shared) : 0;
-    order = candidates(s.ctx.shared, up, shard, target, { primaryReads: s.route.primaryReads(up), minLsn, staleMs: staleMs(s) });
+    order = candidates(s.ctx.shared, up, shard, target, {
+      primaryReads: s.route.primaryReads(up),
+      minLsn,
+      staleMs: staleMs(s),
+    });
     if (order.length === 0 && target === 'read') {
       return s.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
     }
@@ -88,7 +92,9 @@ export function beginTransaction(s: Session): void {
 
 /** A connection needs nothing before use: checked recently, role known, settings match. */
 function ready(s: Session, conn: ServerLink, e: ServerEntry): boolean {
-  return !needsCheck(s, conn) && (e.address.role !== 'auto' || !!e.learned) && gucsMatch(conn.gucs, s.gucs, conn.reported);
+  return (
+    !needsCheck(s, conn) && (e.address.role !== 'auto' || !!e.learned) && gucsMatch(conn.gucs, s.gucs, conn.reported)
+  );
 }
 
 const staleMs = (s: Session) => Math.max(2000, 4 * s.ctx.registry.general.replica_lag_interval);
@@ -126,7 +132,13 @@ function stopWaiting(s: Session, counted: boolean): void {
 }
 
 /** The general path: health checks, GUC sync, several candidates, waiting for a primary. */
-function acquireSlow(s: Session, order: ServerEntry[], target: Target, idle: ServerLink | undefined, failed?: ServerConnError): void {
+function acquireSlow(
+  s: Session,
+  order: ServerEntry[],
+  target: Target,
+  idle: ServerLink | undefined,
+  failed?: ServerConnError,
+): void {
   acquireWithWait(s, order, target, idle, failed).then(
     ({ conn, entry }) => {
       stopWaiting(s, true);
@@ -157,7 +169,13 @@ interface Acquired {
  * acquireFrom, but a write that finds no primary (failover under way: none known, or the known
  * one unreachable) waits up to primary_wait_timeout for the HA thread to find one.
  */
-async function acquireWithWait(s: Session, order: ServerEntry[], target: Target, idle: ServerLink | undefined, failed?: ServerConnError): Promise<Acquired> {
+async function acquireWithWait(
+  s: Session,
+  order: ServerEntry[],
+  target: Target,
+  idle: ServerLink | undefined,
+  failed?: ServerConnError,
+): Promise<Acquired> {
   const g = s.ctx.registry.general;
   const up = s.userPool!;
   const deadline = Date.now() + (target === 'primary' && s.route.active(up) ? g.primary_wait_timeout : 0);
@@ -176,17 +194,27 @@ async function acquireWithWait(s: Session, order: ServerEntry[], target: Target,
         if (gaveUp(e as ServerConnError)) throw e;
       }
     } else if (Date.now() >= deadline) {
-      const message = `no primary is available in pool "${up.pool.name}" (waited primary_wait_timeout = ${g.primary_wait_timeout} ms)`;
+      const message =
+        `no primary is available in pool "${up.pool.name}" (waited ` +
+        `primary_wait_timeout = ${g.primary_wait_timeout} ms)`;
       throw new ServerConnError(message, SQLSTATE.CONNECTION_FAILURE);
     }
     if (!announced) {
       announced = true;
-      log.info('no primary available: the write waits for one', { client: s.remote, pool: up.pool.name, primary_wait_timeout_ms: g.primary_wait_timeout });
+      log.info('no primary available: the write waits for one', {
+        client: s.remote,
+        pool: up.pool.name,
+        primary_wait_timeout_ms: g.primary_wait_timeout,
+      });
     }
     idle = undefined;
     await new Promise((r) => setTimeout(r, 100));
     if (s.phase === Phase.Closed) throw new ServerConnError('client left', SQLSTATE.CONNECTION_FAILURE);
-    order = candidates(s.ctx.shared, up, s.route.shard, target, { primaryReads: s.route.primaryReads(up), minLsn: 0, staleMs: staleMs(s) });
+    order = candidates(s.ctx.shared, up, s.route.shard, target, {
+      primaryReads: s.route.primaryReads(up),
+      minLsn: 0,
+      staleMs: staleMs(s),
+    });
   }
 }
 
@@ -196,7 +224,8 @@ function attachRouted(s: Session, conn: ServerLink, entry: ServerEntry, target: 
   s.entry = entry;
   const v = s.route.verdict;
   const onPrimary = roleOf(entry) === 'primary';
-  s.ryw.pending = s.userPool!.pool.read_your_writes && s.txMode && onPrimary && v !== Verdict.Read && v !== Verdict.ReadOnlyTx;
+  s.ryw.pending =
+    s.userPool!.pool.read_your_writes && s.txMode && onPrimary && v !== Verdict.Read && v !== Verdict.ReadOnlyTx;
   if (target === 'read' && s.txMode && s.replay.tries < 2) s.replay.arm(s.pendingReady, s.sinceSync);
   else s.replay.armed = false;
   // Autocommit reads on a replica: a write arriving between them waits for the next transaction.
@@ -209,7 +238,12 @@ function attachRouted(s: Session, conn: ServerLink, entry: ServerEntry, target: 
  * reached or fails its health check is banned (replicas only) and the next is tried, so a read
  * survives a dead replica. Pool exhaustion and errors from PostgreSQL itself are not retried.
  */
-async function acquireFrom(s: Session, order: ServerEntry[], target: Target, idle: ServerLink | undefined): Promise<Acquired> {
+async function acquireFrom(
+  s: Session,
+  order: ServerEntry[],
+  target: Target,
+  idle: ServerLink | undefined,
+): Promise<Acquired> {
   const g = s.ctx.registry.general;
   let lastError: ServerConnError | null = null;
   for (let i = 0; i < order.length; i++) {
@@ -253,13 +287,22 @@ async function acquireFrom(s: Session, order: ServerEntry[], target: Target, idl
         if (s.ban(e, BAN.closed) || attempt >= 2) break;
         continue;
       }
-      lastError = new ServerConnError(`health check of ${e.address.host}:${e.address.port} failed`, SQLSTATE.CONNECTION_FAILURE);
+      lastError = new ServerConnError(
+        `health check of ${e.address.host}:${e.address.port} failed`,
+        SQLSTATE.CONNECTION_FAILURE,
+      );
       // A replica that fails its check is banned; the primary gets up to three fresh tries.
       if (s.ban(e, BAN.healthcheck) || attempt >= 2) break;
     }
   }
   const what = target === 'read' ? 'reads' : 'writes';
-  throw lastError ?? new ServerConnError(`no server available for ${what} in pool "${s.userPool!.pool.name}"`, SQLSTATE.CONNECTION_FAILURE);
+  throw (
+    lastError ??
+    new ServerConnError(
+      `no server available for ${what} in pool "${s.userPool!.pool.name}"`,
+      SQLSTATE.CONNECTION_FAILURE,
+    )
+  );
 }
 
 /** A connection idle longer than healthcheck_delay is checked before use. */
@@ -322,7 +365,10 @@ function refreshPool(s: Session): void {
     s.home = next.shards[0].find((e) => e.address.role !== 'replica') ?? next.shards[0][0];
   }
   if (s.txMode && next.user.pool_mode === 'session' && s.pins.size === 0) {
-    log.info('pool_mode changed to session by a reload: this client keeps its next server connection', { client: s.remote, user: next.user.username });
+    log.info('pool_mode changed to session by a reload: this client keeps its next server connection', {
+      client: s.remote,
+      user: next.user.username,
+    });
     s.txMode = false;
     s.routedSession = true;
   }

@@ -3,7 +3,7 @@
 import { authMd5, authSasl, authSaslContinue, authSaslFinal } from '../protocol/backend';
 import { decodePassword, decodeSaslInitial } from '../protocol/frontend';
 import { md5Stored, md5Verify } from '../protocol/md5';
-import { SCRAM_MECHANISM, ScramSecret, ScramServer, scramSecret } from '../protocol/scram';
+import { SCRAM_MECHANISM, type ScramSecret, ScramServer, scramSecret } from '../protocol/scram';
 import { randomBytes } from 'node:crypto';
 
 export type AuthStep =
@@ -27,7 +27,11 @@ export class ClientAuth {
   private scram: ScramServer | null = null;
   private stage = 0;
 
-  constructor(private readonly method: 'md5' | 'scram-sha-256', private readonly user: string, private readonly password: string | undefined) {}
+  constructor(
+    private readonly method: 'md5' | 'scram-sha-256',
+    private readonly user: string,
+    private readonly password: string | undefined,
+  ) {}
 
   private failed(): AuthStep {
     return { kind: 'fail', code: '28P01', message: `password authentication failed for user "${this.user}"` };
@@ -36,10 +40,21 @@ export class ClientAuth {
   /** The first request to send the client. */
   start(): AuthStep {
     if (this.password === undefined || this.password === '') {
-      return { kind: 'fail', code: '28P01', message: `no password is configured for user "${this.user}"; openproxy does not allow passwordless login` };
+      return {
+        kind: 'fail',
+        code: '28P01',
+        message: `no password is configured for user "${this.user}"; openproxy does not allow passwordless login`,
+      };
     }
     if (this.method === 'md5') {
-      if (this.password.startsWith('SCRAM-SHA-256$')) return { kind: 'fail', code: '28000', message: `user "${this.user}" has a SCRAM verifier as password; md5 authentication cannot use it (set auth_type = "scram-sha-256")` };
+      if (this.password.startsWith('SCRAM-SHA-256$'))
+        return {
+          kind: 'fail',
+          code: '28000',
+          message:
+            `user "${this.user}" has a SCRAM verifier as password; md5 ` +
+            `authentication cannot use it (set auth_type = "scram-sha-256")`,
+        };
       this.salt = randomBytes(4);
       return { kind: 'send', data: authMd5(this.salt) };
     }
@@ -58,7 +73,12 @@ export class ClientAuth {
       this.stage = 1;
       const init = decodeSaslInitial(body);
       if (!init) return { kind: 'fail', code: '08P01', message: 'malformed SASLInitialResponse message' };
-      if (init.mechanism !== SCRAM_MECHANISM) return { kind: 'fail', code: '28000', message: `SASL mechanism ${init.mechanism} is not supported; use ${SCRAM_MECHANISM}` };
+      if (init.mechanism !== SCRAM_MECHANISM)
+        return {
+          kind: 'fail',
+          code: '28000',
+          message: `SASL mechanism ${init.mechanism} is not supported; use ${SCRAM_MECHANISM}`,
+        };
       const r = this.scram!.first(init.data);
       if ('error' in r) return { kind: 'fail', code: '08P01', message: r.error };
       return { kind: 'send', data: authSaslContinue(r.reply) };

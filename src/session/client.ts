@@ -66,7 +66,8 @@ export class ClientSession extends Session implements ServerOwner {
     if (this.console) return this.console.onMessages();
     if (this.server) {
       // A routed session on a replica with nothing outstanding: the next statement may need the primary.
-      if (this.routedSession && this.implicitReads && this.pendingReady === 0 && this.sinceSync === 0) sessionBoundary(this);
+      if (this.routedSession && this.implicitReads && this.pendingReady === 0 && this.sinceSync === 0)
+        sessionBoundary(this);
       else forwardToServer(this);
     } else if (this.movable) beginTransaction(this);
   }
@@ -112,7 +113,7 @@ export class ClientSession extends Session implements ServerOwner {
   }
 
   dropResponse(type: number): boolean {
-    return this.ps !== null && this.ps.isOurs(type);
+    return this.ps?.isOurs(type) === true;
   }
 
   replaceError(body: Buffer): Buffer | null {
@@ -126,7 +127,12 @@ export class ClientSession extends Session implements ServerOwner {
     if (now - this.queryStart < limit) return;
     this.timeoutCancelled = true;
     this.ctx.shared.stats[this.stat + STAT.statement_timeouts] += 1;
-    const fields = { client: this.remote, user: this.userPool!.user.username, statement_timeout_ms: limit, server_id: this.server.id };
+    const fields = {
+      client: this.remote,
+      user: this.userPool!.user.username,
+      statement_timeout_ms: limit,
+      server_id: this.server.id,
+    };
     log.warn('statement_timeout reached; cancelling the statement on the server', fields);
     this.cancelQuery();
   }

@@ -58,7 +58,9 @@ export interface WorkerContext {
   readonly clients: Map<number, SessionInfo>;
   /** 0 running, 1 graceful shutdown (no new logins), 2 fast shutdown. */
   shutdown: number;
-  /** Starts the admin console for a client that logged in to it (wired by the runtime: the console is a layer above). */
+  /**
+   * Starts the admin console for a client that logged in to it (wired by the runtime: the console is a layer above).
+   */
   openConsole(client: ConsoleClient): ConsoleSession;
   /** PAUSE'd databases ("db") and pool users ("db\0user"): their clients get no server until RESUME. */
   readonly paused: Set<string>;
@@ -74,5 +76,6 @@ export interface WorkerContext {
 
 /** BackendKeyData pid openproxy hands a client: owning worker in the high bits, so any worker can route a cancel. */
 export const WORKER_SHIFT = 22;
-export const encodePid = (worker: number, seq: number) => ((worker << WORKER_SHIFT) | (seq & ((1 << WORKER_SHIFT) - 1))) >>> 0;
+export const encodePid = (worker: number, seq: number) =>
+  ((worker << WORKER_SHIFT) | (seq & ((1 << WORKER_SHIFT) - 1))) >>> 0;
 export const workerOfPid = (pid: number) => pid >>> WORKER_SHIFT;

@@ -174,12 +174,14 @@ export function sessionBoundary(s: Session): void {
   if (f.pending < 1 + f.buf.readInt32BE(f.off + 1)) return; // judged when the message is whole
   const head = f.buf[f.off];
   // Only a statement can need the primary (Terminate, Sync, Flush, Describe, Close … stay here).
-  if (head !== FE.QUERY && head !== FE.PARSE && head !== FE.BIND && head !== FE.FUNCTION_CALL) return forwardToServer(s);
+  if (head !== FE.QUERY && head !== FE.PARSE && head !== FE.BIND && head !== FE.FUNCTION_CALL)
+    return forwardToServer(s);
   for (const r of s.unpinLater) s.pins.delete(r);
   s.unpinLater.clear();
   const up = s.userPool!;
   const readOnly = s.gucs.get('default_transaction_read_only') === 'on';
-  if (s.route.target(up, f.buf, f.off, f.end, s.ctx.classifier, s.ps, readOnly) !== 'primary') return forwardToServer(s);
+  if (s.route.target(up, f.buf, f.off, f.end, s.ctx.classifier, s.ps, readOnly) !== 'primary')
+    return forwardToServer(s);
   if (s.pins.size > 0 && STATE_COMMAND.test(s.route.sql)) {
     // EXECUTE, FETCH, DEALLOCATE, …: they use the state that keeps the session here.
     s.waitBypass = true;
@@ -198,7 +200,8 @@ export function sessionBoundary(s: Session): void {
     return s.rejectHead(
       SQLSTATE.READ_ONLY_SQL_TRANSACTION,
       `this session cannot move to the primary for this statement: it holds ${reasons} on replica ${where}`,
-      "Write before creating session state (the session then stays on the primary), or SET SERVER ROLE TO 'primary' at the start of the session.",
+      'Write before creating session state (the session then stays on the ' +
+        "primary), or SET SERVER ROLE TO 'primary' at the start of the session.",
     );
   }
   const move = () => {
@@ -234,7 +237,9 @@ function pin(s: Session, reason: PinReason): void {
   if (s.pins.has(reason)) return;
   s.pins.add(reason);
   s.ctx.shared.stats[s.stat + STAT.pins] += 1;
-  const what = s.txMode ? 'client pinned to its server connection' : 'routed session holds state that keeps it on its server';
+  const what = s.txMode
+    ? 'client pinned to its server connection'
+    : 'routed session holds state that keeps it on its server';
   log.info(what, { client: s.remote, user: s.userPool?.user.username, reason, server_id: s.server?.id });
 }
 

@@ -1,8 +1,8 @@
 // Making a server connection's GUCs match the client that is about to use it: the statement
 // that gets from what the connection has to what the client wants, sending only differences.
 
-const literal = (s: string) => "'" + s.replace(/'/g, "''") + "'";
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
+const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
+const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /**
  * `have`: GUCs set on the server connection beyond its defaults; `want`: what the client set;
@@ -10,7 +10,11 @@ const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
  * Returns '' when they already match. set_config() takes the value as one string, exactly as
  * current_setting() reported it, so list values (search_path) round-trip.
  */
-export function gucSyncStatement(have: ReadonlyMap<string, string>, want: ReadonlyMap<string, string>, reported?: ReadonlyMap<string, string>): string {
+export function gucSyncStatement(
+  have: ReadonlyMap<string, string>,
+  want: ReadonlyMap<string, string>,
+  reported?: ReadonlyMap<string, string>,
+): string {
   const parts: string[] = [];
   for (const name of have.keys()) if (!want.has(name)) parts.push(`RESET ${ident(name)}`);
   const sets: string[] = [];
@@ -23,7 +27,11 @@ export function gucSyncStatement(have: ReadonlyMap<string, string>, want: Readon
 }
 
 /** gucSyncStatement(...) === '', without building the statement (checked on every transaction). */
-export function gucsMatch(have: ReadonlyMap<string, string>, want: ReadonlyMap<string, string>, reported?: ReadonlyMap<string, string>): boolean {
+export function gucsMatch(
+  have: ReadonlyMap<string, string>,
+  want: ReadonlyMap<string, string>,
+  reported?: ReadonlyMap<string, string>,
+): boolean {
   if (have.size > 0) for (const name of have.keys()) if (!want.has(name)) return false;
   for (const [name, value] of want) if ((have.get(name) ?? reported?.get(name)) !== value) return false;
   return true;

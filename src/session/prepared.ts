@@ -52,7 +52,8 @@ export class PreparedStatements {
    */
   rewrite(type: number, msg: Buffer, conn: ServerStatements): Buffer | null {
     switch (type) {
-      case FE.PARSE: { // name, query, types
+      case FE.PARSE: {
+        // name, query, types
         const nameEnd = msg.indexOf(0, 5);
         if (nameEnd === 5) {
           this.replies.push(P_CLIENT);
@@ -65,7 +66,7 @@ export class PreparedStatements {
         }
         const name = msg.toString('utf8', 5, nameEnd);
         const rest = msg.subarray(nameEnd + 1);
-        const server = 'openproxy_' + createHash('sha1').update(rest).digest('hex').slice(0, 24);
+        const server = `openproxy_${createHash('sha1').update(rest).digest('hex').slice(0, 24)}`;
         this.byName.set(name, { server, serverC: cstr(server), rest: Buffer.from(rest) });
         this.replies.push(P_CLIENT);
         if (conn.prepared.has(server)) {
@@ -77,7 +78,8 @@ export class PreparedStatements {
         conn.prepareMisses++;
         return Buffer.concat([this.evictFor(conn), this.parseMessage(server, rest, conn)]);
       }
-      case FE.BIND: { // portal, statement, …
+      case FE.BIND: {
+        // portal, statement, …
         const portalEnd = msg.indexOf(0, 5);
         const stmtEnd = msg.indexOf(0, portalEnd + 1);
         if (stmtEnd === portalEnd + 1) return null;
@@ -121,7 +123,11 @@ export class PreparedStatements {
     if (this.byName.size === 0) return null; // nothing of the client's to deallocate
     const m = /^\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$/i.exec(sql);
     if (!m) return null;
-    const name = m[1].startsWith('"') ? m[1].slice(1, -1).replace(/""/g, '"') : m[1].toLowerCase() === m[1] ? m[1] : m[1].toLowerCase();
+    const name = m[1].startsWith('"')
+      ? m[1].slice(1, -1).replace(/""/g, '"')
+      : m[1].toLowerCase() === m[1]
+        ? m[1]
+        : m[1].toLowerCase();
     const st = this.byName.get(name) ?? this.byName.get(m[1]);
     if (!st) return null;
     this.byName.delete(this.byName.has(name) ? name : m[1]);

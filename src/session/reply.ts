@@ -38,7 +38,8 @@ export function onServerClosed(s: Session, reason: string): void {
   const boundary = s.server?.atMessageBoundary ?? true;
   s.server = null;
   log.warn('server connection lost under a client', { client: s.remote, reason });
-  if (boundary) s.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed unexpectedly: ${reason}`, 'server connection lost');
+  if (boundary)
+    s.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection closed unexpectedly: ${reason}`, 'server connection lost');
   else s.disconnect(`server connection lost mid-message: ${reason}`);
 }
 
@@ -57,7 +58,11 @@ function retryRead(s: Session, reason: string, banIt: boolean): void {
     if (!conn.closed) conn.close(`read retried on another server: ${reason}`);
   }
   if (banIt && entry) s.ban(entry, BAN.closed);
-  log.warn('read retried on another server', { client: s.remote, server: entry ? `${entry.address.host}:${entry.address.port}` : '', reason });
+  log.warn('read retried on another server', {
+    client: s.remote,
+    server: entry ? `${entry.address.host}:${entry.address.port}` : '',
+    reason,
+  });
   s.pendingReady = s.replay.pendingReady;
   s.sinceSync = s.replay.sinceSync;
   s.releasePending = false;

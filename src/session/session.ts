@@ -103,7 +103,9 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   syncing = false;
   /** The next forwarded statement goes to the held server even if it would need the primary (inside a transaction). */
   waitBypass = false;
-  /** The held connection is a replica chosen for implicit (autocommit) reads: a write waits for the next transaction. */
+  /**
+   * The held connection is a replica chosen for implicit (autocommit) reads: a write waits for the next transaction.
+   */
   implicitReads = false;
 
   // ---- session state (transaction.ts) ----

@@ -3,7 +3,6 @@
 /** Startup keys that are not GUCs. */
 const NOT_GUC = new Set(['user', 'database', 'options', 'replication']);
 
-
 /** `-c name=value` and `--name=value` pairs from the `options` startup parameter (backslash escapes spaces). */
 export function parseOptions(options: string): [string, string][] | string {
   const words: string[] = [];
@@ -30,7 +29,10 @@ export function parseOptions(options: string): [string, string][] | string {
     if (w === '-c') w = words[++i] ?? '';
     else if (w.startsWith('-c')) w = w.slice(2);
     else if (w.startsWith('--')) w = w.slice(2);
-    else return `unsupported startup option ${JSON.stringify(words[i])}: only -c name=value and --name=value are supported`;
+    else {
+      const supported = 'only -c name=value and --name=value are supported';
+      return `unsupported startup option ${JSON.stringify(words[i])}: ${supported}`;
+    }
     const eq = w.indexOf('=');
     if (eq <= 0) return `invalid startup option ${JSON.stringify(w)}: expected name=value`;
     out.push([w.slice(0, eq).replace(/-/g, '_'), w.slice(eq + 1)]);

@@ -107,7 +107,8 @@ function login(s: Session): void {
     }
     const up = ctx.registry.find(db, user);
     if (!up) {
-      if (!ctx.registry.hasDatabase(db)) return s.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
+      if (!ctx.registry.hasDatabase(db))
+        return s.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
       return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, `no such user: "${user}" in pool "${db}"`, 'unknown user');
     }
     s.userPool = up;

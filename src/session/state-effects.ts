@@ -4,7 +4,14 @@
 // server connection matching its client, and to pin ("dedicated mode") a client whose state
 // cannot move. Statements that touch nothing of this return NO_EFFECT without allocating.
 
-export type PinReason = 'temp_table' | 'advisory_lock' | 'listen' | 'with_hold_cursor' | 'sql_prepare' | 'load' | 'set_config';
+export type PinReason =
+  | 'temp_table'
+  | 'advisory_lock'
+  | 'listen'
+  | 'with_hold_cursor'
+  | 'sql_prepare'
+  | 'load'
+  | 'set_config';
 
 export interface StateEffects {
   /** GUC names (lower-case) a session-level SET / set_config may have changed. */
@@ -17,7 +24,13 @@ export interface StateEffects {
   unpin: PinReason[];
 }
 
-export const NO_EFFECT: StateEffects = Object.freeze({ gucs: [], resets: [], resetAll: false, pin: [], unpin: [] }) as StateEffects;
+export const NO_EFFECT: StateEffects = Object.freeze({
+  gucs: [],
+  resets: [],
+  resetAll: false,
+  pin: [],
+  unpin: [],
+}) as StateEffects;
 
 /**
  * Cheap pre-filter: can this text change session state at all? Most statements fail it in one
@@ -25,14 +38,25 @@ export const NO_EFFECT: StateEffects = Object.freeze({ gucs: [], resets: [], res
  * are looked for where a statement starts, so UPDATE … SET does not count; the function names and
  * TEMP anywhere. Text with comments gets the looser test (a comment may precede the command).
  */
-const MAYBE_AT_START = /(?:^|;)\s*(?:set|reset|discard|listen|unlisten|declare|prepare|deallocate|load|close)\b|\btemp(?:orary)?\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
-const MAYBE_ANYWHERE = /\b(set|reset|discard|temp|temporary|listen|unlisten|declare|prepare|deallocate|load|close)\b|pg_temp|advisory_lock|advisory_unlock_all|set_config/i;
+const STATE_FUNCTIONS = 'pg_temp|advisory_lock|advisory_unlock_all|set_config';
+const MAYBE_AT_START = new RegExp(
+  `(?:^|;)\\s*(?:set|reset|discard|listen|unlisten|declare|prepare|deallocate|load|close)\\b|` +
+    `\\btemp(?:orary)?\\b|${STATE_FUNCTIONS}`,
+  'i',
+);
+const MAYBE_ANYWHERE = new RegExp(
+  `\\b(set|reset|discard|temp|temporary|listen|unlisten|declare|prepare|deallocate|load|close)\\b|${STATE_FUNCTIONS}`,
+  'i',
+);
 
 function maybe(sql: string): boolean {
   return sql.includes('--') || sql.includes('/*') ? MAYBE_ANYWHERE.test(sql) : MAYBE_AT_START.test(sql);
 }
 
-/** Splits SQL into statements, skipping quotes, dollar quotes and comments; returns each statement's text with comments and quoted text blanked. */
+/**
+ * Splits SQL into statements, skipping quotes, dollar quotes and comments; returns each statement's text with comments
+ * and quoted text blanked.
+ */
 export function statements(sql: string): string[] {
   const out: string[] = [];
   let cur = '';
@@ -52,8 +76,8 @@ export function statements(sql: string): string[] {
       let depth = 1;
       i += 2;
       while (i < n && depth > 0) {
-        if (sql[i] === '/' && sql[i + 1] === '*') (depth++, (i += 2));
-        else if (sql[i] === '*' && sql[i + 1] === '/') (depth--, (i += 2));
+        if (sql[i] === '/' && sql[i + 1] === '*') depth++, (i += 2);
+        else if (sql[i] === '*' && sql[i + 1] === '/') depth--, (i += 2);
         else i++;
       }
       cur += ' ';
@@ -98,7 +122,10 @@ const SET_FORMS: [RegExp, string[]][] = [
   [/^set\s+(session\s+)?xml\s+option\b/, ['xmloption']],
   [/^set\s+(session\s+)?role\b/, ['role']],
   [/^set\s+session\s+authorization\b/, ['session_authorization', 'role']],
-  [/^set\s+session\s+characteristics\b/, ['default_transaction_isolation', 'default_transaction_read_only', 'default_transaction_deferrable']],
+  [
+    /^set\s+session\s+characteristics\b/,
+    ['default_transaction_isolation', 'default_transaction_read_only', 'default_transaction_deferrable'],
+  ],
 ];
 
 /** Session state effects of one SQL text (a simple Query or a Parse). */
@@ -137,7 +164,8 @@ export function analyze(sql: string): StateEffects {
       continue;
     }
     if (/^discard\s+temp(orary)?\b/.test(s)) fx.unpin.push('temp_table');
-    if (/^create\s+(or\s+replace\s+)?(global\s+|local\s+)?temp(orary)?\s/.test(s) && !/\bon\s+commit\s+drop\b/.test(s)) fx.pin.push('temp_table');
+    if (/^create\s+(or\s+replace\s+)?(global\s+|local\s+)?temp(orary)?\s/.test(s) && !/\bon\s+commit\s+drop\b/.test(s))
+      fx.pin.push('temp_table');
     else if (/^create\s+(unlogged\s+)?(table|view|sequence)\s+pg_temp\./.test(s)) fx.pin.push('temp_table');
     else if (/^(select|with)\b.*\binto\s+(temp|temporary)\b/.test(s)) fx.pin.push('temp_table');
     if (/^listen\b/.test(s)) fx.pin.push('listen');
@@ -161,11 +189,16 @@ export function analyze(sql: string): StateEffects {
  */
 function setConfigNames(blanked: string, sql: string, fx: StateEffects): void {
   const calls = (blanked.match(/set_config\s*\(/gi) ?? []).length;
-  const names = [...sql.matchAll(/set_config\s*\(\s*'((?:[^']|'')*)'/gi)].map((m) => m[1].replace(/''/g, "'").toLowerCase());
+  const names = [...sql.matchAll(/set_config\s*\(\s*'((?:[^']|'')*)'/gi)].map((m) =>
+    m[1].replace(/''/g, "'").toLowerCase(),
+  );
   if (names.length >= calls) fx.gucs.push(...names);
   else fx.pin.push('set_config');
 }
 
 export function hasEffect(fx: StateEffects): boolean {
-  return fx !== NO_EFFECT && (fx.gucs.length > 0 || fx.resets.length > 0 || fx.resetAll || fx.pin.length > 0 || fx.unpin.length > 0);
+  return (
+    fx !== NO_EFFECT &&
+    (fx.gucs.length > 0 || fx.resets.length > 0 || fx.resetAll || fx.pin.length > 0 || fx.unpin.length > 0)
+  );
 }

@@ -65,7 +65,10 @@ export function onServerError(s: Session, body: Buffer): void {
   const sql = s.route.sql;
   if (sql && s.entry && roleOf(s.entry) === 'replica' && errorField(body, 0x43) === '25006') {
     s.ctx.classifier.learnWrite(sql);
-    log.info('statement sent to a replica needs the primary; routing it there from now on', { client: s.remote, statement: sql.slice(0, 200) });
+    log.info('statement sent to a replica needs the primary; routing it there from now on', {
+      client: s.remote,
+      statement: sql.slice(0, 200),
+    });
   }
   // The server skips to the next Sync: refused Parses after this error produce no error of their own.
   if (s.namedRefused.length && !errorField(body, 0x4d).includes(NAMED_STATEMENT_MARKER)) s.namedRefused.length = 0;
@@ -74,7 +77,11 @@ export function onServerError(s: Session, body: Buffer): void {
     s.ps.onError();
     // The server's plan for a cached statement went stale (the table changed): drop them all
     // before this connection is used again, so the next Parse prepares afresh.
-    if (s.server && errorField(body, 0x43) === '0A000' && /cached plan must not change result type/.test(errorField(body, 0x4d))) {
+    if (
+      s.server &&
+      errorField(body, 0x43) === '0A000' &&
+      /cached plan must not change result type/.test(errorField(body, 0x4d))
+    ) {
       s.server.stalePlans = true;
     }
   }
@@ -88,8 +95,13 @@ export function replaceError(s: Session, body: Buffer): Buffer | null {
   return errorResponse({
     severity: 'ERROR',
     code: SQLSTATE.INVALID_SQL_STATEMENT_NAME,
-    message: `prepared statement "${name}" cannot be used: named prepared statements need prepared_statements_cache_size > 0 in ${where}`,
-    hint: `Set general.prepared_statements_cache_size in openproxy (e.g. 500), or use unnamed statements${s.txMode ? ', or pool_mode = "session"' : ''}.`,
+    message:
+      `prepared statement "${name}" cannot be used: named prepared ` +
+      `statements need prepared_statements_cache_size > 0 in ${where}`,
+    hint:
+      `Set general.prepared_statements_cache_size in openproxy (e.g. 500), ` +
+      `or use unnamed ` +
+      `statements${s.txMode ? ', or pool_mode = "session"' : ''}.`,
   });
 }
 
@@ -108,7 +120,12 @@ export function endTransaction(s: Session): void {
     s.server = null;
     conn.letGo();
     if (!conn.closed) conn.close(why);
-    if (s.pins.size > 0) return s.fatal(SQLSTATE.CONNECTION_FAILURE, `server connection lost with this session's state: ${why}`, 'pinned server connection lost');
+    if (s.pins.size > 0)
+      return s.fatal(
+        SQLSTATE.CONNECTION_FAILURE,
+        `server connection lost with this session's state: ${why}`,
+        'pinned server connection lost',
+      );
     s.unpinLater.clear();
     s.sock.resume();
     if (s.frames.pending) s.beginTransaction();
@@ -177,7 +194,8 @@ export function captureGucs(s: Session, conn: ServerLink, next: () => void = () 
   conn.run(gucReadStatement(names), s.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
     s.syncing = false;
     if (s.phase === Phase.Closed) return;
-    if (!r.ok || r.rows.length !== 1) return s.fatal(SQLSTATE.INTERNAL_ERROR, 'openproxy could not read back session settings', 'GUC capture failed');
+    if (!r.ok || r.rows.length !== 1)
+      return s.fatal(SQLSTATE.INTERNAL_ERROR, 'openproxy could not read back session settings', 'GUC capture failed');
     names.forEach((n, i) => {
       const v = r.rows[0][i];
       s.gucs.set(n, v);

@@ -53,7 +53,10 @@ export const LAYOUT = regions({
   serverConns: [MAX_SERVER_SLOTS, 4],
   /** Clients waiting for a connection of a server slot, all workers. */
   serverWaiters: [MAX_SERVER_SLOTS, 4],
-  /** Clients that have waited longer than STARVING_MS for a server slot, all workers: only they move slots between workers. */
+  /**
+   * Clients that have waited longer than STARVING_MS for a server slot, all workers: only they move slots between
+   * workers.
+   */
   serverStarving: [MAX_SERVER_SLOTS, 4],
   /** Bumped + notified when a server slot frees a connection; waiters in other workers wake on it. */
   serverSignal: [MAX_SERVER_SLOTS, 4],
@@ -63,12 +66,18 @@ export const LAYOUT = regions({
   serverBanUntil: [MAX_SERVER_SLOTS, 8],
   /** Why a server slot is banned: a BAN_REASON code. */
   serverBanReason: [MAX_SERVER_SLOTS, 4],
-  /** Replica lag per server slot, measured by the HA thread: replay position (LSN as a number; the primary's own position for a primary), bytes and ms behind, and when it was measured (ms epoch, 0 = never). */
+  /**
+   * Replica lag per server slot, measured by the HA thread: replay position (LSN as a number; the primary's own
+   * position for a primary), bytes and ms behind, and when it was measured (ms epoch, 0 = never).
+   */
   serverReplayLsn: [MAX_SERVER_SLOTS, 8],
   serverLagBytes: [MAX_SERVER_SLOTS, 8],
   serverLagMs: [MAX_SERVER_SLOTS, 8],
   serverLagAt: [MAX_SERVER_SLOTS, 8],
-  /** When the probe behind serverReplayLsn was sent (ms epoch): that position is at least the WAL end as of this time (read_your_writes). */
+  /**
+   * When the probe behind serverReplayLsn was sent (ms epoch): that position is at least the WAL end as of this time
+   * (read_your_writes).
+   */
   serverLsnSince: [MAX_SERVER_SLOTS, 8],
   /** Role of an `auto` server as the HA thread last found it: ROLE codes (0 = not known / unreachable). */
   serverRole: [MAX_SERVER_SLOTS, 4],
@@ -86,7 +95,14 @@ export const LAYOUT_VERSION = 5;
 export const ROLE = { unknown: 0, primary: 1, replica: 2 } as const;
 
 /** Codes in serverBanReason. */
-export const BAN_REASON = ['', 'connect failed', 'health check failed', 'server closed the connection', 'replica lag', 'banned by admin'] as const;
+export const BAN_REASON = [
+  '',
+  'connect failed',
+  'health check failed',
+  'server closed the connection',
+  'replica lag',
+  'banned by admin',
+] as const;
 export const BAN = { connect: 1, healthcheck: 2, closed: 3, lag: 4, admin: 5 } as const;
 
 /** A waiter older than this may take a slot from another worker (close-and-reopen there). */

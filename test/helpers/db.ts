@@ -1,8 +1,9 @@
 // Small client helpers for tests: real drivers only.
 
+import { spawnSync } from 'node:child_process';
 import type net from 'node:net';
 import pg from 'pg';
-import { PgCluster, PgNode } from '../../src/testing/pg-cluster';
+import type { PgCluster, PgNode } from '../../testing/pg-cluster';
 
 export const APP_USER = 'app';
 export const APP_PASS = 'app-secret';
@@ -13,10 +14,22 @@ export function createAppRole(c: PgCluster): void {
 }
 
 export function client(port: number, opts: Partial<pg.ClientConfig> = {}): pg.Client {
-  return new pg.Client({ host: '127.0.0.1', port, user: APP_USER, password: APP_PASS, database: 'postgres', connectionTimeoutMillis: 10000, ...opts });
+  return new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: APP_USER,
+    password: APP_PASS,
+    database: 'postgres',
+    connectionTimeoutMillis: 10000,
+    ...opts,
+  });
 }
 
-export async function query<T = Record<string, unknown>>(port: number, sql: string, opts: Partial<pg.ClientConfig> = {}): Promise<T[]> {
+export async function query<T = Record<string, unknown>>(
+  port: number,
+  sql: string,
+  opts: Partial<pg.ClientConfig> = {},
+): Promise<T[]> {
   const c = client(port, opts);
   await c.connect();
   try {
@@ -27,7 +40,10 @@ export async function query<T = Record<string, unknown>>(port: number, sql: stri
 }
 
 /** The error a connection attempt fails with (throws if it succeeds). */
-export async function connectError(port: number, opts: Partial<pg.ClientConfig> = {}): Promise<{ code?: string; message: string }> {
+export async function connectError(
+  port: number,
+  opts: Partial<pg.ClientConfig> = {},
+): Promise<{ code?: string; message: string }> {
   const c = client(port, opts);
   c.on('error', () => undefined);
   try {
@@ -41,7 +57,12 @@ export async function connectError(port: number, opts: Partial<pg.ClientConfig> 
 
 /** Server connections the app role holds on a node (seen directly, not through the proxy). */
 export function appBackends(c: PgCluster, n: PgNode): number {
-  return Number(c.psql(n, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${APP_USER}' AND backend_type = 'client backend'`));
+  return Number(
+    c.psql(
+      n,
+      `SELECT count(*) FROM pg_stat_activity WHERE usename = '${APP_USER}' AND backend_type = 'client backend'`,
+    ),
+  );
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,4 +91,14 @@ export function socketOf(c: pg.Client): net.Socket {
 /** Cuts the client's connection without a Terminate, as a crashed application would. */
 export function vanish(c: pg.Client): void {
   socketOf(c).destroy();
+}
+
+/** psql -X -A -t against openproxy on 127.0.0.1:port as `user`: the spawnSync result (20 s deadline). */
+export function psqlAs(user: string, password: string) {
+  return (port: number, sql: string, extra: string[] = [], env: Record<string, string> = {}) =>
+    spawnSync(
+      'psql',
+      ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', 'postgres', ...extra, '-c', sql],
+      { encoding: 'utf8', env: { ...process.env, PGPASSWORD: password, ...env }, timeout: 20000 },
+    );
 }

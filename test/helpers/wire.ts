@@ -9,10 +9,24 @@ import { APP_PASS, APP_USER } from './db';
 
 /** The one-letter code of a backend message name, as the protocol documentation writes it. */
 const CODES: Record<string, string> = {
-  parseComplete: '1', bindComplete: '2', closeComplete: '3', noData: 'n', portalSuspended: 's',
-  parameterDescription: 't', rowDescription: 'T', dataRow: 'D', commandComplete: 'C',
-  readyForQuery: 'Z', error: 'E', notice: 'N', emptyQuery: 'I', parameterStatus: 'S',
-  backendKeyData: 'K', authenticationOk: 'R', authenticationMD5Password: 'R', copyInResponse: 'G',
+  parseComplete: '1',
+  bindComplete: '2',
+  closeComplete: '3',
+  noData: 'n',
+  portalSuspended: 's',
+  parameterDescription: 't',
+  rowDescription: 'T',
+  dataRow: 'D',
+  commandComplete: 'C',
+  readyForQuery: 'Z',
+  error: 'E',
+  notice: 'N',
+  emptyQuery: 'I',
+  parameterStatus: 'S',
+  backendKeyData: 'K',
+  authenticationOk: 'R',
+  authenticationMD5Password: 'R',
+  copyInResponse: 'G',
 };
 
 export class WireClient {
@@ -44,8 +58,10 @@ export class WireClient {
     const auth = await c.next(5000);
     if (auth.name === 'authenticationMD5Password') {
       const salt = (auth as unknown as { salt: Buffer }).salt;
-      const inner = createHash('md5').update(APP_PASS + APP_USER).digest('hex');
-      sock.write(serialize.password('md5' + createHash('md5').update(inner).update(salt).digest('hex')));
+      const inner = createHash('md5')
+        .update(APP_PASS + APP_USER)
+        .digest('hex');
+      sock.write(serialize.password(`md5${createHash('md5').update(inner).update(salt).digest('hex')}`));
     } else if (auth.name !== 'authenticationOk') throw new Error(`unexpected auth message ${auth.name}`);
     for (;;) {
       const m = await c.next(10000);
@@ -88,7 +104,10 @@ export class WireClient {
     } catch (e) {
       throw new Error(`expected ${codes}, got ${codesOf(got)} then ${(e as Error).message}`);
     }
-    if (codesOf(got) !== codes) throw new Error(`expected ${codes}, got ${codesOf(got)}: ${JSON.stringify(got.filter((m) => m.name === 'error'))}`);
+    if (codesOf(got) !== codes)
+      throw new Error(
+        `expected ${codes}, got ${codesOf(got)}: ${JSON.stringify(got.filter((m) => m.name === 'error'))}`,
+      );
     return got;
   }
 

@@ -2,7 +2,7 @@
 // each joined to it by a veth pair (eth0 inside). Nothing is routed out of them. Namespaces outlive
 // the process, so destroy() must run (tests call it in after/finally). Needs root.
 
-import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, type SpawnOptions } from 'node:child_process';
 
 export interface Member {
   ns: string;
@@ -21,7 +21,10 @@ export class NetnsBed {
   private readonly nss: string[] = [];
 
   /** `subnet` is the first three octets, e.g. "10.77.3"; the hub's bridge gets .254. */
-  constructor(readonly tag: string, readonly subnet: string) {
+  constructor(
+    readonly tag: string,
+    readonly subnet: string,
+  ) {
     this.hub = `opx-${tag}-hub`;
     this.addNs(this.hub);
     ip(['-n', this.hub, 'link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
@@ -56,7 +59,16 @@ export class NetnsBed {
 
   /** Cuts (false) or heals (true) a member's link at the bridge. */
   link(name: string, up: boolean): void {
-    execFileSync('bridge', ['-n', this.hub, 'link', 'set', 'dev', this.members.get(name)!.port, 'state', up ? '3' : '0']);
+    execFileSync('bridge', [
+      '-n',
+      this.hub,
+      'link',
+      'set',
+      'dev',
+      this.members.get(name)!.port,
+      'state',
+      up ? '3' : '0',
+    ]);
   }
 
   /** The IPv4 addresses on a namespace's eth0. */
@@ -71,7 +83,11 @@ export class NetnsBed {
   }
 
   exec(ns: string, cmd: string, args: string[], timeout = 10000): string {
-    return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], {
+      encoding: 'utf8',
+      timeout,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   }
 
   destroy(): void {

@@ -3,7 +3,16 @@
 // refuses to run as root, so as root every command runs as the `postgres` system user.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  appendFileSync,
+  readFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +31,9 @@ export function pgBinDir(): string {
   }
   const base = '/usr/lib/postgresql';
   if (existsSync(base)) {
-    const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+    const versions = readdirSync(base)
+      .filter((v) => existsSync(join(base, v, 'bin', 'initdb')))
+      .sort((a, b) => Number(b) - Number(a));
     if (versions.length) return join(base, versions[0], 'bin');
   }
   throw new Error('PostgreSQL server binaries (initdb) not found: install the postgresql package or set PG_BINDIR');
@@ -78,7 +89,10 @@ export interface ClusterOptions {
 export class PgCluster {
   readonly nodes: PgNode[] = [];
   private netns?: string;
-  private constructor(readonly root: string, readonly bin: string) {}
+  private constructor(
+    readonly root: string,
+    readonly bin: string,
+  ) {}
 
   get primary(): PgNode {
     return this.nodes[0];
@@ -112,12 +126,24 @@ export class PgCluster {
   private async initPrimary(opts: ClusterOptions): Promise<void> {
     const dir = join(this.root, 'primary');
     const pwfile = join(this.root, 'pwfile');
-    writeFileSync(pwfile, SUPERPASS + '\n');
+    writeFileSync(pwfile, `${SUPERPASS}\n`);
     if (isRoot()) {
       const { uid, gid } = pgUser();
       chownSync(pwfile, uid, gid);
     }
-    run(join(this.bin, 'initdb'), ['-D', dir, '-U', SUPERUSER, `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=md5', '-E', 'UTF8', '--locale=C', '--no-sync']);
+    run(join(this.bin, 'initdb'), [
+      '-D',
+      dir,
+      '-U',
+      SUPERUSER,
+      `--pwfile=${pwfile}`,
+      '--auth-local=trust',
+      '--auth-host=md5',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+    ]);
     const port = await freePort();
     const conf = {
       listen_addresses: "'127.0.0.1'",
@@ -133,15 +159,38 @@ export class PgCluster {
       logging_collector: 'off',
       ...(opts.settings ?? {}),
     };
-    if (opts.hba?.length) appendFileSync(join(dir, 'pg_hba.conf'), '\n' + opts.hba.join('\n') + '\n');
-    appendFileSync(join(dir, 'postgresql.conf'), '\n' + Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
+    if (opts.hba?.length) appendFileSync(join(dir, 'pg_hba.conf'), `\n${opts.hba.join('\n')}\n`);
+    appendFileSync(
+      join(dir, 'postgresql.conf'),
+      `\n${Object.entries(conf)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join('\n')}\n`,
+    );
     this.nodes.push({ port, dir, role: 'primary' });
     this.startNode(this.nodes[0]);
   }
 
   private async addReplica(i: number): Promise<void> {
     const dir = join(this.root, `replica${i}`);
-    run(join(this.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(this.primary.port), '-U', SUPERUSER, '-D', dir, '-R', '-X', 'stream', '--no-sync'], { PGPASSWORD: SUPERPASS }, this.netns);
+    run(
+      join(this.bin, 'pg_basebackup'),
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(this.primary.port),
+        '-U',
+        SUPERUSER,
+        '-D',
+        dir,
+        '-R',
+        '-X',
+        'stream',
+        '--no-sync',
+      ],
+      { PGPASSWORD: SUPERPASS },
+      this.netns,
+    );
     const port = await freePort();
     appendFileSync(join(dir, 'postgresql.conf'), `\nport = ${port}\n`);
     const node: PgNode = { port, dir, role: 'replica' };
@@ -150,7 +199,12 @@ export class PgCluster {
   }
 
   startNode(n: PgNode): void {
-    run(join(this.bin, 'pg_ctl'), ['-D', n.dir, '-l', join(n.dir, 'server.log'), '-w', '-t', '60', 'start'], {}, this.netns);
+    run(
+      join(this.bin, 'pg_ctl'),
+      ['-D', n.dir, '-l', join(n.dir, 'server.log'), '-w', '-t', '60', 'start'],
+      {},
+      this.netns,
+    );
   }
 
   /** pg_ctl promote: a replica becomes a primary (waits until it accepts writes). */
@@ -190,11 +244,31 @@ export class PgCluster {
 
   /** Runs SQL with psql as the superuser on a node; returns unaligned, tuples-only output. */
   psql(n: PgNode, sql: string): string {
-    const args = ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(n.port), '-U', SUPERUSER, '-d', 'postgres', '-c', sql];
-    const r = spawnSync(this.netns ? 'ip' : 'psql', this.netns ? ['netns', 'exec', this.netns, 'psql', ...args] : args, {
-      encoding: 'utf8',
-      env: { ...process.env, PGPASSWORD: SUPERPASS },
-    });
+    const args = [
+      '-X',
+      '-A',
+      '-t',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(n.port),
+      '-U',
+      SUPERUSER,
+      '-d',
+      'postgres',
+      '-c',
+      sql,
+    ];
+    const r = spawnSync(
+      this.netns ? 'ip' : 'psql',
+      this.netns ? ['netns', 'exec', this.netns, 'psql', ...args] : args,
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: SUPERPASS },
+      },
+    );
     if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
     return r.stdout.trim();
   }

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PgCluster, freePort } from './testing/pg-cluster';
+import { PgCluster, freePort } from './pg-cluster';
 
 const DEMO_USER = 'demo';
 const DEMO_PASS = 'demo';
@@ -23,7 +23,12 @@ function portFree(port: number): Promise<boolean> {
 async function demo(): Promise<void> {
   process.stdout.write('openproxy demo: starting a throwaway PostgreSQL primary + replica…\n');
   const cluster = await PgCluster.start({ replicas: 1 });
-  cluster.psql(cluster.primary, `CREATE ROLE ${DEMO_USER} LOGIN PASSWORD '${DEMO_PASS}' CREATEDB; GRANT ALL ON SCHEMA public TO ${DEMO_USER}; GRANT CREATE ON DATABASE postgres TO ${DEMO_USER}`);
+  cluster.psql(
+    cluster.primary,
+    `CREATE ROLE ${DEMO_USER} LOGIN PASSWORD '${DEMO_PASS}' CREATEDB; ` +
+      `GRANT ALL ON SCHEMA public TO ${DEMO_USER}; GRANT CREATE ON DATABASE ` +
+      `postgres TO ${DEMO_USER}`,
+  );
   const port = Number(process.env.PORT) || ((await portFree(6432)) ? 6432 : await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'openproxy-demo-'));
   const config = join(dir, 'openproxy.toml');
@@ -56,7 +61,9 @@ servers = [
 ]
 `,
   );
-  const proxy = spawn(process.execPath, [join(__dirname, 'main.js'), config, '--log-target', 'stdout'], { stdio: 'inherit' });
+  const proxy = spawn(process.execPath, [join(__dirname, '..', 'src', 'main.js'), config, '--log-target', 'stdout'], {
+    stdio: 'inherit',
+  });
   let cleaned = false;
   const cleanup = () => {
     if (cleaned) return;

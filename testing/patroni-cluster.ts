@@ -2,8 +2,18 @@
 // `etcd-server` packages) on free loopback ports in a temp dir, with low ttl/loop_wait so that a
 // failover takes seconds. Patroni and PostgreSQL run as the postgres system user when we are root.
 
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,23 +52,40 @@ function pgUser(): { uid: number; gid: number } {
 }
 
 /** One HTTP request to a Patroni REST API: status and parsed JSON body (null body when not JSON). */
-export function patroniRequest(port: number, method: string, path: string, body?: unknown, timeoutMs = 3000): Promise<{ status: number; body: unknown }> {
+export function patroniRequest(
+  port: number,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 3000,
+): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (b: Buffer) => parts.push(b));
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          /* plain text */
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        timeout: timeoutMs,
+        headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {},
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (b: Buffer) => parts.push(b));
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString('utf8');
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            /* plain text */
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end(data);
@@ -70,10 +97,20 @@ export class PatroniCluster {
   private etcd: ChildProcess | null = null;
   etcdPort = 0;
 
-  private constructor(readonly root: string, readonly opts: Required<PatroniOptions>) {}
+  private constructor(
+    readonly root: string,
+    readonly opts: Required<PatroniOptions>,
+  ) {}
 
   static async start(options: PatroniOptions = {}): Promise<PatroniCluster> {
-    const opts: Required<PatroniOptions> = { members: 3, ttl: 10, loopWait: 1, retryTimeout: 3, synchronous: false, ...options };
+    const opts: Required<PatroniOptions> = {
+      members: 3,
+      ttl: 10,
+      loopWait: 1,
+      retryTimeout: 3,
+      synchronous: false,
+      ...options,
+    };
     const root = mkdtempSync(join(tmpdir(), 'openproxy-patroni-'));
     if (isRoot()) chownSync(root, pgUser().uid, pgUser().gid);
     const c = new PatroniCluster(root, opts);
@@ -83,9 +120,18 @@ export class PatroniCluster {
       await c.startEtcd();
       for (let i = 1; i <= opts.members; i++) await c.addMember(`pg${i}`);
       c.startMember(c.members[0]);
-      await c.waitFor(async () => (await c.cluster()).some((m) => m.role === 'leader' && m.state === 'running'), 60000, 'a leader');
+      await c.waitFor(
+        async () => (await c.cluster()).some((m) => m.role === 'leader' && m.state === 'running'),
+        60000,
+        'a leader',
+      );
       for (const m of c.members.slice(1)) c.startMember(m);
-      await c.waitFor(async () => (await c.cluster()).filter((m) => m.state === 'running' || m.state === 'streaming').length === opts.members, 120000, 'every member running');
+      await c.waitFor(
+        async () =>
+          (await c.cluster()).filter((m) => m.state === 'running' || m.state === 'streaming').length === opts.members,
+        120000,
+        'every member running',
+      );
       if (opts.synchronous) await c.waitForSyncStandby();
     } catch (e) {
       c.stop();
@@ -99,19 +145,41 @@ export class PatroniCluster {
     const peer = await freePort();
     const dir = join(this.root, 'etcd');
     const out = openSync(join(this.root, 'etcd.log'), 'a');
-    this.etcd = spawn('/usr/bin/etcd', [
-      '--name', 'e1', '--data-dir', dir,
-      '--listen-client-urls', `http://127.0.0.1:${this.etcdPort}`, '--advertise-client-urls', `http://127.0.0.1:${this.etcdPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-cluster', `e1=http://127.0.0.1:${peer}`, '--enable-v2=true', '--unsafe-no-fsync', '--log-level', 'warn',
-    ], { stdio: ['ignore', out, out] });
-    await this.waitFor(async () => {
-      try {
-        return (await patroniRequest(this.etcdPort, 'GET', '/health')).status === 200;
-      } catch {
-        return false;
-      }
-    }, 20000, 'etcd');
+    this.etcd = spawn(
+      '/usr/bin/etcd',
+      [
+        '--name',
+        'e1',
+        '--data-dir',
+        dir,
+        '--listen-client-urls',
+        `http://127.0.0.1:${this.etcdPort}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${this.etcdPort}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-cluster',
+        `e1=http://127.0.0.1:${peer}`,
+        '--enable-v2=true',
+        '--unsafe-no-fsync',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', out, out] },
+    );
+    await this.waitFor(
+      async () => {
+        try {
+          return (await patroniRequest(this.etcdPort, 'GET', '/health')).status === 200;
+        } catch {
+          return false;
+        }
+      },
+      20000,
+      'etcd',
+    );
   }
 
   private async addMember(name: string): Promise<void> {
@@ -120,37 +188,43 @@ export class PatroniCluster {
     const dir = join(this.root, name);
     const o = this.opts;
     const config = join(this.root, `${name}.yml`);
-    writeFileSync(config, [
-      `scope: openproxy-test`,
-      `name: ${name}`,
-      `log: {level: INFO}`,
-      `restapi: {listen: '127.0.0.1:${restPort}', connect_address: '127.0.0.1:${restPort}'}`,
-      `etcd3: {hosts: '127.0.0.1:${this.etcdPort}'}`,
-      `bootstrap:`,
-      `  dcs:`,
-      `    ttl: ${o.ttl}`,
-      `    loop_wait: ${o.loopWait}`,
-      `    retry_timeout: ${o.retryTimeout}`,
-      `    maximum_lag_on_failover: 1073741824`,
-      `    synchronous_mode: ${o.synchronous}`,
-      `    postgresql:`,
-      `      use_pg_rewind: true`,
-      `      parameters: {wal_level: replica, hot_standby: 'on', wal_log_hints: 'on', max_wal_senders: 10, max_replication_slots: 10, max_connections: 200, fsync: 'off', full_page_writes: 'off'}`,
-      `  initdb: [{encoding: UTF8}, {locale: C}]`,
-      `  pg_hba: ['local all all trust', 'host replication replicator 127.0.0.1/32 md5', 'host all all 127.0.0.1/32 md5']`,
-      `postgresql:`,
-      `  listen: '127.0.0.1:${pgPort}'`,
-      `  connect_address: '127.0.0.1:${pgPort}'`,
-      `  data_dir: ${dir}`,
-      `  bin_dir: ${pgBinDir()}`,
-      `  pgpass: ${join(this.root, `${name}.pgpass`)}`,
-      `  authentication:`,
-      `    superuser: {username: ${SUPERUSER}, password: ${SUPERPASS}}`,
-      `    replication: {username: replicator, password: replicator}`,
-      `    rewind: {username: ${SUPERUSER}, password: ${SUPERPASS}}`,
-      `  parameters: {unix_socket_directories: '${this.root}'}`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      config,
+      [
+        `scope: openproxy-test`,
+        `name: ${name}`,
+        `log: {level: INFO}`,
+        `restapi: {listen: '127.0.0.1:${restPort}', connect_address: '127.0.0.1:${restPort}'}`,
+        `etcd3: {hosts: '127.0.0.1:${this.etcdPort}'}`,
+        `bootstrap:`,
+        `  dcs:`,
+        `    ttl: ${o.ttl}`,
+        `    loop_wait: ${o.loopWait}`,
+        `    retry_timeout: ${o.retryTimeout}`,
+        `    maximum_lag_on_failover: 1073741824`,
+        `    synchronous_mode: ${o.synchronous}`,
+        `    postgresql:`,
+        `      use_pg_rewind: true`,
+        `      parameters: {wal_level: replica, hot_standby: 'on', ` +
+          `wal_log_hints: 'on', max_wal_senders: 10, max_replication_slots: 10, ` +
+          `max_connections: 200, fsync: 'off', full_page_writes: 'off'}`,
+        `  initdb: [{encoding: UTF8}, {locale: C}]`,
+        `  pg_hba: ['local all all trust', 'host replication replicator ` +
+          `127.0.0.1/32 md5', 'host all all 127.0.0.1/32 md5']`,
+        `postgresql:`,
+        `  listen: '127.0.0.1:${pgPort}'`,
+        `  connect_address: '127.0.0.1:${pgPort}'`,
+        `  data_dir: ${dir}`,
+        `  bin_dir: ${pgBinDir()}`,
+        `  pgpass: ${join(this.root, `${name}.pgpass`)}`,
+        `  authentication:`,
+        `    superuser: {username: ${SUPERUSER}, password: ${SUPERPASS}}`,
+        `    replication: {username: replicator, password: replicator}`,
+        `    rewind: {username: ${SUPERUSER}, password: ${SUPERPASS}}`,
+        `  parameters: {unix_socket_directories: '${this.root}'}`,
+        '',
+      ].join('\n'),
+    );
     if (isRoot()) chownSync(config, pgUser().uid, pgUser().gid);
     this.members.push({ name, pgPort, restPort, dir, config, log: join(this.root, `${name}.log`), proc: null });
   }
@@ -161,7 +235,12 @@ export class PatroniCluster {
     const ids = isRoot() ? pgUser() : undefined;
     if (!existsSync(m.dir)) mkdirSync(m.dir, { recursive: true, mode: 0o700 });
     if (ids) chownSync(m.dir, ids.uid, ids.gid);
-    m.proc = spawn('/usr/bin/patroni', [m.config], { stdio: ['ignore', out, out], uid: ids?.uid, gid: ids?.gid, env: { ...process.env, HOME: this.root, PGPASSWORD: SUPERPASS } });
+    m.proc = spawn('/usr/bin/patroni', [m.config], {
+      stdio: ['ignore', out, out],
+      uid: ids?.uid,
+      gid: ids?.gid,
+      env: { ...process.env, HOME: this.root, PGPASSWORD: SUPERPASS },
+    });
   }
 
   /** SIGKILL to Patroni only: its PostgreSQL keeps running (and, on the leader, accepting writes). */
@@ -209,7 +288,12 @@ export class PatroniCluster {
       if (!m.proc) continue;
       try {
         const r = await patroniRequest(m.restPort, 'GET', '/cluster', undefined, 1000);
-        if (r.status === 200) return ((r.body as { members?: ClusterMember[] }).members ?? []).map((x) => ({ name: x.name, role: x.role, state: x.state }));
+        if (r.status === 200)
+          return ((r.body as { members?: ClusterMember[] }).members ?? []).map((x) => ({
+            name: x.name,
+            role: x.role,
+            state: x.state,
+          }));
       } catch {
         /* try the next one */
       }
@@ -225,7 +309,12 @@ export class PatroniCluster {
   /** Synchronous mode: until Patroni has named a synchronous standby (commits wait for it). */
   async waitForSyncStandby(ms = 30000): Promise<ClusterMember> {
     let sync: ClusterMember | undefined;
-    await this.waitFor(async () => (sync = (await this.cluster()).find((m) => m.role === 'sync_standby' && m.state === 'running')) !== undefined, ms, 'a synchronous standby');
+    await this.waitFor(
+      async () =>
+        (sync = (await this.cluster()).find((m) => m.role === 'sync_standby' && m.state === 'running')) !== undefined,
+      ms,
+      'a synchronous standby',
+    );
     return sync!;
   }
 
