@@ -1,5 +1,7 @@
 // Messages between the main thread and the proxy / HA threads (control plane only; hot-path
-// numbers live in shared memory).
+// numbers live in shared memory). One-way messages (fds, logs, config, cancels) are posted as
+// they are; the two request/answer exchanges are comlink calls on the same port (MainApi,
+// WorkerApi), which ignores the one-way messages.
 
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
@@ -20,14 +22,21 @@ export type ToWorker =
   | { kind: 'cancel'; pid: number; secret: number }
   /** fast = disconnect every client now; otherwise only refuse new logins. */
   | { kind: 'shutdown'; fast: boolean }
-  | { kind: 'snapshot'; reqId: number }
-  | { kind: 'adminResult'; reqId: number; result: AdminResult }
   | { kind: 'control'; control: Control };
 
 export type FromWorker =
   | { kind: 'log'; record: LogRecord }
   | { kind: 'ready' }
   | { kind: 'cancel'; worker: number; pid: number; secret: number }
-  | { kind: 'stopped' }
-  | { kind: 'snapshot'; reqId: number; snap: WorkerSnapshot }
-  | { kind: 'admin'; reqId: number; worker: number; req: AdminRequest };
+  | { kind: 'stopped' };
+
+/** What the main thread answers a proxy worker (its admin console's requests). */
+export interface MainApi {
+  admin(req: AdminRequest): Promise<AdminResult>;
+}
+
+/** What a proxy worker answers the main thread. */
+export interface WorkerApi {
+  /** This worker's clients, servers and pool counts, now. */
+  snapshot(): WorkerSnapshot;
+}

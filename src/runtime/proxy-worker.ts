@@ -18,8 +18,10 @@ import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { STARVING_MS } from '../shared/layout';
 import { log, setThreadLogging } from '../log';
-import type { FromWorker, ToWorker, WorkerInit } from './messages';
-import type { AdminResult, AskMain } from '../admin/requests';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+import type { FromWorker, MainApi, ToWorker, WorkerApi, WorkerInit } from './messages';
+import type { AskMain } from '../admin/requests';
 import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
 
@@ -47,15 +49,13 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     disabled: new Set(),
     latency: new Map(),
   };
-  let nextAdminReq = 1;
-  const adminWaits = new Map<number, (r: AdminResult) => void>();
+  // Request / answer with the main thread over comlink, on this thread's port.
+  const endpoint = nodeEndpoint(port);
+  const main = Comlink.wrap<MainApi>(endpoint);
   /** The admin console asks the main thread (snapshots of every worker, reload, SET, shutdown, controls). */
-  const askMain: AskMain = (req) =>
-    new Promise((resolve) => {
-      const reqId = nextAdminReq++;
-      adminWaits.set(reqId, resolve);
-      post({ kind: 'admin', reqId, worker: init.index, req });
-    });
+  const askMain: AskMain = (req) => main.admin(req);
+  const api: WorkerApi = { snapshot: () => collect(ctx) };
+  Comlink.expose(api, endpoint);
   let configured = false;
 
   const janitor = setInterval(() => {
@@ -140,15 +140,6 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       }
       case 'cancel':
         return cancelLocal(ctx, m.pid, m.secret);
-      case 'snapshot':
-        post({ kind: 'snapshot', reqId: m.reqId, snap: collect(ctx) });
-        return;
-      case 'adminResult': {
-        const done = adminWaits.get(m.reqId);
-        adminWaits.delete(m.reqId);
-        done?.(m.result);
-        return;
-      }
       case 'control':
         return applyControl(ctx, sessions, m.control);
       case 'shutdown':

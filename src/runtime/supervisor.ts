@@ -8,7 +8,9 @@ import { log } from '../log';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { SharedState } from '../shared/state';
-import type { FromWorker, ToWorker, WorkerInit } from './messages';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+import type { FromWorker, MainApi, ToWorker, WorkerApi, WorkerInit } from './messages';
 import type { AdminRequest, AdminResult } from '../admin/requests';
 import type { WorkerSnapshot } from '../shared/snapshot';
 import type { FromHa, HaInit, ToHa } from './ha-worker';
@@ -29,8 +31,8 @@ export class Supervisor {
   onAdmin?: (req: AdminRequest) => Promise<AdminResult>;
   /** The virtual router's state as the HA thread last reported it (null: not configured or not started). */
   vrrp: VrrpStatus | null = null;
-  private snapshotWaits = new Map<number, { snaps: WorkerSnapshot[]; done: (s: WorkerSnapshot[]) => void }>();
-  private nextReq = 1;
+  /** Each proxy worker's answers (comlink on its port). */
+  private readonly apis: Comlink.Remote<WorkerApi>[] = [];
 
   constructor(
     private readonly shared: SharedState,
@@ -44,6 +46,10 @@ export class Supervisor {
       const init: WorkerInit = { index: i, count: this.count, sab: this.shared.sab, logLevel: this.logLevel };
       const w = new Worker(join(WORKERS_DIR, 'proxy.js'), { workerData: init });
       this.workers.push(w);
+      const endpoint = nodeEndpoint(w);
+      this.apis.push(Comlink.wrap<WorkerApi>(endpoint));
+      const api: MainApi = { admin: (req) => this.admin(req) };
+      Comlink.expose(api, endpoint);
       ready.push(
         new Promise((resolve, reject) => {
           w.on('message', (m: FromWorker) => {
@@ -96,19 +102,6 @@ export class Supervisor {
       case 'stopped':
         if (++this.stopped === this.workers.length) this.onAllStopped?.();
         return;
-      case 'snapshot': {
-        const w = this.snapshotWaits.get(m.reqId);
-        if (!w) return;
-        w.snaps.push(m.snap);
-        if (w.snaps.length === this.workers.length) {
-          this.snapshotWaits.delete(m.reqId);
-          w.done(w.snaps.sort((a, b) => a.worker - b.worker));
-        }
-        return;
-      }
-      case 'admin':
-        void this.admin(m.req).then((result) => this.send(m.worker, { kind: 'adminResult', reqId: m.reqId, result }));
-        return;
       default:
         return;
     }
@@ -124,13 +117,9 @@ export class Supervisor {
     }
   }
 
-  /** Every worker's clients, servers and pool counts, now. */
+  /** Every worker's clients, servers and pool counts, now, in worker order. */
   snapshots(): Promise<WorkerSnapshot[]> {
-    const reqId = this.nextReq++;
-    return new Promise((resolve) => {
-      this.snapshotWaits.set(reqId, { snaps: [], done: resolve });
-      this.broadcast({ kind: 'snapshot', reqId });
-    });
+    return Promise.all(this.apis.map((api) => api.snapshot()));
   }
 
   send(i: number, m: ToWorker): void {
