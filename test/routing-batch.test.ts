@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { batchHead, batchVerdict, type BatchVerdict } from '../src/routing/batch';
 import { Classifier, Verdict } from '../src/routing/classify';
 import { ReadReplay, Reply, firstReply } from '../src/session/replay';
-import { be, fe } from './helpers/scripted';
+import { be, fe } from '../testing/scripted';
 
 const judge = new Classifier();
 const verdictOf = (buf: Buffer, texts: { textOf(n: string): string | undefined } | null = null) => {

@@ -1,10 +1,10 @@
 // The data path's roles without a process: a real ClientSession and real ServerConns on in-memory
-// sockets (test/helpers/scripted.ts). Each check feeds client messages and scripted server replies
+// sockets (testing/scripted.ts). Each check feeds client messages and scripted server replies
 // and asserts exactly what was forwarded to which server and what reached the client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BAN } from '../src/shared/layout';
-import { be, fe, harness } from './helpers/scripted';
+import { be, fe, harness } from '../testing/scripted';
 
 const TX = 'pool_mode = "transaction"';
 const ROUTED = `${TX}\nquery_parser_enabled = true\nquery_parser_read_write_splitting = true`;

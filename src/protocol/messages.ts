@@ -2,35 +2,35 @@
 // data path decodes: a Parse's name and text, a Bind's statement name and parameters. Everything
 // else passes through as bytes.
 
-/** Frontend (client → server) message types. */
-export const FE = {
-  QUERY: 0x51, // Q
-  PARSE: 0x50, // P
-  BIND: 0x42, // B
-  EXECUTE: 0x45, // E
-  DESCRIBE: 0x44, // D
-  CLOSE: 0x43, // C
-  FLUSH: 0x48, // H
-  SYNC: 0x53, // S
-  FUNCTION_CALL: 0x46, // F
-  TERMINATE: 0x58, // X
-  PASSWORD: 0x70, // p (also SASL responses)
-} as const;
+/** Frontend (client → server) message types. Const enums: every use compiles to the number. */
+export const enum FE {
+  QUERY = 0x51, // Q
+  PARSE = 0x50, // P
+  BIND = 0x42, // B
+  EXECUTE = 0x45, // E
+  DESCRIBE = 0x44, // D
+  CLOSE = 0x43, // C
+  FLUSH = 0x48, // H
+  SYNC = 0x53, // S
+  FUNCTION_CALL = 0x46, // F
+  TERMINATE = 0x58, // X
+  PASSWORD = 0x70, // p (also SASL responses)
+}
 
 /** Backend (server → client) message types. */
-export const BE = {
-  PARSE_COMPLETE: 0x31, // 1
-  BIND_COMPLETE: 0x32, // 2
-  CLOSE_COMPLETE: 0x33, // 3
-  NO_DATA: 0x6e, // n
-  PARAMETER_DESCRIPTION: 0x74, // t
-  ROW_DESCRIPTION: 0x54, // T
-  NOTICE: 0x4e, // N
-  PARAMETER_STATUS: 0x53, // S
-  ERROR: 0x45, // E
-  DATA_ROW: 0x44, // D
-  READY: 0x5a, // Z
-} as const;
+export const enum BE {
+  PARSE_COMPLETE = 0x31, // 1
+  BIND_COMPLETE = 0x32, // 2
+  CLOSE_COMPLETE = 0x33, // 3
+  NO_DATA = 0x6e, // n
+  PARAMETER_DESCRIPTION = 0x74, // t
+  ROW_DESCRIPTION = 0x54, // T
+  NOTICE = 0x4e, // N
+  PARAMETER_STATUS = 0x53, // S
+  ERROR = 0x45, // E
+  DATA_ROW = 0x44, // D
+  READY = 0x5a, // Z
+}
 
 /** ReadyForQuery transaction status bytes. */
 export const TX_IDLE = 0x49; // I

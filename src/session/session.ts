@@ -189,6 +189,15 @@ export abstract class Session implements SessionInfo, ConsoleClient {
     return this.txMode || this.routedSession;
   }
 
+  /** openproxy's own work on the held server (a statement, a GUC sync): client messages wait for it. */
+  aside<T>(work: Promise<T>, then: (result: T) => void): void {
+    this.syncing = true;
+    void work.then((result) => {
+      this.syncing = false;
+      then(result);
+    });
+  }
+
   /** Counts an error in the client's and the pool's statistics. */
   countError(): void {
     this.errors++;

@@ -137,9 +137,7 @@ export function endTransaction(s: Session): void {
   // read_your_writes: the commit is done; a primary position measured after now covers it.
   if (s.ryw.pending) s.ryw.committed(s.entry?.pool.slot ?? -1);
   if (conn.stalePlans && conn.clean) {
-    s.syncing = true;
-    conn.run('DEALLOCATE ALL', s.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
-      s.syncing = false;
+    s.aside(conn.run('DEALLOCATE ALL', s.ctx.registry.general.healthcheck_timeout + 5000), (r) => {
       conn.stalePlans = false;
       conn.prepared.clear();
       if (!r.ok) conn.close('DEALLOCATE ALL failed');
@@ -150,9 +148,7 @@ export function endTransaction(s: Session): void {
   if (s.pins.size > 0 || !conn.clean) {
     // Pinned: the connection stays, but a RESET may have left it behind the client's settings.
     if (conn.clean && !gucsMatch(conn.gucs, s.gucs, conn.reported)) {
-      s.syncing = true;
-      void matchGucs(s, conn, false).then((ok) => {
-        s.syncing = false;
+      s.aside(matchGucs(s, conn, false), (ok) => {
         if (ok && s.server === conn && s.frames.pending) s.forwardToServer();
       });
       return;
@@ -190,9 +186,7 @@ export function captureGucs(s: Session, conn: ServerLink, next: () => void = () 
   const names = [...s.touched];
   s.touched.clear();
   if (names.length === 0) return next();
-  s.syncing = true;
-  conn.run(gucReadStatement(names), s.ctx.registry.general.healthcheck_timeout + 5000).then((r) => {
-    s.syncing = false;
+  s.aside(conn.run(gucReadStatement(names), s.ctx.registry.general.healthcheck_timeout + 5000), (r) => {
     if (s.phase === Phase.Closed) return;
     if (!r.ok || r.rows.length !== 1)
       return s.fatal(SQLSTATE.INTERNAL_ERROR, 'openproxy could not read back session settings', 'GUC capture failed');

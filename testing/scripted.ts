@@ -7,26 +7,31 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { serialize } from 'pg-protocol';
-import { parseConfig } from '../../src/config/load';
-import { ServerConn, type ServerLogin } from '../../src/pool/server-conn';
-import { Registry } from '../../src/pool/registry';
-import { SlotAllocator } from '../../src/pool/slots';
-import { md5Response, md5Stored } from '../../src/protocol/md5';
-import { Classifier } from '../../src/routing/classify';
-import { ClientSession } from '../../src/session/client';
-import type { WorkerContext } from '../../src/session/context';
-import { SharedState } from '../../src/shared/state';
+import { parseConfig } from '../src/config/load';
+import { ServerConn, type ServerLogin } from '../src/pool/server-conn';
+import { Registry } from '../src/pool/registry';
+import { SlotAllocator } from '../src/pool/slots';
+import { md5Response, md5Stored } from '../src/protocol/md5';
+import { Classifier } from '../src/routing/classify';
+import { ClientSession } from '../src/session/client';
+import type { WorkerContext } from '../src/session/context';
+import { SharedState } from '../src/shared/state';
 
 /** In-memory socket: records what is written, lets the test emit what is read. */
 export class MemorySocket extends EventEmitter {
   private chunks: Buffer[] = [];
+  /** false: writes are counted, not kept (benchmarks). */
+  keep = true;
+  /** Bytes written so far. */
+  written = 0;
   writable = true;
   writableLength = 0;
   destroyed = false;
   readonly remoteAddress = '127.0.0.1';
   readonly remotePort = 40000;
   write(data: Buffer | string): boolean {
-    this.chunks.push(Buffer.from(data));
+    this.written += data.length;
+    if (this.keep) this.chunks.push(Buffer.from(data));
     return true;
   }
   end(data?: Buffer): void {
