@@ -82,6 +82,15 @@ export async function startOpenproxy(
   return { port, proc, pid: () => proc.pid! };
 }
 
+/** The Node floor (benchmarks/floor.ts): transaction pooling and nothing else, same workers as openproxy. */
+export async function startFloor(pgPort: number, user: string, pass: string, pool: number): Promise<Started> {
+  const port = await freePort();
+  const args = [String(port), String(pgPort), user, pass, String(benchWorkers()), String(pool)];
+  const proc = spawn(process.execPath, [join(root, 'dist', 'benchmarks', 'floor.js'), ...args], { stdio: 'inherit' });
+  await waitPort(port, 60000);
+  return { port, proc, pid: () => proc.pid! };
+}
+
 /** PgBouncer with md5 auth; `extra` lines go into [pgbouncer]. */
 export async function startPgBouncer(
   work: string,

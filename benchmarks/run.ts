@@ -15,7 +15,7 @@ import { writeHead } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
-import { benchWorkers, pgbouncerBinary, startOpenproxy, startPgBouncer, teardown } from './poolers';
+import { benchWorkers, pgbouncerBinary, startFloor, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '10,100,500').split(',').map(Number);
@@ -155,6 +155,9 @@ async function main(): Promise<void> {
     procs.push(pb.proc);
     const opPort = op.port;
     const pbPort = pb.port;
+    // The Node floor only pools transactions (it has no session mode).
+    const floor = MODE === 'transaction' ? await startFloor(cluster.primary.port, USER, PASS, pool) : null;
+    if (floor) procs.push(floor.proc);
 
     const logDir = join(work, 'pgbench-logs');
     spawnSync('mkdir', ['-p', logDir]);
@@ -162,6 +165,7 @@ async function main(): Promise<void> {
       ['direct', cluster.primary.port, undefined],
       ['openproxy', opPort, op.pid()],
       ['pgbouncer', pbPort, pb.pid()],
+      ...(floor ? [['floor', floor.port, floor.pid()] as [string, number, number]] : []),
     ];
     const rows: string[] = [];
     const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN };
@@ -173,7 +177,8 @@ async function main(): Promise<void> {
           const res: Record<string, Result> = {};
           for (const [name, port, pid] of targets) {
             res[name] =
-              name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared
+              (name === 'pgbouncer' && protocol === 'prepared' && !pbPrepared) ||
+              (name === 'floor' && protocol === 'prepared')
                 ? na
                 : pgbench(port, clients, protocol, selectOnly, logDir, jobs, pid);
             process.stdout.write(
@@ -186,13 +191,14 @@ async function main(): Promise<void> {
           const d = res.direct;
           const o = res.openproxy;
           const b = res.pgbouncer;
+          const f = res.floor ?? na;
           rows.push(
             `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ` +
-              `${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} ` +
+              `${clients} | ${jobs} | ${fmt(d.tps)} | ${fmt(o.tps)} | ${fmt(b.tps)} | ${fmt(f.tps)} ` +
               `| **${fmt(o.tps / b.tps, 2)}** | ${fmt(o.tps / d.tps, 2)} | ` +
               `${fmt(d.p99, 2)} / ${fmt(o.p99, 2)} / ${fmt(b.p99, 2)} | ` +
-              `${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ` +
-              `${fmt(b.cpuPerXact, 1)} | ` +
+              `${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ${fmt(f.cpuPerXact, 1)} / ` +
+              `${fmt(b.cpuPerXact, 1)} | **${fmt(o.cpuPerXact / f.cpuPerXact, 2)}** | ` +
               `${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
           );
         }
@@ -225,9 +231,14 @@ async function main(): Promise<void> {
         'first use, and a thread blocked there while its other clients hold ' +
         'server connections inside BEGIN … END stalls any transaction pooler ' +
         '(measured: 1 tps with 10 clients per thread).',
-      '- Targets run interleaved (direct, openproxy, PgBouncer) for each ' +
+      '- Targets run interleaved (direct, openproxy, PgBouncer, the floor) for each ' +
         'row, on the same cluster; pgbench, the pooler and PostgreSQL share ' +
         'the same cores.',
+      `- The floor (\`benchmarks/floor.ts\`, transaction mode only) is the least a Node ` +
+        `transaction pooler does, with openproxy's hand-off and read/write path and ` +
+        `${benchWorkers()} worker threads: server connections opened up front, one taken at a ` +
+        `transaction's first message and given back at ReadyForQuery I, nothing else (no prepared ` +
+        `statements: its \`-M prepared\` rows are n/a).`,
       '- Pooler CPU: user + system time of the pooler process (every thread) ' +
         'during the run, from /proc, divided by the transactions pgbench ' +
         'completed. On a machine where pgbench, PostgreSQL and the pooler ' +
@@ -236,10 +247,10 @@ async function main(): Promise<void> {
         'TPS ratio.',
       '',
       '| workload | protocol | clients | j | direct TPS | openproxy TPS | ' +
-        'PgBouncer TPS | openproxy / PgBouncer | openproxy / direct | p99 ms ' +
+        'PgBouncer TPS | floor TPS | openproxy / PgBouncer | openproxy / direct | p99 ms ' +
         'direct / openproxy / PgBouncer | p99 openproxy / PgBouncer | pooler ' +
-        'CPU µs / xact, openproxy / PgBouncer | failed |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        'CPU µs / xact, openproxy / floor / PgBouncer | CPU openproxy / floor | failed |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
       `Command: \`BENCH_SECONDS=${SECONDS} ` +
