@@ -57,13 +57,14 @@ export async function startOpenproxy(
   pass: string,
   mode: string,
   pool: number,
+  workers = benchWorkers(),
 ): Promise<Started> {
   const port = await freePort();
   const conf = join(work, `openproxy-${port}.toml`);
   writeFileSync(
     conf,
     `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ` +
-      `${benchWorkers()}\nconnect_timeout = ` +
+      `${workers}\nconnect_timeout = ` +
       `60000\nprepared_statements_cache_size = ` +
       `100\n\n[pools.postgres]\npool_mode = ` +
       `"${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword ` +

@@ -15,6 +15,7 @@ import { writeHead } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
+import { contextSwitches } from './proc';
 import { benchWorkers, pgbouncerBinary, startFloor, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
@@ -35,6 +36,8 @@ interface Result {
   xacts: number;
   /** CPU the pooler process used during the run (all threads, user + system), µs per transaction. */
   cpuPerXact: number;
+  /** The pooler's voluntary and involuntary context switches per transaction (all threads). */
+  csPerXact: [number, number];
 }
 
 /** CPU time of a process, all threads, user + system, in µs (from /proc; clock ticks of 10 ms). */
@@ -76,6 +79,7 @@ function pgbench(
 ): Result {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
   const cpu0 = cpuMicros(poolerPid);
+  const cs0 = contextSwitches(poolerPid);
   const args = [
     '-n',
     '-c',
@@ -109,6 +113,8 @@ function pgbench(
   const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? (r.status === 0 ? 0 : NaN));
   const xacts = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? NaN);
   const cpuPerXact = (cpuMicros(poolerPid) - cpu0) / xacts;
+  const cs1 = contextSwitches(poolerPid);
+  const csPerXact: [number, number] = [(cs1[0] - cs0[0]) / xacts, (cs1[1] - cs0[1]) / xacts];
   const lat: number[] = [];
   for (const f of readdirSync(logDir)) {
     for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
@@ -118,7 +124,15 @@ function pgbench(
   }
   lat.sort((a, b) => a - b);
   if (r.status !== 0) process.stdout.write(`pgbench failed on port ${port}: ${r.stderr}\n`);
-  return { tps, p50: percentile(lat, 50) / 1000, p99: percentile(lat, 99) / 1000, failed, xacts, cpuPerXact };
+  return {
+    tps,
+    p50: percentile(lat, 50) / 1000,
+    p99: percentile(lat, 99) / 1000,
+    failed,
+    xacts,
+    cpuPerXact,
+    csPerXact,
+  };
 }
 
 async function main(): Promise<void> {
@@ -158,6 +172,8 @@ async function main(): Promise<void> {
     // The Node floor only pools transactions (it has no session mode).
     const floor = MODE === 'transaction' ? await startFloor(cluster.primary.port, USER, PASS, pool) : null;
     if (floor) procs.push(floor.proc);
+    const op1 = await startOpenproxy(work, cluster.primary.port, USER, PASS, MODE, pool, 1);
+    procs.push(op1.proc);
 
     const logDir = join(work, 'pgbench-logs');
     spawnSync('mkdir', ['-p', logDir]);
@@ -166,9 +182,12 @@ async function main(): Promise<void> {
       ['openproxy', opPort, op.pid()],
       ['pgbouncer', pbPort, pb.pid()],
       ...(floor ? [['floor', floor.port, floor.pid()] as [string, number, number]] : []),
+      ['openproxy-1w', op1.port, op1.pid()],
     ];
     const rows: string[] = [];
-    const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN };
+    const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN, csPerXact: [NaN, NaN] };
+    /** Per pooler and row: CPU and context switches per transaction (the second table). */
+    const perXact: string[] = [];
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
     for (const selectOnly of [true, false].filter((x) => WORKLOADS.includes(x ? 'select-only' : 'tpcb-like'))) {
       for (const protocol of PROTOCOLS) {
@@ -200,6 +219,14 @@ async function main(): Promise<void> {
               `${fmt(o.p99 / b.p99, 2)} | ${fmt(o.cpuPerXact, 1)} / ${fmt(f.cpuPerXact, 1)} / ` +
               `${fmt(b.cpuPerXact, 1)} | **${fmt(o.cpuPerXact / f.cpuPerXact, 2)}** | ` +
               `${o.failed + (Number.isFinite(b.tps) ? b.failed : 0) + d.failed} |`,
+          );
+          const cell = (r: Result | undefined) =>
+            r && Number.isFinite(r.cpuPerXact)
+              ? `${fmt(r.cpuPerXact, 1)} · ${fmt(r.csPerXact[0], 2)} · ${fmt(r.csPerXact[1], 2)}`
+              : 'n/a';
+          perXact.push(
+            `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${cell(o)} | ` +
+              `${cell(res['openproxy-1w'])} | ${cell(res.floor)} | ${cell(b)} |`,
           );
         }
       }
@@ -252,6 +279,14 @@ async function main(): Promise<void> {
         'CPU µs / xact, openproxy / floor / PgBouncer | CPU openproxy / floor | failed |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
+      '',
+      'Per transaction, each pooler: CPU µs · voluntary · involuntary context switches (all threads, from ' +
+        `/proc). openproxy with ${benchWorkers()} worker threads and with 1.`,
+      '',
+      `| workload | protocol | clients | openproxy (${benchWorkers()} workers) | openproxy (1 worker) | floor | ` +
+        'PgBouncer |',
+      '|---|---|---|---|---|---|---|',
+      ...perXact,
       '',
       `Command: \`BENCH_SECONDS=${SECONDS} ` +
         `BENCH_CLIENTS=${CLIENTS.join(',')} ` +
