@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import postgres from 'postgres';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, client } from './helpers/db';
+import { APP_PASS, APP_USER, client, pgjs } from './helpers/db';
 import { configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -179,15 +179,7 @@ describe('with the cache off', () => {
   test('unnamed statements pool normally; a named one gets a clear 26000 error and the session goes on', async () => {
     const proxy = await startProxy(cfg(0, 2));
     try {
-      const sql = postgres({
-        host: '127.0.0.1',
-        port: proxy.port,
-        user: APP_USER,
-        pass: APP_PASS,
-        database: 'postgres',
-        max: 4,
-        prepare: false,
-      });
+      const sql = pgjs(proxy.port, { max: 4, prepare: false });
       const rows = await Promise.all(Array.from({ length: 40 }, (_, i) => sql`SELECT ${i}::int AS i`));
       assert.deepEqual(
         rows.map((r) => r[0].i),

@@ -3,12 +3,11 @@
 // cannot move gets a clear error. Real primary + two replicas; ports tell where a statement ran.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import postgres from 'postgres';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, client, createAppRole, until } from './helpers/db';
+import { APP_PASS, APP_USER, client, createAppRole, until, pgjs } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -87,15 +86,7 @@ describe('session mode with routing', () => {
   });
 
   test('a read and a write pipelined (postgres.js): the write waits for the read, runs on the primary', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      password: APP_PASS,
-      database: 'postgres',
-      max: 1,
-      prepare: false,
-    });
+    const sql = pgjs(proxy.port, { max: 1, prepare: false });
     try {
       const [a, w, b] = await Promise.all([
         sql`SELECT inet_server_port() AS p`,

@@ -2,9 +2,8 @@
 // read back with inet_server_port() / pg_is_in_recovery().
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import postgres from 'postgres';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, client, createAppRole, until } from './helpers/db';
+import { APP_USER, client, createAppRole, until, pgjs } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -127,15 +126,7 @@ describe('read/write splitting, transaction mode', () => {
   });
 
   test('a pipelined read, write, read batch (postgres.js) succeeds: the write waits for the primary', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      password: APP_PASS,
-      database: 'postgres',
-      max: 1,
-      prepare: false,
-    });
+    const sql = pgjs(proxy.port, { max: 1, prepare: false });
     try {
       for (let round = 0; round < 5; round++) {
         const [a, w] = await Promise.all([

@@ -2,7 +2,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import postgres from 'postgres';
 import { PgCluster, freePort } from '../testing/pg-cluster';
 import {
   APP_PASS,
@@ -16,6 +15,7 @@ import {
   sleep,
   until,
   vanish,
+  pgjs,
   psqlAs,
 } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
@@ -67,15 +67,7 @@ describe('basic session pooling', () => {
   });
 
   test('postgres.js (named prepared statements) works', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      pass: APP_PASS,
-      database: 'postgres',
-      max: 3,
-      idle_timeout: 1,
-    });
+    const sql = pgjs(proxy.port, { max: 3, idle_timeout: 1 });
     try {
       for (let i = 0; i < 20; i++) {
         const rows = await sql`SELECT ${i}::int AS i, inet_server_port() AS port`;
@@ -144,14 +136,7 @@ describe('basic session pooling', () => {
   });
 
   test('cancel reaches the right server from whichever worker gets it', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      pass: APP_PASS,
-      database: 'postgres',
-      max: 1,
-    });
+    const sql = pgjs(proxy.port, { max: 1 });
     // Other idle clients so the cancel connection lands on varying workers.
     const idle = await Promise.all(
       [0, 1, 2].map(async () => {

@@ -3,9 +3,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import postgres from 'postgres';
 import type pg from 'pg';
-import { APP_PASS, APP_USER, appBackends, client, doomedClient, sleep, vanish } from './helpers/db';
+import { APP_PASS, APP_USER, appBackends, client, doomedClient, sleep, vanish, pgjs } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { transactionCluster } from './helpers/tx-cluster';
 
@@ -77,15 +76,7 @@ describe('hold and release points', () => {
   });
 
   test('pipelined extended-protocol queries (postgres.js, unnamed statements) all come back in order', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      pass: APP_PASS,
-      database: 'postgres',
-      max: 1,
-      prepare: false,
-    });
+    const sql = pgjs(proxy.port, { max: 1, prepare: false });
     try {
       const results = await Promise.all(Array.from({ length: 100 }, (_, i) => sql`SELECT ${i}::int AS i`));
       assert.deepEqual(
@@ -98,15 +89,7 @@ describe('hold and release points', () => {
   });
 
   test('portal suspension (cursor with row batches) passes through', async () => {
-    const sql = postgres({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: APP_USER,
-      pass: APP_PASS,
-      database: 'postgres',
-      max: 1,
-      prepare: false,
-    });
+    const sql = pgjs(proxy.port, { max: 1, prepare: false });
     try {
       let seen = 0;
       let batches = 0;

@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import type net from 'node:net';
 import pg from 'pg';
+import postgres from 'postgres';
 import type { PgCluster, PgNode } from '../../testing/pg-cluster';
 
 export const APP_USER = 'app';
@@ -101,4 +102,9 @@ export function psqlAs(user: string, password: string) {
       ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', 'postgres', ...extra, '-c', sql],
       { encoding: 'utf8', env: { ...process.env, PGPASSWORD: password, ...env }, timeout: 20000 },
     );
+}
+
+/** A postgres.js client for openproxy on 127.0.0.1:port as the app user (`opts` adds or overrides). */
+export function pgjs(port: number, opts: postgres.Options<Record<string, postgres.PostgresType>> = {}) {
+  return postgres({ host: '127.0.0.1', port, user: APP_USER, pass: APP_PASS, database: 'postgres', ...opts });
 }
