@@ -3,7 +3,8 @@
 // split across chunks is assembled, in a buffer that grows by doubling and is never reused once a
 // view of it has been handed out (socket.write keeps a reference until the bytes are sent).
 
-const EMPTY = Buffer.alloc(0);
+/** The one empty buffer (a fresh Buffer.alloc(0) costs ~180 bytes of heap per holder). */
+export const EMPTY = Buffer.alloc(0);
 
 export class FrameReader {
   /** Bytes not yet consumed are buf[off, end). */
@@ -90,9 +91,18 @@ export class FrameReader {
    * they survive the next read. Call when the chunk's callback is about to return.
    */
   detach(): void {
-    if (this.owned || this.off === this.end) return;
+    if (this.off === this.end) {
+      // Nothing pending: hold no buffer between reads (an idle client then costs no buffer).
+      this.buf = EMPTY;
+      this.off = this.end = 0;
+      this.owned = false;
+      return;
+    }
+    if (this.owned) return;
     const pending = this.end - this.off;
-    const next = Buffer.allocUnsafe(Math.max(pending, 4096));
+    // Exactly what is pending (a small copy comes from Node's shared pool): a client waiting for
+    // a server with one query buffered holds that query, not a 4 kB buffer. push() grows it.
+    const next = Buffer.allocUnsafe(pending);
     this.buf.copy(next, 0, this.off, this.end);
     this.buf = next;
     this.off = 0;

@@ -7,8 +7,9 @@
 // Every disconnect goes through Session.disconnect(reason).
 
 import type net from 'node:net';
-import type { ServerOwner } from '../pool/server-link';
-import { type PoolWaiter, poolWaiter } from '../pool/server-pool';
+import type { ServerConnError, ServerOwner } from '../pool/server-link';
+import type { ServerConn } from '../pool/server-conn';
+import type { PoolWaiter } from '../pool/server-pool';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { beginTransaction, onGranted, onGrantFailed } from './assign';
@@ -27,11 +28,26 @@ export function onClientRead(this: net.Socket, nread: number, buf: Buffer): void
   (this as SessionSocket)[SESSION]?.onData(buf.subarray(0, nread));
 }
 
-export class ClientSession extends Session implements ServerOwner {
-  readonly waiter: PoolWaiter = poolWaiter(
-    (conn) => onGranted(this, conn),
-    (err) => onGrantFailed(this, err),
-  );
+// Socket events go to shared functions that find the session on the socket: no closures per client.
+function onSocketData(this: SessionSocket, chunk: Buffer): void {
+  this[SESSION]?.onData(chunk);
+}
+function onSocketError(this: SessionSocket, e: Error): void {
+  this[SESSION]?.disconnect(`client socket error: ${e.message}`);
+}
+function onSocketClose(this: SessionSocket): void {
+  this[SESSION]?.disconnect('client closed the connection');
+}
+function onSocketDrain(this: SessionSocket): void {
+  this[SESSION]?.server?.resumeReading();
+}
+
+export class ClientSession extends Session implements ServerOwner, PoolWaiter {
+  /** The session is its own place in a server pool's queue (PoolWaiter): nothing allocated per wait. */
+  readonly waiter: PoolWaiter = this;
+  deadline = 0;
+  since = 0;
+  starving = false;
 
   constructor(sock: net.Socket, ctx: WorkerContext) {
     super(sock, ctx);
@@ -43,10 +59,20 @@ export class ClientSession extends Session implements ServerOwner {
 
   listen(sock: net.Socket): void {
     (sock as SessionSocket)[SESSION] = this;
-    sock.on('data', (chunk: Buffer) => this.onData(chunk)); // TLS sockets; plain ones use onread
-    sock.on('error', (e) => this.disconnect(`client socket error: ${e.message}`));
-    sock.on('close', () => this.disconnect('client closed the connection'));
-    sock.on('drain', () => this.server?.resumeReading());
+    sock.on('data', onSocketData); // TLS sockets; plain ones use onread
+    sock.on('error', onSocketError);
+    sock.on('close', onSocketClose);
+    sock.on('drain', onSocketDrain);
+  }
+
+  // ---- PoolWaiter ----
+
+  grant(conn: ServerConn): void {
+    onGranted(this, conn);
+  }
+
+  fail(err: ServerConnError): void {
+    onGrantFailed(this, err);
   }
 
   /** Client bytes (possibly a view of the thread's reused read buffer: nothing may keep it). */

@@ -13,7 +13,7 @@ import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { NO_EFFECT, type PinReason, stateEffects } from './state-effects';
 import { NAMED_STATEMENT_MARKER, captureGucs } from './transaction';
-import { Phase, type Session } from './session';
+import { Phase, type Session, writable } from './session';
 
 /**
  * Stands in for a named Parse when the prepared-statement cache is off: it fails at analysis
@@ -125,6 +125,8 @@ export function forwardToServer(s: Session): void {
     parts = splice(parts, f, runStart, f.off, null);
     if (!server.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))) s.sock.pause();
   } else if (f.off > runStart && !server.write(f.view(runStart, f.off))) s.sock.pause();
+  // Also called outside a read (a granted wait): an idle client keeps no buffer.
+  f.detach();
 }
 
 /**
@@ -220,10 +222,13 @@ export function sessionBoundary(s: Session): void {
 function noteSql(s: Session, sql: string): void {
   const fx = stateEffects(sql);
   if (fx === NO_EFFECT) return;
+  if (fx.gucs.length > 0) s.touched = writable(s.touched);
   for (const g of fx.gucs) s.touched.add(g);
+  if (fx.resets.length > 0) s.resets = writable(s.resets);
   for (const g of fx.resets) s.resets.add(g);
   if (fx.resetAll) s.resetAll = true;
   for (const r of fx.pin) pin(s, r);
+  if (fx.unpin.length > 0) s.unpinLater = writable(s.unpinLater);
   for (const r of fx.unpin) s.unpinLater.add(r);
   if (fx.unpin.includes('sql_prepare')) {
     // DEALLOCATE ALL / DISCARD ALL also remove the protocol-level statements on the server.
@@ -235,6 +240,7 @@ function noteSql(s: Session, sql: string): void {
 /** Dedicated mode: this client keeps its server connection until the state is gone. */
 function pin(s: Session, reason: PinReason): void {
   if (s.pins.has(reason)) return;
+  s.pins = writable(s.pins);
   s.pins.add(reason);
   s.ctx.shared.stats[s.stat + STAT.pins] += 1;
   const what = s.txMode

@@ -5,6 +5,7 @@
 // then waits for exactly those replies (describe-first drivers).
 
 import { errorField } from '../protocol/backend';
+import { EMPTY } from '../protocol/frame-reader';
 import { BE } from '../protocol/messages';
 
 /** What to do with a server reply while a retry is possible. */
@@ -41,7 +42,7 @@ export class ReadReplay {
   /** The session's pendingReady / sinceSync when the window opened (restored on a retry). */
   pendingReady = 0;
   sinceSync = 0;
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private len = 0;
 
   /** A read transaction starts on a server: keep its bytes from here. */
@@ -92,7 +93,7 @@ export class ReadReplay {
     this.pending = EMPTY;
     return r;
   }
-  private pending: Buffer = Buffer.alloc(0);
+  private pending: Buffer = EMPTY;
 
   /** Ends the window; returns the held header replies, which are still owed to the client. */
   end(): Buffer | null {
@@ -112,8 +113,6 @@ export class ReadReplay {
     return Buffer.from(this.buf.subarray(0, this.len));
   }
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /**
  * The start of a server's reply while a read may still be retried: skips header messages

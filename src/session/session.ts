@@ -12,7 +12,7 @@
 import type net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { errorResponse, READY_IDLE } from '../protocol/backend';
-import { FrameReader } from '../protocol/frame-reader';
+import { EMPTY, FrameReader } from '../protocol/frame-reader';
 import { FE } from '../protocol/messages';
 import type { ServerLink, ServerOwner } from '../pool/server-link';
 import { MAX_MESSAGE_LENGTH } from '../pool/server-conn';
@@ -29,6 +29,19 @@ import type { PreparedStatements } from './prepared';
 import { ReadReplay } from './replay';
 import { encodePid, type ConsoleClient, type ConsoleSession, type SessionInfo, type WorkerContext } from './context';
 import { log } from '../log';
+
+/** The shared empty set a session's sets start as; adding to it is a bug (use writable()). */
+class SharedEmptySet extends Set<never> {
+  override add(): this {
+    throw new Error('add() on the shared empty set: take writable(set) first');
+  }
+}
+const NONE: Set<never> = new SharedEmptySet();
+
+/** `set` itself, or a new set of the session's own when it is still the shared empty one. */
+export function writable<T>(set: Set<T>): Set<T> {
+  return set === NONE ? new Set<T>() : set;
+}
 
 export const enum Phase {
   Startup,
@@ -57,7 +70,7 @@ export abstract class Session implements SessionInfo, ConsoleClient {
 
   // ---- login ----
   /** Startup-phase bytes (untyped packets) not yet decoded. */
-  startupBuf: Buffer = Buffer.alloc(0);
+  startupBuf: Buffer = EMPTY;
   auth: ClientAuth | null = null;
   /** Set for a session on the admin console. */
   console: ConsoleSession | null = null;
@@ -109,15 +122,20 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   implicitReads = false;
 
   // ---- session state (transaction.ts) ----
-  /** GUCs the client asked for at startup, and what it wants now (name → current_setting form). */
+  /**
+   * GUCs the client asked for at startup, and what it wants now (name → current_setting form).
+   * `gucs` is the startup map itself until the client changes a setting (see ownGucs()).
+   */
   readonly startupGucs = new Map<string, string>();
-  gucs = new Map<string, string>();
+  gucs: Map<string, string> = this.startupGucs;
+  // The sets below start as the one shared empty set and get their own at the first add
+  // (writable()): most clients never use them, and an empty Set costs ~150 bytes.
   /** Why this client keeps its server connection between transactions (dedicated mode). */
-  readonly pins = new Set<PinReason>();
-  readonly unpinLater = new Set<PinReason>();
+  pins = NONE as Set<PinReason>;
+  unpinLater = NONE as Set<PinReason>;
   /** GUCs the current transaction may have changed; RESET / RESET ALL / DISCARD ALL seen. */
-  readonly touched = new Set<string>();
-  readonly resets = new Set<string>();
+  touched = NONE as Set<string>;
+  resets = NONE as Set<string>;
   resetAll = false;
   /** Transaction mode with prepared_statements_cache_size > 0: named statements are rewritten. */
   ps: PreparedStatements | null = null;
@@ -202,6 +220,12 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   countError(): void {
     this.errors++;
     if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+  }
+
+  /** `gucs`, made the session's own (not the startup map) before it is changed. */
+  ownGucs(): Map<string, string> {
+    if (this.gucs === this.startupGucs) this.gucs = new Map(this.startupGucs);
+    return this.gucs;
   }
 
   /** The session holds `conn`: its bytes come here. */

@@ -171,7 +171,7 @@ export function endTransaction(s: Session): void {
  */
 export function captureGucs(s: Session, conn: ServerLink, next: () => void = () => s.endTransaction()): void {
   if (s.resetAll) {
-    s.gucs = new Map(s.startupGucs);
+    s.gucs = s.startupGucs;
     conn.gucs.clear();
     s.resetAll = false;
   }
@@ -179,8 +179,8 @@ export function captureGucs(s: Session, conn: ServerLink, next: () => void = () 
     if (s.touched.has(n)) continue;
     conn.gucs.delete(n);
     const startup = s.startupGucs.get(n);
-    if (startup === undefined) s.gucs.delete(n);
-    else s.gucs.set(n, startup);
+    if (startup === undefined) s.ownGucs().delete(n);
+    else s.ownGucs().set(n, startup);
   }
   s.resets.clear();
   const names = [...s.touched];
@@ -190,9 +190,10 @@ export function captureGucs(s: Session, conn: ServerLink, next: () => void = () 
     if (s.phase === Phase.Closed) return;
     if (!r.ok || r.rows.length !== 1)
       return s.fatal(SQLSTATE.INTERNAL_ERROR, 'openproxy could not read back session settings', 'GUC capture failed');
+    const gucs = s.ownGucs();
     names.forEach((n, i) => {
       const v = r.rows[0][i];
-      s.gucs.set(n, v);
+      gucs.set(n, v);
       conn.gucs.set(n, v);
     });
     next();
