@@ -260,3 +260,34 @@ describe('fairness across worker threads', () => {
     }
   });
 });
+
+describe('logging in without a server connection', () => {
+  test('with the pool busy, a client logs in from the cached parameters; other startup options wait', async () => {
+    const proxy = await startProxy(tx(1, 'worker_threads = 1\n'));
+    const holder = client(proxy.port);
+    const fast = client(proxy.port, { application_name: 'fast-login' });
+    const checked = client(proxy.port, { options: '-c search_path=s_b' });
+    try {
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1'); // the only server connection is now held
+      const t0 = Date.now();
+      await fast.connect();
+      assert.ok(Date.now() - t0 < 2000, `logged in while the pool was busy (${Date.now() - t0} ms)`);
+      // search_path is not a parameter the server reports: that login goes through a server.
+      let loggedIn = false;
+      const pending = checked.connect().then(() => (loggedIn = true));
+      await sleep(500);
+      assert.equal(loggedIn, false, 'an unreported startup option waits for a server to check it');
+      const fastQuery = fast.query("SELECT current_setting('application_name') AS a");
+      await holder.query('COMMIT');
+      await pending;
+      assert.deepEqual((await fastQuery).rows, [{ a: 'fast-login' }], 'its application_name reached the server');
+      assert.deepEqual((await checked.query('SELECT v FROM which')).rows, [{ v: 'b' }], 'search_path applied');
+      assert.deepEqual((await holder.query('SHOW search_path')).rows, [{ search_path: '"$user", public' }]);
+    } finally {
+      for (const c of [holder, fast, checked]) await c.end().catch(() => undefined);
+      await proxy.stop();
+    }
+  });
+});

@@ -72,3 +72,25 @@ export async function chooseSessionServer(
     SQLSTATE.CONNECTION_FAILURE,
   );
 }
+
+/**
+ * The server a client that takes a connection only per transaction logs in on without one: the
+ * first the login would choose (same order as chooseSessionServer) whose pool already knows its
+ * login parameters. Null: none, or a role not yet known; the client then logs in through a server.
+ */
+export function cachedLoginEntry(
+  up: UserPool,
+  anyRole: boolean,
+  banned: (slot: number) => boolean,
+): ServerEntry | null {
+  const wants: readonly ('primary' | 'replica')[] =
+    up.pool.default_role === 'replica' ? ['replica', 'primary'] : anyRole ? ['primary', 'replica'] : ['primary'];
+  for (const want of wants) {
+    const live = up.shards[0].filter((e) => roleOf(e) === want && !banned(e.pool.slot));
+    if (live.length === 0) continue;
+    // Replicas are taken at random, as the login through a server does.
+    const e = want === 'replica' ? live[Math.floor(Math.random() * live.length)] : live[0];
+    return e.pool.loginParams ? e : null;
+  }
+  return null;
+}

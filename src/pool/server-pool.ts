@@ -69,6 +69,11 @@ export class ServerPool {
   retired = false;
   /** How a connection is opened and logged in (unit tests put a scripted server here). */
   opener: (login: ServerLogin) => Promise<ServerConn> = openServerConn;
+  /**
+   * The ParameterStatus values the newest connection of this pool reported at its login: a
+   * transaction-mode client can be logged in from them without taking a connection.
+   */
+  loginParams: ReadonlyMap<string, string> | null = null;
 
   constructor(
     readonly slot: number,
@@ -181,6 +186,7 @@ export class ServerPool {
         conn = await this.opener(this.settings.login);
       }
       this.all.add(conn);
+      this.loginParams = new Map(conn.params);
       conn.onClosed = (c, reason) => this.onConnClosed(c, reason);
       this.lend(conn);
       log.debug('server connection opened', { server: this.settings.label, server_id: conn.id });

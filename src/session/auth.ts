@@ -4,7 +4,7 @@ import { authMd5, authSasl, authSaslContinue, authSaslFinal } from '../protocol/
 import { decodePassword, decodeSaslInitial } from '../protocol/frontend';
 import { md5Stored, md5Verify } from '../protocol/md5';
 import { SCRAM_MECHANISM, type ScramSecret, ScramServer, scramSecret } from '../protocol/scram';
-import { randomBytes } from 'node:crypto';
+import { randomBytesPooled } from '../shared/random';
 
 export type AuthStep =
   | { kind: 'send'; data: Buffer }
@@ -23,7 +23,7 @@ function secretFor(password: string): ScramSecret {
 }
 
 export class ClientAuth {
-  private salt = Buffer.alloc(0);
+  private salt: Buffer = Buffer.alloc(0);
   private scram: ScramServer | null = null;
   private stage = 0;
 
@@ -55,7 +55,7 @@ export class ClientAuth {
             `user "${this.user}" has a SCRAM verifier as password; md5 ` +
             `authentication cannot use it (set auth_type = "scram-sha-256")`,
         };
-      this.salt = randomBytes(4);
+      this.salt = randomBytesPooled(4);
       return { kind: 'send', data: authMd5(this.salt) };
     }
     this.scram = new ScramServer(secretFor(this.password));

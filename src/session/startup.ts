@@ -5,10 +5,12 @@
 import tls from 'node:tls';
 import { AUTH_OK, SSL_NO, SSL_YES, backendKeyData, parameterStatus, READY_IDLE } from '../protocol/backend';
 import { MAX_STARTUP_LENGTH, decodeStartup } from '../protocol/frontend';
+import { EMPTY } from '../protocol/frame-reader';
 import { FE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import type { ServerConnError, ServerLink } from '../pool/server-link';
-import { chooseSessionServer } from '../pool/choose';
+import { cachedLoginEntry, chooseSessionServer } from '../pool/choose';
+import type { UserPool } from '../pool/registry';
 import { PoolLatency } from '../shared/histogram';
 import { STAT } from '../shared/layout';
 import { VERSION } from '../version';
@@ -31,7 +33,7 @@ export function onStartupBytes(s: Session, chunk: Buffer): void {
   if (s.startupBuf.length < len) return;
   const pkt = s.startupBuf.subarray(0, len);
   const rest = s.startupBuf.subarray(len);
-  s.startupBuf = Buffer.alloc(0);
+  s.startupBuf = EMPTY;
   const d = decodeStartup(pkt);
   switch (d.kind) {
     case 'invalid':
@@ -143,14 +145,13 @@ function authStep(s: Session, step: AuthStep): void {
     log.warn('client authentication failed', { ...who, reason: step.message });
     return s.fatal(step.code, step.message, 'authentication failed');
   }
-  if (step.data) s.sock.write(step.data);
-  s.sock.write(AUTH_OK);
+  const authOk = step.data ? Buffer.concat([step.data, AUTH_OK]) : AUTH_OK;
   s.auth = null;
-  if (s.console) return startConsole(s);
-  void attachServer(s);
+  if (s.console) return startConsole(s, authOk);
+  void attachServer(s, authOk);
 }
 
-function startConsole(s: Session): void {
+function startConsole(s: Session, authOk: Buffer): void {
   const params: [string, string][] = [
     ['server_version', `${VERSION}/openproxy`],
     ['client_encoding', 'UTF8'],
@@ -161,7 +162,7 @@ function startConsole(s: Session): void {
     ['application_name', s.params.get('application_name') ?? ''],
   ];
   const status = params.map(([k, v]) => parameterStatus(k, v));
-  s.sock.write(Buffer.concat([...status, backendKeyData(s.pid, s.secret), READY_IDLE]));
+  s.sock.write(Buffer.concat([authOk, ...status, backendKeyData(s.pid, s.secret), READY_IDLE]));
   s.phase = Phase.Active;
   log.info('admin console login', { client: s.remote, user: s.params.get('user') });
   s.console!.onMessages();
@@ -172,7 +173,7 @@ function startConsole(s: Session): void {
  * client sees), make its settings match the client's startup options, answer ReadyForQuery.
  * Transaction mode and routed sessions give it back at once.
  */
-async function attachServer(s: Session): Promise<void> {
+async function attachServer(s: Session, authOk: Buffer): Promise<void> {
   const up = s.userPool!;
   const ctx = s.ctx;
   s.phase = Phase.Waiting;
@@ -186,7 +187,9 @@ async function attachServer(s: Session): Promise<void> {
   const gucs = clientGucs(s.params);
   if (typeof gucs === 'string') return s.fatal(SQLSTATE.FEATURE_NOT_SUPPORTED, gucs, 'bad startup options');
   for (const [k, v] of gucs) s.startupGucs.set(k.toLowerCase(), v);
-  s.gucs = new Map(s.startupGucs);
+  s.gucs = s.startupGucs;
+  if (loginWithoutServer(s, up, authOk)) return;
+  s.sock.write(authOk);
   const waitStart = performance.now();
   let conn: ServerLink;
   try {
@@ -197,8 +200,7 @@ async function attachServer(s: Session): Promise<void> {
     s.generation = ctx.registry.generation;
     s.routedSession = !s.txMode && s.route.active(up);
     // Named statements follow a client between server connections only through the cache.
-    const cacheSize = ctx.registry.general.prepared_statements_cache_size;
-    if (s.movable && cacheSize > 0) s.ps = new PreparedStatements(cacheSize);
+    cachePrepared(s);
   } catch (e) {
     const err = e as ServerConnError;
     ctx.shared.stats[s.stat + STAT.errors] += 1;
@@ -225,4 +227,52 @@ async function attachServer(s: Session): Promise<void> {
     s.serverPool!.release(conn);
     if (s.frames.pending) s.beginTransaction();
   } else if (s.frames.pending) s.forwardToServer();
+}
+
+/** Named statements follow a client between server connections only through the cache. */
+function cachePrepared(s: Session): void {
+  const cacheSize = s.ctx.registry.general.prepared_statements_cache_size;
+  if (s.movable && cacheSize > 0) s.ps = new PreparedStatements(cacheSize);
+}
+
+/**
+ * A client that takes a server only per transaction (transaction mode, routed session) logs in
+ * from the parameters its pool's connections reported, as PgBouncer does: no server connection is
+ * taken, so a login storm does not queue behind running transactions. Only when every startup
+ * setting is one the server already reports with that value, or a plain application_name (the
+ * first transaction sets it); anything else is checked by logging in through a server.
+ */
+function loginWithoutServer(s: Session, up: UserPool, authOk: Buffer): boolean {
+  const ctx = s.ctx;
+  const routed = up.user.pool_mode !== 'transaction' && s.route.active(up);
+  if (!s.txMode && !routed) return false;
+  const now = Date.now();
+  const e = cachedLoginEntry(up, routed, (slot) => ctx.shared.banned(slot, now));
+  const params = e?.pool.loginParams;
+  if (!e || !params) return false;
+  for (const [k, v] of s.startupGucs) if (!echoable(k, v, params)) return false;
+  s.serverPool = e.pool;
+  s.home = s.entry = e;
+  s.generation = ctx.registry.generation;
+  s.routedSession = routed;
+  cachePrepared(s);
+  const out: Buffer[] = [authOk];
+  const app = s.startupGucs.get('application_name');
+  for (const [k, v] of params) out.push(parameterStatus(k, k === 'application_name' ? (app ?? v) : v));
+  out.push(backendKeyData(s.pid, s.secret), READY_IDLE);
+  s.sock.write(Buffer.concat(out));
+  s.phase = Phase.Active;
+  if (ctx.registry.general.log_client_connections) {
+    const who = { client: s.remote, user: up.user.username, database: up.pool.name };
+    log.info('client logged in', { ...who, pool_mode: up.user.pool_mode, server: 'none (parameters cached)' });
+  }
+  if (s.frames.pending) s.beginTransaction();
+  return true;
+}
+
+/** A startup setting the server reports with this very value, or a printable application_name. */
+function echoable(name: string, value: string, params: ReadonlyMap<string, string>): boolean {
+  if (name === 'application_name') return /^[\x20-\x7e]{0,63}$/.test(value);
+  for (const [k, v] of params) if (k.toLowerCase() === name) return v === value;
+  return false;
 }
