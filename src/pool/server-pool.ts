@@ -226,6 +226,7 @@ export class ServerPool {
 
   /** Marks local waiters older than STARVING_MS as starving in the shared count (FIFO: the oldest are first). */
   private markStarving(now: number): void {
+    const before = this.starvingHere;
     for (let i = this.starvingHere; i < this.waiters.length; i++) {
       const w = this.waiters[i];
       if (w.starving) continue;
@@ -234,6 +235,7 @@ export class ServerPool {
       this.starvingHere++;
       Atomics.add(this.shared.serverStarving, this.slot, 1);
     }
+    if (this.starvingHere > before) this.shared.signalStarving();
   }
 
   /**
@@ -374,7 +376,7 @@ export class ServerPool {
     }
   }
 
-  /** Fast check (every few ms): an idle connection here while a client starves on another worker. */
+  /** On every starving signal: an idle connection here while a client starves on another worker. */
   giveIdleToStarving(): void {
     if (this.idle.length > 0 && this.shouldGiveSlot(true))
       this.idle[0].close('slot handed to a client starving on another worker');

@@ -16,7 +16,6 @@ import { AdminConsoleSession } from '../admin/console-session';
 import { onreadOptions } from '../net/read-buffer';
 import type { WorkerContext } from '../session/context';
 import { SQLSTATE } from '../protocol/sqlstate';
-import { STARVING_MS } from '../shared/layout';
 import { log, setThreadLogging } from '../log';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
@@ -86,10 +85,15 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     if (ctx.shutdown && sessions.size === 0) maybeStopped();
   }, JANITOR_MS);
 
-  // Slots move between workers only to starving waiters; idle holders check for them often.
-  const starvingCheck = setInterval(() => {
-    for (const sp of ctx.registry.servers.values()) sp.giveIdleToStarving();
-  }, STARVING_MS);
+  // Slots move between workers only to starving waiters; a worker holding idle connections hears of
+  // them through the shared starving signal (no timer: an idle worker sleeps).
+  let stopChecks = false;
+  shared.onStarving(
+    () => {
+      for (const sp of ctx.registry.servers.values()) sp.giveIdleToStarving();
+    },
+    () => stopChecks,
+  );
 
   let stoppedSent = false;
   const maybeStopped = () => {
@@ -97,7 +101,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     stoppedSent = true;
     for (const sp of ctx.registry.servers.values()) sp.closeIdle('shutdown');
     clearInterval(janitor);
-    clearInterval(starvingCheck);
+    stopChecks = true;
     setTimeout(() => post({ kind: 'stopped' }), 50);
   };
 

@@ -45,7 +45,7 @@ function regions<T extends Record<string, [number, number]>>(spec: T): { [K in k
 }
 
 export const LAYOUT = regions({
-  /** [0] layout version, [1] worker count, [2] shutting down (1). */
+  /** [0] layout version, [1] worker count, [2] shutting down (1), [3] starving signal (see STARVING_SIGNAL). */
   header: [8, 4],
   /** Live clients per worker: main picks the worker with the fewest. */
   workerClients: [MAX_WORKERS, 4],
@@ -107,3 +107,5 @@ export const BAN = { connect: 1, healthcheck: 2, closed: 3, lag: 4, admin: 5 } a
 
 /** A waiter older than this may take a slot from another worker (close-and-reopen there). */
 export const STARVING_MS = 20;
+/** header index bumped + notified when a waiter starts starving: workers holding idle connections wake on it. */
+export const STARVING_SIGNAL = 3;

@@ -1,6 +1,6 @@
 // Typed views over the shared layout, with the operations threads perform on them.
 
-import { LAYOUT, LAYOUT_VERSION, MAX_POOL_SLOTS, MAX_WORKERS, STAT_COUNT } from './layout';
+import { LAYOUT, LAYOUT_VERSION, MAX_POOL_SLOTS, MAX_WORKERS, STARVING_SIGNAL, STAT_COUNT } from './layout';
 
 export class SharedState {
   readonly header: Int32Array;
@@ -50,6 +50,28 @@ export class SharedState {
     s.header[0] = LAYOUT_VERSION;
     s.header[1] = workers;
     return s;
+  }
+
+  /** A client started starving for a server slot: wake every worker (they may hold idle connections of it). */
+  signalStarving(): void {
+    Atomics.add(this.header, STARVING_SIGNAL, 1);
+    Atomics.notify(this.header, STARVING_SIGNAL);
+  }
+
+  /**
+   * Calls `check` now and again after every signalStarving() until `stopped()`, without a timer:
+   * an idle worker does not wake up for it.
+   */
+  onStarving(check: () => void, stopped: () => boolean): void {
+    const loop = (): void => {
+      if (stopped()) return;
+      const seen = Atomics.load(this.header, STARVING_SIGNAL);
+      check();
+      const r = Atomics.waitAsync(this.header, STARVING_SIGNAL, seen);
+      if (r.async) void r.value.then(loop);
+      else setImmediate(loop);
+    };
+    loop();
   }
 
   /** Takes one connection of a server slot if fewer than `max` are open across all workers. */
