@@ -57,6 +57,7 @@ const EXAMPLE: Record<string, string> = {
   'pool.server_lifetime': '3600000',
   'user.server_username': '"app"',
   'user.server_password': '"change-me"',
+  'general.worker_threads': '4',
   'user.pool_mode': '"transaction"',
   'user.server_lifetime': '3600000',
 };
@@ -65,6 +66,11 @@ function tomlValue(v: KeyDef['default']): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (Array.isArray(v)) return JSON.stringify(v);
   return String(v);
+}
+
+function defaultText(d: KeyDef): string {
+  if (d.defaultDoc !== undefined) return `default ${d.defaultDoc}`;
+  return d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional';
 }
 
 function typeText(d: KeyDef): string {
@@ -88,15 +94,12 @@ export function renderExampleToml(): string {
     out.push(`# ${s.intro}`);
     out.push(vr ? `# [${head}]` : `[${head}]`);
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
-      const meta = [
-        typeText(d),
-        d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional',
-        `reload: ${d.changeable ? 'yes' : 'no'}`,
-      ];
+      const meta = [typeText(d), defaultText(d), `reload: ${d.changeable ? 'yes' : 'no'}`];
       if (d.aliases?.length) meta.push(`also spelled ${d.aliases.join(', ')}`);
       out.push(`# ${d.doc} (${meta.join('; ')})`);
-      const value = d.default !== undefined ? tomlValue(d.default) : EXAMPLE[`${d.section}.${d.key}`];
-      const active = !vr && (d.default !== undefined || d.required || `${d.section}.${d.key}` === 'user.password');
+      const fixed = d.default !== undefined && d.defaultDoc === undefined;
+      const value = fixed ? tomlValue(d.default) : EXAMPLE[`${d.section}.${d.key}`];
+      const active = !vr && (fixed || d.required || `${d.section}.${d.key}` === 'user.password');
       out.push(`${active ? '' : '# '}${d.key} = ${active ? value : value.replace(/\n/g, '\n# ')}`);
     }
     out.push('');
@@ -126,11 +129,7 @@ export function renderManPage5(): string {
   for (const s of SECTIONS) {
     out.push(`.SH ${roff(s.title.toUpperCase())}`, roff(s.intro));
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
-      const bits = [
-        typeText(d),
-        d.default !== undefined ? `default ${tomlValue(d.default)}` : d.required ? 'required' : 'optional',
-        `reload: ${d.changeable ? 'yes' : 'no'}`,
-      ];
+      const bits = [typeText(d), defaultText(d), `reload: ${d.changeable ? 'yes' : 'no'}`];
       if (d.aliases?.length) bits.push(`alias: ${d.aliases.join(', ')}`);
       out.push('.TP', `.B ${roff(d.key)}`, roff(`${d.doc} [${bits.join('; ')}]`));
     }

@@ -11,6 +11,8 @@ export interface KeyDef {
   type: KeyType;
   /** Default when absent; undefined = optional with no value, see `required`. */
   default?: string | number | boolean | string[];
+  /** How the docs describe a default that depends on the machine (the example config then shows the key commented). */
+  defaultDoc?: string;
   required?: boolean;
   unit?: Unit;
   /** Allowed values for enum keys (compared case-insensitively, stored lower-case). */
