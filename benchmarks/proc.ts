@@ -18,3 +18,21 @@ export function contextSwitches(pid: number | undefined): [number, number] {
   }
   return [voluntary, involuntary];
 }
+
+/** CPU time of a process, all threads, user + system, in µs (from /proc; clock ticks of 10 ms). */
+export function cpuMicros(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Resident set size of a process in MB. */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
+}

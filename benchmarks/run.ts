@@ -11,11 +11,12 @@
 
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
-import { writeHead } from './results';
+import { writeHead, writeSection } from './results';
 import os from 'node:os';
 import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
-import { contextSwitches } from './proc';
+import { contextSwitches, cpuMicros } from './proc';
+import { type CapacityRow, capacityModel } from './capacity';
 import { benchWorkers, pgbouncerBinary, startFloor, startOpenproxy, startPgBouncer, teardown } from './poolers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 10;
@@ -38,18 +39,6 @@ interface Result {
   cpuPerXact: number;
   /** The pooler's voluntary and involuntary context switches per transaction (all threads). */
   csPerXact: [number, number];
-}
-
-/** CPU time of a process, all threads, user + system, in µs (from /proc; clock ticks of 10 ms). */
-function cpuMicros(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10_000;
-  } catch {
-    return NaN;
-  }
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -188,6 +177,8 @@ async function main(): Promise<void> {
     const na: Result = { tps: NaN, p50: NaN, p99: NaN, failed: 0, xacts: NaN, cpuPerXact: NaN, csPerXact: [NaN, NaN] };
     /** Per pooler and row: CPU and context switches per transaction (the second table). */
     const perXact: string[] = [];
+    /** Per row: CPU per transaction of openproxy (2 and 1 workers) and PgBouncer, for the capacity model. */
+    const capacity: CapacityRow[] = [];
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
     for (const selectOnly of [true, false].filter((x) => WORKLOADS.includes(x ? 'select-only' : 'tpcb-like'))) {
       for (const protocol of PROTOCOLS) {
@@ -224,6 +215,12 @@ async function main(): Promise<void> {
             r && Number.isFinite(r.cpuPerXact)
               ? `${fmt(r.cpuPerXact, 1)} · ${fmt(r.csPerXact[0], 2)} · ${fmt(r.csPerXact[1], 2)}`
               : 'n/a';
+          capacity.push({
+            row: `${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients}`,
+            op: o.cpuPerXact,
+            op1: res['openproxy-1w']?.cpuPerXact ?? NaN,
+            pb: b.cpuPerXact,
+          });
           perXact.push(
             `| ${selectOnly ? 'select-only' : 'tpcb-like'} | ${protocol} | ${clients} | ${cell(o)} | ` +
               `${cell(res['openproxy-1w'])} | ${cell(res.floor)} | ${cell(b)} |`,
@@ -294,7 +291,10 @@ async function main(): Promise<void> {
         `bench\``,
       '',
     ].join('\n');
-    if (process.env.BENCH_WRITE !== '0') writeHead(md); // the sections other scripts wrote stay
+    if (process.env.BENCH_WRITE !== '0') {
+      writeHead(md); // the sections other scripts wrote stay
+      writeSection('Capacity model', capacityModel(capacity, benchWorkers()));
+    }
     process.stdout.write(`\n${md}`);
   } finally {
     await finish();

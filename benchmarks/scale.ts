@@ -1,12 +1,14 @@
-// `npm run bench:scale`: 10,000 client connections held open at once through ~20 server
-// connections, each logging in (md5) and running queries, against openproxy and against PgBouncer
-// (transaction mode both). Reports errors, the time to serve every client and the pooler's RSS.
+// `npm run bench:scale`: many client connections held open at once through 20 server
+// connections, each logging in (md5) and running queries, against openproxy, PgBouncer and the
+// Node floor (benchmarks/floor.ts; no auth), transaction mode. Reports errors, the time to serve
+// every client, the pooler's RSS before and with everyone connected, and its CPU time.
 // A minimal raw-protocol client keeps the load generator light (no driver per connection).
 //
-// Environment: SCALE_CLIENTS (default 10000), SCALE_QUERIES per client (default 3), SCALE_POOL (20).
+// Environment: SCALE_CLIENTS (default: 10000 and the most the open-files limit allows, up to
+// 50000), SCALE_QUERIES per client (default 3), SCALE_POOL (20).
 
 import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, chmodSync } from 'node:fs';
 import { writeSection } from './results';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,9 +17,9 @@ import { serialize } from 'pg-protocol';
 import { FrameReader } from '../src/protocol/frame-reader';
 import { md5Response, md5Stored } from '../src/protocol/md5';
 import { PgCluster } from '../testing/pg-cluster';
-import { startOpenproxy, startPgBouncer, teardown } from './poolers';
+import { type Started, startFloor, startOpenproxy, startPgBouncer, teardown } from './poolers';
+import { cpuMicros, rssMb } from './proc';
 
-const CLIENTS = Number(process.env.SCALE_CLIENTS) || 10000;
 const QUERIES = Number(process.env.SCALE_QUERIES) || 3;
 const POOL = Number(process.env.SCALE_POOL) || 20;
 const USER = 'scale';
@@ -68,96 +70,107 @@ function rawClient(port: number, hold: Promise<void>): Promise<{ ok: boolean; er
   });
 }
 
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
-}
-
-async function drive(name: string, port: number, pid: number): Promise<string> {
+async function drive(name: string, port: number, pid: number, clients: number): Promise<string> {
   let release!: () => void;
   const hold = new Promise<void>((r) => (release = r));
   const rssBefore = rssMb(pid);
+  const cpu0 = cpuMicros(pid);
   const t0 = Date.now();
   const results: Promise<{ ok: boolean; err?: string }>[] = [];
   // Open in waves so the listen backlog is not the thing measured.
-  for (let i = 0; i < CLIENTS; i++) {
+  for (let i = 0; i < clients; i++) {
     results.push(rawClient(port, hold));
     if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20));
   }
   const all = await Promise.all(results);
   const elapsed = (Date.now() - t0) / 1000;
+  const cpu = (cpuMicros(pid) - cpu0) / 1e6;
   const rssPeak = rssMb(pid);
   const errors = all.filter((r) => !r.ok);
   release();
-  await new Promise((r) => setTimeout(r, 2000));
+  await new Promise((r) => setTimeout(r, 3000));
   const sample = [...new Set(errors.map((e) => e.err))].slice(0, 3).join('; ');
+  const perClient = ((rssPeak - rssBefore) * 1024) / clients;
   process.stdout.write(
-    `${name}: ${CLIENTS - errors.length}/${CLIENTS} served, ${errors.length} errors${sample ? ` (${sample})` : ''}, ` +
-      `${elapsed.toFixed(1)} s, RSS ${rssBefore} → ${rssPeak} MB\n`,
+    `${name}: ${clients - errors.length}/${clients} served, ${errors.length} errors${sample ? ` (${sample})` : ''}, ` +
+      `${elapsed.toFixed(1)} s, CPU ${cpu.toFixed(1)} s, RSS ${rssBefore} → ${rssPeak} MB\n`,
   );
   return (
-    `| ${name} | ${CLIENTS} | ${QUERIES} | ${CLIENTS - errors.length} | ` +
-    `${errors.length} | ${elapsed.toFixed(1)} | ${rssBefore} | ${rssPeak} |`
+    `| ${name} | ${clients} | ${QUERIES} | ${clients - errors.length} | ${errors.length} | ${elapsed.toFixed(1)} | ` +
+    `${cpu.toFixed(1)} | ${rssBefore} | ${rssPeak} | ${perClient.toFixed(1)} |`
   );
 }
 
 async function main(): Promise<void> {
   const limit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
   // Each process (this load generator, the pooler) holds one descriptor per client.
-  if (limit < CLIENTS + 1000)
-    throw new Error(
-      `RLIMIT_NOFILE is ${limit}; run through \`npm run bench:scale\` (it ` +
-        `raises it with ulimit -n) or lower SCALE_CLIENTS`,
-    );
+  const most = Math.min(50000, Math.floor((limit - 1000) / 1000) * 1000);
+  const points = (process.env.SCALE_CLIENTS ?? `10000,${most}`)
+    .split(',')
+    .map(Number)
+    .filter((n, i, a) => n > 0 && a.indexOf(n) === i);
+  if (points.some((n) => n > limit - 1000))
+    throw new Error(`RLIMIT_NOFILE is ${limit}: at most ${most} clients (raise it with ulimit -n)`);
   const cluster = await PgCluster.start({ settings: { max_connections: POOL * 3 + 20 } });
   const work = mkdtempSync(join(os.tmpdir(), 'openproxy-scale-'));
   chmodSync(work, 0o777);
   const procs: ChildProcess[] = [];
   const finish = teardown(cluster, work, procs);
+  const rows: string[] = [];
   try {
     cluster.psql(cluster.primary, `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN PASSWORD '${PASS}'`);
-    const op = await startOpenproxy(work, cluster.primary.port, USER, PASS, 'transaction', POOL);
-    procs.push(op.proc);
-    const pb = await startPgBouncer(
-      work,
-      cluster.primary.port,
-      USER,
-      PASS,
-      'transaction',
-      POOL,
-      CLIENTS + 1000,
-      'query_wait_timeout = 120\n',
-    );
-    procs.push(pb.proc);
-    const pbIni = join(work, 'pgbouncer.ini');
-    const pbPid = Number(
-      spawnSync('pgrep', ['-f', `pgbouncer ${pbIni}`], { encoding: 'utf8' })
-        .stdout.trim()
-        .split('\n')
-        .pop(),
-    );
-    const opPort = op.port;
-    const pbPort = pb.port;
-    const rows = [await drive('openproxy', opPort, op.pid()), await drive('PgBouncer', pbPort, pbPid)];
+    const pooler = async (name: string, start: () => Promise<Started>): Promise<Started> => {
+      const p = await start();
+      procs.push(p.proc);
+      process.stdout.write(`${name} started\n`);
+      return p;
+    };
+    for (const clients of points) {
+      // A fresh pooler per point, so RSS before is the same empty process each time.
+      const targets: [string, () => Promise<Started>][] = [
+        ['openproxy', () => startOpenproxy(work, cluster.primary.port, USER, PASS, 'transaction', POOL)],
+        [
+          'PgBouncer',
+          () =>
+            startPgBouncer(
+              work,
+              cluster.primary.port,
+              USER,
+              PASS,
+              'transaction',
+              POOL,
+              clients + 1000,
+              'query_wait_timeout = 120\n',
+            ),
+        ],
+        ['floor', () => startFloor(cluster.primary.port, USER, PASS, POOL)],
+      ];
+      for (const [name, start] of targets) {
+        const p = await pooler(name, start);
+        rows.push(await drive(name, p.port, p.pid(), clients));
+        p.proc.kill('SIGTERM');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     const pbv = spawnSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
     const md = [
-      '',
-      '## Scale: 10,000 concurrent clients',
-      '',
       `Generated by \`npm run bench:scale\` on ` +
-        `${new Date().toISOString().slice(0, 10)} (${os.cpus().length} cores; ` +
-        `${pbv}). Transaction mode, ${POOL} server connections; every client ` +
-        `logs in (md5), runs ${QUERIES} × \`SELECT 1\` and stays connected ` +
-        `until all are done. Time = first connect to last client served; RSS ` +
-        `of the pooler process before and with all clients connected.`,
+        `${new Date().toISOString().slice(0, 10)} (${os.cpus().length} cores; ${pbv}; openproxy with ` +
+        `${os.cpus().length} worker threads). Transaction mode, ${POOL} server connections; every client ` +
+        `logs in (md5; the floor asks for no password), runs ${QUERIES} × \`SELECT 1\` and stays connected ` +
+        `until all are done. Time = first connect to last client served; CPU = the pooler's user + system ` +
+        `time meanwhile; RSS of the pooler process before and with all clients connected; per client = ` +
+        `(peak − before) / clients. The largest point is what the open-files limit (${limit}) allows ` +
+        `(each process holds one descriptor per client).`,
       '',
-      '| pooler | clients | queries each | served | errors | seconds | RSS before MB | RSS at peak MB |',
-      '|---|---|---|---|---|---|---|---|',
+      '| pooler | clients | queries each | served | errors | seconds | CPU s | RSS before MB | RSS at peak MB ' +
+        '| kB per client |',
+      '|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
     ].join('\n');
-    writeSection('Scale: 10,000 concurrent clients', md.split('\n').slice(3).join('\n'));
-    process.stdout.write(md);
+    writeSection('Scale: 10,000 concurrent clients', md);
+    process.stdout.write(`${md}\n`);
   } finally {
     await finish();
   }

@@ -1,0 +1,124 @@
+// `npm run bench:syscalls`: system calls per transaction of each pooler under pgbench, counted by
+// `strace -c -f` attached to every thread of the pooler for a whole pgbench run of a fixed number of
+// transactions (its logins included). strace slows the traced process many times over, so only the
+// counts per transaction mean anything, not the times. openproxy (2 workers and 1), the Node floor
+// and PgBouncer, transaction mode, pool 20.
+//
+// Environment: SYSCALL_CLIENTS (default 100), SYSCALL_TRANSACTIONS per client (default 200).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { PgCluster } from '../testing/pg-cluster';
+import { type Started, startFloor, startOpenproxy, startPgBouncer, teardown } from './poolers';
+import { writeSection } from './results';
+
+const USER = 'bench';
+const PASS = 'bench-pass';
+const CLIENTS = Number(process.env.SYSCALL_CLIENTS) || 100;
+const PER_CLIENT = Number(process.env.SYSCALL_TRANSACTIONS) || 200;
+const POOL = 20;
+/** The calls shown as columns; the rest are summed into "other". */
+const SHOWN = ['read', 'write', 'writev', 'epoll_wait', 'epoll_ctl', 'futex', 'getpid', 'clock_gettime'];
+
+/** strace -c's table: calls per syscall name. */
+function parseStrace(text: string): Map<string, number> {
+  const calls = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/.exec(line);
+    if (m && m[2] !== 'total') calls.set(m[2], Number(m[1]));
+  }
+  return calls;
+}
+
+async function measure(name: string, p: Started, protocol: string): Promise<string> {
+  const out = join(os.tmpdir(), `strace-${p.port}.txt`);
+  const strace = spawn('strace', ['-c', '-f', '-o', out, '-p', String(p.pid())], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1000)); // attached to every thread
+  const bench = spawnSync(
+    'pgbench',
+    ['-n', '-S', '-c', String(CLIENTS), '-j', '2', '-t', String(PER_CLIENT), '-M', protocol, 'postgres'],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, PGPASSWORD: PASS, PGHOST: '127.0.0.1', PGPORT: String(p.port), PGUSER: USER },
+      timeout: 300_000,
+    },
+  );
+  strace.kill('SIGINT');
+  if (strace.exitCode === null) await new Promise((r) => strace.once('exit', r));
+  const xacts = Number(/number of transactions actually processed: (\d+)/.exec(bench.stdout)?.[1] ?? 0);
+  if (xacts <= 0) throw new Error(`${name}: pgbench failed: ${bench.stderr}`);
+  const calls = parseStrace(readFileSync(out, 'utf8'));
+  const total = [...calls.values()].reduce((a, b) => a + b, 0);
+  const other = total - SHOWN.reduce((a, k) => a + (calls.get(k) ?? 0), 0);
+  const per = (n: number) => (xacts > 0 ? (n / xacts).toFixed(2) : 'n/a');
+  const top = [...calls]
+    .filter(([k]) => !SHOWN.includes(k))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([k, v]) => `${k} ${per(v)}`)
+    .join(', ');
+  process.stdout.write(`${name} ${protocol}: ${xacts} transactions traced, ${per(total)} syscalls each\n`);
+  const shown = SHOWN.map((k) => per(calls.get(k) ?? 0)).join(' | ');
+  return `| ${name} | ${protocol} | ${xacts} | **${per(total)}** | ${shown} | ${per(other)} (${top}) |`;
+}
+
+async function main(): Promise<void> {
+  const cluster = await PgCluster.start({ settings: { max_connections: CLIENTS + 3 * POOL + 50 } });
+  const work = mkdtempSync(join(os.tmpdir(), 'openproxy-syscalls-'));
+  chmodSync(work, 0o777);
+  const procs: ChildProcess[] = [];
+  const finish = teardown(cluster, work, procs);
+  const rows: string[] = [];
+  try {
+    cluster.psql(
+      cluster.primary,
+      `SET password_encryption = 'md5'; CREATE ROLE ${USER} LOGIN SUPERUSER PASSWORD '${PASS}'`,
+    );
+    const init = spawnSync(
+      'pgbench',
+      ['-i', '-q', '-s', '10', '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', USER, 'postgres'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: PASS },
+      },
+    );
+    if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    const port = cluster.primary.port;
+    const targets: [string, () => Promise<Started>][] = [
+      ['openproxy (2 workers)', () => startOpenproxy(work, port, USER, PASS, 'transaction', POOL, 2)],
+      ['openproxy (1 worker)', () => startOpenproxy(work, port, USER, PASS, 'transaction', POOL, 1)],
+      ['floor', () => startFloor(port, USER, PASS, POOL)],
+      ['PgBouncer', () => startPgBouncer(work, port, USER, PASS, 'transaction', POOL, CLIENTS * 2 + 100)],
+    ];
+    for (const [name, start] of targets) {
+      const p = await start();
+      procs.push(p.proc);
+      for (const protocol of ['simple', 'extended']) rows.push(await measure(name, p, protocol));
+      p.proc.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const md = [
+      `Generated by \`npm run bench:syscalls\` on ${new Date().toISOString().slice(0, 10)}: pgbench select-only, ` +
+        `${CLIENTS} clients × ${PER_CLIENT} transactions, \`-j 2\`, transaction mode, ${POOL} server connections; ` +
+        '`strace -c -f` attached to every thread of the pooler for the whole run (the logins included: about ' +
+        '0.1 calls per transaction). System calls per transaction (strace slows the pooler, so the counts, not ' +
+        'the rates, are the result).',
+      '',
+      `| pooler | protocol | transactions traced | syscalls / xact | ${SHOWN.join(' | ')} | other (largest) |`,
+      `|---|---|---|---|${SHOWN.map(() => '---|').join('')}---|`,
+      ...rows,
+      '',
+    ].join('\n');
+    writeSection('System calls per transaction', md);
+    process.stdout.write(`${md}\n`);
+  } finally {
+    await finish();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`syscall bench failed: ${(e as Error).stack}\n`);
+  process.exit(1);
+});
