@@ -64,7 +64,7 @@ export async function startOpenproxy(
   writeFileSync(
     conf,
     `[general]\nhost = "127.0.0.1"\nport = ${port}\nworker_threads = ` +
-      `${workers}\nconnect_timeout = ` +
+      `${workers}\nprometheus_exporter_port = 0\nconnect_timeout = ` +
       `60000\nprepared_statements_cache_size = ` +
       `100\n\n[pools.postgres]\npool_mode = ` +
       `"${mode}"\n\n[pools.postgres.users.0]\nusername = "${user}"\npassword ` +
