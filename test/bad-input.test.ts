@@ -165,3 +165,42 @@ test('500 connections opened and dropped at once leave the proxy serving', async
   await stillServes();
   assert.ok(proxy.proc.exitCode === null);
 });
+
+test('client_login_timeout: a client stalled at any step of the login gets 08P01 naming it', async () => {
+  const short = await startProxy((port) => configFor(cluster, port, 'client_login_timeout = 600\n'));
+  const stall = (chunks: Buffer[]) =>
+    new Promise<{ data: Buffer; ms: number }>((resolve) => {
+      const t0 = Date.now();
+      const s = net.connect(short.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      const guard = setTimeout(() => s.destroy(), 5000);
+      s.on('data', (b) => got.push(b));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(guard);
+        resolve({ data: Buffer.concat(got), ms: Date.now() - t0 });
+      });
+      s.on('connect', () => {
+        for (const c of chunks) s.write(c);
+      });
+    });
+  try {
+    const pkt = startup({ user: 'app', database: 'postgres' });
+    const steps: [string, Buffer[]][] = [
+      ['nothing sent', []],
+      ['half a startup packet', [pkt.subarray(0, 10)]],
+      ['no password after the md5 request', [pkt]],
+    ];
+    const results = await Promise.all(steps.map(([, chunks]) => stall(chunks)));
+    results.forEach((r, i) => {
+      const what = steps[i][0];
+      const error = r.data.subarray(r.data.indexOf(0x45));
+      assert.equal(sqlstate(error), '08P01', `${what}: ${r.data.toString('latin1')}`);
+      assert.match(error.toString('utf8'), /client_login_timeout \(600 ms\)/, what);
+      assert.ok(r.ms >= 550 && r.ms < 3000, `${what}: closed after ${r.ms} ms`);
+    });
+    assert.deepEqual(await query(short.port, 'SELECT 1 AS x'), [{ x: 1 }], 'a normal login is unaffected');
+  } finally {
+    await short.stop();
+  }
+});

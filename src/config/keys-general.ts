@@ -73,6 +73,17 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     doc: 'Close a server connection this old when it is next released. 0 = no limit.',
   }),
   g({
+    key: 'client_login_timeout',
+    type: 'int',
+    unit: 'ms',
+    default: 60000,
+    min: 0,
+    changeable: true,
+    doc:
+      'Disconnect a client that has not finished logging in (startup, TLS, authentication) this long after ' +
+      "connecting, with 08P01. PgBouncer's client_login_timeout (there in seconds, default 60). 0 = no limit.",
+  }),
+  g({
     key: 'idle_client_in_transaction_timeout',
     type: 'int',
     unit: 'ms',

@@ -10,6 +10,7 @@ export interface GeneralConfig {
   connect_timeout: number;
   idle_timeout: number;
   server_lifetime: number;
+  client_login_timeout: number;
   idle_client_in_transaction_timeout: number;
   healthcheck_timeout: number;
   healthcheck_delay: number;

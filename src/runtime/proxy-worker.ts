@@ -25,7 +25,6 @@ import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
 
 /** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
-export const CLIENT_LOGIN_TIMEOUT_MS = 60000;
 const JANITOR_MS = 250;
 
 export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
@@ -63,11 +62,13 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     const demoted = ctx.registry.closeDemoted();
     if (demoted > 0) log.warn('closed connections to a server that is no longer primary', { connections: demoted });
     const idleTx = ctx.registry.general.idle_client_in_transaction_timeout;
+    const loginTimeout = ctx.registry.general.client_login_timeout;
     const perfNow = performance.now();
     for (const c of sessions) {
       c.checkStatementTimeout(perfNow);
-      if (c.state === 'login' && now - c.connectedAt > CLIENT_LOGIN_TIMEOUT_MS) {
-        c.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'login took too long', 'client_login_timeout');
+      if (c.state === 'login' && loginTimeout > 0 && now - c.connectedAt > loginTimeout) {
+        const message = `client_login_timeout (${loginTimeout} ms) reached before the login completed`;
+        c.fatal(SQLSTATE.PROTOCOL_VIOLATION, message, 'client_login_timeout');
       } else if (
         idleTx > 0 &&
         c.server &&
