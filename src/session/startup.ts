@@ -244,10 +244,12 @@ function cachePrepared(s: Session): void {
  */
 function loginWithoutServer(s: Session, up: UserPool, authOk: Buffer): boolean {
   const ctx = s.ctx;
-  const routed = up.user.pool_mode !== 'transaction' && s.route.active(up);
+  const routing = s.route.active(up);
+  const routed = !s.txMode && routing;
   if (!s.txMode && !routed) return false;
   const now = Date.now();
-  const e = cachedLoginEntry(up, routed, (slot) => ctx.shared.banned(slot, now));
+  // As the login through a server: a routed client may log in on any role.
+  const e = cachedLoginEntry(up, routing, (slot) => ctx.shared.banned(slot, now));
   const params = e?.pool.loginParams;
   if (!e || !params) return false;
   for (const [k, v] of s.startupGucs) if (!echoable(k, v, params)) return false;
