@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PgCluster } from '../testing/pg-cluster';
-import { createAppRole, query, socketOf } from './helpers/db';
+import { client, createAppRole, query, socketOf } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -203,4 +203,25 @@ test('client_login_timeout: a client stalled at any step of the login gets 08P01
   } finally {
     await short.stop();
   }
+});
+
+test('an unknown message type after login: 08P01 at once, not after waiting for its length (fuzz seed 2)', async () => {
+  // Found by test/fuzz-client.test.ts: a CancelRequest packet sent after login reads as type 0 with
+  // a 2,052-byte length, and openproxy waited for that body. PostgreSQL refuses the type at once.
+  const c = client(proxy.port);
+  await c.connect();
+  const sock = socketOf(c);
+  const got: Buffer[] = [];
+  sock.removeAllListeners('data');
+  sock.on('data', (b: Buffer) => got.push(b));
+  c.on('error', () => undefined);
+  const t0 = Date.now();
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  sock.write(Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]));
+  await closed;
+  const data = Buffer.concat(got);
+  assert.equal(sqlstate(data), '08P01', data.toString('latin1'));
+  assert.match(data.toString('utf8'), /invalid frontend message type 0/);
+  assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
+  await stillServes();
 });

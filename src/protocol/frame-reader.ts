@@ -19,7 +19,11 @@ export class FrameReader {
   error: string | null = null;
   private owned = false;
 
-  constructor(private readonly maxLength: number) {}
+  /** `types`: if given, the message types allowed (1 at a type's code); any other is an error at once. */
+  constructor(
+    private readonly maxLength: number,
+    private readonly types: Uint8Array | null = null,
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.off === this.end) {
@@ -60,6 +64,11 @@ export class FrameReader {
   /** Advances to the next complete message at `off`; false when more bytes are needed or on error. */
   next(): boolean {
     const avail = this.end - this.off;
+    if (this.types !== null && avail > 0 && this.types[this.buf[this.off]] === 0) {
+      // As PostgreSQL: an unknown type is refused before its length is read (no waiting for a body).
+      this.error = `invalid frontend message type ${this.buf[this.off]}`;
+      return false;
+    }
     if (avail < 5) return false;
     const len = this.buf.readInt32BE(this.off + 1);
     if (len < 4 || len > this.maxLength) {

@@ -17,6 +17,16 @@ export const enum FE {
   PASSWORD = 0x70, // p (also SASL responses)
 }
 
+/**
+ * Every message type a client may send once the startup packet is done (PostgreSQL rejects any
+ * other type byte at once, before reading the length): FE above plus CopyData, CopyDone, CopyFail.
+ */
+export const FRONTEND_TYPES: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (const c of 'QPBEDCHSFXpdcf') t[c.charCodeAt(0)] = 1;
+  return t;
+})();
+
 /** Backend (server → client) message types. */
 export const enum BE {
   PARSE_COMPLETE = 0x31, // 1

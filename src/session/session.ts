@@ -13,7 +13,7 @@ import type net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { errorResponse, READY_IDLE } from '../protocol/backend';
 import { EMPTY, FrameReader } from '../protocol/frame-reader';
-import { FE } from '../protocol/messages';
+import { FE, FRONTEND_TYPES } from '../protocol/messages';
 import type { ServerLink, ServerOwner } from '../pool/server-link';
 import { MAX_MESSAGE_LENGTH } from '../pool/server-conn';
 import type { ServerPool, PoolWaiter } from '../pool/server-pool';
@@ -56,7 +56,7 @@ let seq = 0;
 export abstract class Session implements SessionInfo, ConsoleClient {
   sock: net.Socket;
   phase = Phase.Startup;
-  readonly frames = new FrameReader(MAX_MESSAGE_LENGTH);
+  readonly frames = new FrameReader(MAX_MESSAGE_LENGTH, FRONTEND_TYPES);
   /** The BackendKeyData openproxy gave this client. */
   readonly pid: number;
   readonly secret = randomInt(0, 0x7fffffff);
