@@ -6,6 +6,7 @@ import net from 'node:net';
 import { PgCluster } from '../testing/pg-cluster';
 import { client, createAppRole, query, socketOf } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
+import { startupPacket } from './helpers/wire';
 
 let cluster: PgCluster;
 let proxy: Proxy;
@@ -54,16 +55,7 @@ function sqlstate(data: Buffer): string | null {
   return data.toString('latin1', i + 2, i + 7);
 }
 
-function startup(params: Record<string, string>, version = 196608): Buffer {
-  const body = Buffer.concat([
-    ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)),
-    Buffer.from([0]),
-  ]);
-  const h = Buffer.alloc(8);
-  h.writeInt32BE(8 + body.length, 0);
-  h.writeInt32BE(version, 4);
-  return Buffer.concat([h, body]);
-}
+const startup = startupPacket;
 
 const lengthPrefix = (n: number) => {
   const b = Buffer.alloc(4);

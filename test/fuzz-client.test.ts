@@ -18,6 +18,7 @@ import { FrameReader } from '../src/protocol/frame-reader';
 import { md5Response, md5Stored } from '../src/protocol/md5';
 import { APP_PASS, APP_USER, client, createAppRole } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
+import { requestPacket, startupPacket } from './helpers/wire';
 
 const RUNS = Number(process.env.FUZZ_RUNS) || 10000;
 const SEED = Number(process.env.FUZZ_SEED) || 20261202;
@@ -45,22 +46,8 @@ type Step =
   | { kind: 'login'; right: boolean }
   | { kind: 'frame'; type: number; body: Uint8Array; lie: number };
 
-const startup = (params: Record<string, string>, version = 196608): Buffer => {
-  const body = Buffer.concat([
-    ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)),
-    Buffer.from([0]),
-  ]);
-  const h = Buffer.alloc(8);
-  h.writeInt32BE(8 + body.length, 0);
-  h.writeInt32BE(version, 4);
-  return Buffer.concat([h, body]);
-};
-const request = (code: number, extra: Buffer = Buffer.alloc(0)): Buffer => {
-  const b = Buffer.alloc(8);
-  b.writeInt32BE(8 + extra.length, 0);
-  b.writeInt32BE(code, 4);
-  return Buffer.concat([b, extra]);
-};
+const startup = startupPacket;
+const request = requestPacket;
 
 const SQL = [
   'SELECT 1',

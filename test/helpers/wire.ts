@@ -132,3 +132,17 @@ export function codesOf(ms: BackendMessage[]): string {
 export function rowsOf(ms: BackendMessage[]): string[][] {
   return ms.filter((m) => m.name === 'dataRow').map((m) => (m as unknown as { fields: string[] }).fields);
 }
+
+/** An untyped startup-phase packet: a header (length, `code`) and `extra` bytes (SSLRequest, CancelRequest …). */
+export function requestPacket(code: number, extra: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeInt32BE(8 + extra.length, 0);
+  h.writeInt32BE(code, 4);
+  return Buffer.concat([h, extra]);
+}
+
+/** A StartupMessage with `params` at protocol `version` (196608 = 3.0). */
+export function startupPacket(params: Record<string, string>, version = 196608): Buffer {
+  const body = Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`));
+  return requestPacket(version, Buffer.concat([...body, Buffer.from([0])]));
+}
