@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameReader } from '../src/protocol/frame-reader';
 import { MessageScanner } from '../src/protocol/scanner';
+import { BACKEND_TYPES } from '../src/protocol/messages';
 import { decodeStartup, decodeSaslInitial } from '../src/protocol/frontend';
 import { ScramClient, ScramServer, scramSecret } from '../src/protocol/scram';
 import { md5Response, md5Stored, md5Verify } from '../src/protocol/md5';
@@ -91,6 +92,31 @@ test('MessageScanner flags a bad length', () => {
   const s = new MessageScanner(MessageScanner.want('Z'), 1000);
   assert.equal(s.scan(msg('D', Buffer.alloc(2000)), { onMessage: () => undefined }), false);
   assert.match(s.error!, /invalid message length 2004/);
+});
+
+test('MessageScanner refuses unknown types and odd ReadyForQuery lengths, naming where it stopped', () => {
+  const sink = { onMessage: () => undefined };
+  const ok = msg('C', Buffer.from('SELECT 1\0'));
+  const s = new MessageScanner(MessageScanner.want('Z'), 1 << 20, BACKEND_TYPES);
+  assert.equal(s.scan(Buffer.concat([ok, msg('y', Buffer.alloc(0))]), sink), false);
+  assert.match(s.error!, /invalid message type 0x79/);
+  assert.equal(s.errorAt, ok.length);
+  const z = new MessageScanner(MessageScanner.want('Z'), 1 << 20, BACKEND_TYPES);
+  assert.equal(z.scan(Buffer.concat([ok, ok, msg('Z', Buffer.from('II'))]), sink), false);
+  assert.match(z.error!, /invalid message length 6 for message type 0x5a/);
+  assert.equal(z.errorAt, 2 * ok.length);
+});
+
+test('MessageScanner hands over a watched body split across reads cut to watchMax', () => {
+  const seen: Buffer[] = [];
+  const s = new MessageScanner(MessageScanner.want('E'), 1 << 30, BACKEND_TYPES, 100);
+  const body = Buffer.alloc(5000, 0x61);
+  const whole = msg('E', body);
+  for (let p = 0; p < whole.length; p += 700)
+    assert.ok(s.scan(whole.subarray(p, p + 700), { onMessage: (_t, b) => seen.push(Buffer.from(b)) }));
+  assert.equal(seen.length, 1);
+  assert.deepEqual(seen[0], body.subarray(0, 100));
+  assert.ok(s.atBoundary);
 });
 
 function startupPacket(code: number, params: [string, string][] = [], trailing = true): Buffer {

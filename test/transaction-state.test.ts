@@ -364,6 +364,30 @@ describe('timeouts', () => {
     }
   });
 
+  test('query_timeout on a real server: 08006, the backend is cancelled and gone, others served', async () => {
+    const proxy = await startProxy(tx(2, 'query_timeout = 500'));
+    const a = client(proxy.port);
+    const errors: { code?: string }[] = [];
+    a.on('error', (e) => errors.push(e as { code?: string }));
+    await a.connect();
+    try {
+      const t0 = Date.now();
+      await assert.rejects(a.query('SELECT pg_sleep(30)'), (e: { code: string; message: string }) => {
+        assert.equal(e.code, '08006');
+        assert.match(e.message, /query_timeout \(500 ms\)/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 3000, `ended after ${Date.now() - t0} ms`);
+      const sleeping = () =>
+        t.cluster.psql(t.cluster.primary, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'");
+      await until(() => sleeping() === '0', 5000, 'the sleeping backend to be gone');
+      assert.deepEqual(await query(proxy.port, 'SELECT 1 AS x'), [{ x: 1 }]);
+    } finally {
+      await a.end().catch(() => undefined);
+      await proxy.stop();
+    }
+  });
+
   test('idle_client_in_transaction_timeout in transaction mode frees the held connection', async () => {
     const proxy = await startProxy(tx(1, 'idle_client_in_transaction_timeout = 300'));
     try {

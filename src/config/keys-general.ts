@@ -84,6 +84,18 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
       "connecting, with 08P01. PgBouncer's client_login_timeout (there in seconds, default 60). 0 = no limit.",
   }),
   g({
+    key: 'query_timeout',
+    type: 'int',
+    unit: 'ms',
+    default: 0,
+    min: 0,
+    changeable: true,
+    doc:
+      'A query whose answer has not ended this long after it was sent closes the client (08006) and the server ' +
+      "connection: for servers that stop answering (set above the servers' statement_timeout). PgBouncer's " +
+      'query_timeout (there in seconds). 0 = off.',
+  }),
+  g({
     key: 'idle_client_in_transaction_timeout',
     type: 'int',
     unit: 'ms',

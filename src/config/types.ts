@@ -12,6 +12,7 @@ export interface GeneralConfig {
   server_lifetime: number;
   client_login_timeout: number;
   idle_client_in_transaction_timeout: number;
+  query_timeout: number;
   healthcheck_timeout: number;
   healthcheck_delay: number;
   shutdown_timeout: number;

@@ -5,7 +5,7 @@
 
 import net from 'node:net';
 import { errorField, queryMessage } from '../protocol/backend';
-import { BE, TX_IDLE } from '../protocol/messages';
+import { BACKEND_TYPES, BE, TX_IDLE } from '../protocol/messages';
 import { MessageScanner, type ScanSink } from '../protocol/scanner';
 import type { DnsCache } from '../net/dns-cache';
 import { writeView } from '../net/read-buffer';
@@ -15,6 +15,8 @@ import type { RunResult, ServerLink, ServerOwner } from './server-link';
 /** PostgreSQL's own maximum message size (1 GB). */
 export const MAX_MESSAGE_LENGTH = 0x3fffffff;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+/** PostgreSQL reports about 15 parameters; a server naming this many distinct ones is misbehaving. */
+const MAX_REPORTED_PARAMS = 1000;
 
 export interface ServerLogin {
   host: string;
@@ -66,7 +68,7 @@ export class ServerConn implements ScanSink, ServerLink {
   bytesReceived = 0;
   /** Message types whose bodies the scanner hands over: Z, S, E always; D only during run(). */
   private readonly wanted = MessageScanner.want('ZSE');
-  private readonly scanner = new MessageScanner(this.wanted, MAX_MESSAGE_LENGTH);
+  private readonly scanner = new MessageScanner(this.wanted, MAX_MESSAGE_LENGTH, BACKEND_TYPES);
   private rows: string[][] | null = null;
   /** Header bytes of a message split across reads, held back and scanned again with the next chunk. */
   private held: Buffer | null = null;
@@ -131,6 +133,8 @@ export class ServerConn implements ScanSink, ServerLink {
     this.chunk = chunk;
     this.cut = -1;
     if (!this.scanner.scan(chunk, this)) {
+      // The client gets the whole messages before the bad one, so it is at a message boundary.
+      if (owner && this.cut < 0) this.forward(owner, chunk, this.scanner.errorAt);
       this.close(`protocol error from server: ${this.scanner.error}`, true);
       return;
     }
@@ -188,6 +192,11 @@ export class ServerConn implements ScanSink, ServerLink {
       if (k > 0 && v > k) {
         const name = body.toString('utf8', 0, k);
         const value = body.toString('utf8', k + 1, v);
+        if (this.params.size >= MAX_REPORTED_PARAMS && !this.params.has(name)) {
+          this.doomedCode = '08P01';
+          this.doomed ??= `server reported more than ${MAX_REPORTED_PARAMS} distinct parameters`;
+          return;
+        }
         this.params.set(name, value);
         this.reported.set(name.toLowerCase(), value);
       }
@@ -302,8 +311,11 @@ export class ServerConn implements ScanSink, ServerLink {
     this.closed = true;
     this.closeReason = reason;
     if (!this.socket.destroyed) {
-      if (!unexpected && this.socket.writable) this.socket.end(TERMINATE);
-      else this.socket.destroy();
+      if (!unexpected && this.socket.writable) {
+        this.socket.end(TERMINATE);
+        // A server that never closes its side (stalled, black-holed) must not keep the fd.
+        setTimeout(destroySocket, CLOSE_GRACE_MS, this.socket).unref();
+      } else this.socket.destroy();
     }
     const sink = this.runner ?? this.owner;
     if (unexpected && sink) sink.onServerClosed(reason);
@@ -313,6 +325,9 @@ export class ServerConn implements ScanSink, ServerLink {
   /** Set by the pool: called once when the connection is gone, to free its slot. */
   onClosed?: (conn: ServerConn, reason: string) => void;
 }
+
+const CLOSE_GRACE_MS = 5000;
+const destroySocket = (s: net.Socket) => s.destroy();
 
 const CONN = Symbol('serverConn');
 /** Set on a plain socket while it logs in: its onread callback hands chunks to the login. */
@@ -343,10 +358,10 @@ function onServerSocketDrain(this: SocketWithConn): void {
 
 /** DataRow body → column texts (NULL as ''): only for openproxy's own queries. */
 function decodeDataRow(body: Buffer): string[] {
-  const n = body.readInt16BE(0);
+  const n = body.length >= 2 ? body.readInt16BE(0) : 0;
   const out: string[] = [];
   let i = 2;
-  for (let c = 0; c < n; c++) {
+  for (let c = 0; c < n && i + 4 <= body.length; c++) {
     const len = body.readInt32BE(i);
     i += 4;
     if (len < 0) out.push('');

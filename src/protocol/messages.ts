@@ -27,6 +27,16 @@ export const FRONTEND_TYPES: Uint8Array = (() => {
   return t;
 })();
 
+/**
+ * Every message type a server sends (PostgreSQL's protocol chapter, 3.0 and 3.2): a stream with any
+ * other type byte is not PostgreSQL's and is cut there.
+ */
+export const BACKEND_TYPES: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (const c of 'RK23CdcGHWDIEVnNAtS1sTZv') t[c.charCodeAt(0)] = 1;
+  return t;
+})();
+
 /** Backend (server → client) message types. */
 export const enum BE {
   PARSE_COMPLETE = 0x31, // 1

@@ -14,13 +14,21 @@ export class MessageScanner {
   private curType = 0;
   private collect: Buffer | null = null;
   private collected = 0;
-  /** Why scanning stopped (a bad length); the stream is unusable after that. */
+  /** Why scanning stopped (a bad length or type); the stream is unusable after that. */
   error: string | null = null;
+  /** Where in the failing chunk the bad message began (what precedes it is whole messages or their ends). */
+  errorAt = 0;
 
-  /** `wanted[type] = 1` for each message type whose body the sink needs. */
+  /**
+   * `wanted[type] = 1` for each message type whose body the sink needs; `valid[type] = 1` for each
+   * type the stream may carry (null: any). A watched body longer than `watchMax` is handed over cut
+   * to its first `watchMax` bytes (when split across reads), so a hostile length costs no more.
+   */
   constructor(
     private readonly wanted: Uint8Array,
     private readonly maxLength: number,
+    private readonly valid: Uint8Array | null = null,
+    private readonly watchMax = 1 << 20,
   ) {}
 
   static want(types: string): Uint8Array {
@@ -37,8 +45,9 @@ export class MessageScanner {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, n - i);
         if (this.collect) {
-          chunk.copy(this.collect, this.collected, i, i + take);
-          this.collected += take;
+          const room = this.collect.length - this.collected;
+          if (room > 0) chunk.copy(this.collect, this.collected, i, i + Math.min(take, room));
+          this.collected += Math.min(take, room);
         }
         i += take;
         this.remaining -= take;
@@ -51,6 +60,7 @@ export class MessageScanner {
       }
       let type: number;
       let len: number;
+      const start = i - this.hdrLen;
       if (this.hdrLen === 0 && n - i >= 5) {
         type = chunk[i];
         len = chunk.readInt32BE(i + 1);
@@ -62,8 +72,14 @@ export class MessageScanner {
         type = this.hdr[0];
         len = this.hdr.readInt32BE(1);
       }
-      if (len < 4 || len > this.maxLength) {
+      if (len < 4 || len > this.maxLength || (type === 0x5a && len !== 5)) {
         this.error = `invalid message length ${len} for message type 0x${type.toString(16)}`;
+        this.errorAt = Math.max(0, start);
+        return false;
+      }
+      if (this.valid !== null && this.valid[type] === 0) {
+        this.error = `invalid message type 0x${type.toString(16)}`;
+        this.errorAt = Math.max(0, start);
         return false;
       }
       const bodyLen = len - 4;
@@ -73,7 +89,7 @@ export class MessageScanner {
           i += bodyLen;
           continue;
         }
-        this.collect = Buffer.allocUnsafe(bodyLen);
+        this.collect = Buffer.allocUnsafe(Math.min(bodyLen, this.watchMax));
         this.collected = 0;
         this.curType = type;
       }

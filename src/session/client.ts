@@ -10,6 +10,7 @@ import type net from 'node:net';
 import type { ServerConnError, ServerOwner } from '../pool/server-link';
 import type { ServerConn } from '../pool/server-conn';
 import type { PoolWaiter } from '../pool/server-pool';
+import { SQLSTATE } from '../protocol/sqlstate';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { beginTransaction, onGranted, onGrantFailed } from './assign';
@@ -146,8 +147,19 @@ export class ClientSession extends Session implements ServerOwner, PoolWaiter {
     return replaceError(this, body);
   }
 
-  /** Janitor: per-user statement_timeout, enforced by cancelling the statement on the server. */
+  /** Janitor: statement_timeout (cancel the statement) and query_timeout (drop the server connection). */
   checkStatementTimeout(now: number): void {
+    const hard = this.ctx.registry.general.query_timeout;
+    if (hard > 0 && this.server && this.queryStart >= 0 && now - this.queryStart >= hard) {
+      log.warn('query_timeout reached; closing the server connection', {
+        client: this.remote,
+        server_id: this.server.id,
+        query_timeout_ms: hard,
+      });
+      const message = `query_timeout (${hard} ms): the server did not finish its answer; connection closed`;
+      this.cancelQuery(); // a live backend stops working on it; a dead one is closed anyway
+      return this.fatal(SQLSTATE.CONNECTION_FAILURE, message, 'query_timeout');
+    }
     const limit = this.userPool?.user.statement_timeout ?? 0;
     if (limit <= 0 || !this.server || this.queryStart < 0 || this.timeoutCancelled) return;
     if (now - this.queryStart < limit) return;

@@ -27,6 +27,8 @@ export const REPLAY_LIMIT = 65536;
 export const GOING_AWAY = new Set(['57P01', '57P02', '57P03']);
 /** A replica refusing a read: read_only_sql_transaction, serialization_failure (conflict with recovery). */
 const REPLICA_REFUSAL = new Set(['25006', '40001']);
+/** Header replies held in a retry window at most (a notice storm ends the window instead of growing it). */
+const HOLD_MAX = 64 * 1024;
 
 export class ReadReplay {
   /** A retry is still possible: the server has not answered for real yet. */
@@ -75,7 +77,7 @@ export class ReadReplay {
   judge(chunk: Buffer, onReplica: boolean): Reply {
     const reply = this.held ? Buffer.concat([this.held, chunk]) : chunk;
     const next = firstReply(reply, onReplica);
-    if (next === Reply.Wait && !this.flushed) {
+    if (next === Reply.Wait && !this.flushed && reply.length <= HOLD_MAX) {
       this.held = Buffer.from(reply);
       return Reply.Wait;
     }

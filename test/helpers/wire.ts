@@ -70,6 +70,11 @@ export class WireClient {
     }
   }
 
+  /** Stops reading from the socket (a client that does not read its result). */
+  pause(): void {
+    this.sock.pause();
+  }
+
   send(...messages: Buffer[]): void {
     this.sock.write(Buffer.concat(messages));
   }
