@@ -18,7 +18,7 @@ import { SlotAllocator } from './pool/slots';
 import { SharedState } from './shared/state';
 import { Supervisor } from './runtime/supervisor';
 import type { VrrpRow } from './admin/requests';
-import { listen } from './runtime/listener';
+import { listen, liveClients } from './runtime/listener';
 
 /** Exit codes (documented in man/openproxy.1). */
 export const EXIT = { OK: 0, CONFIG: 78, USAGE: 64, LISTEN: 69, WORKER_DIED: 70 } as const;
@@ -108,7 +108,7 @@ export async function main(argv: string[]): Promise<void> {
 
   let server: net.Server;
   try {
-    server = await listen(cfg.general.host, cfg.general.port, shared, sup);
+    server = await listen(cfg.general.host, cfg.general.port, shared, sup, () => cfg.general.max_client_conn);
   } catch (e) {
     log.error('cannot listen', { host: cfg.general.host, port: cfg.general.port, error: (e as Error).message });
     await sup.terminate();
@@ -252,8 +252,7 @@ export async function main(argv: string[]): Promise<void> {
     sup.broadcast({ kind: 'shutdown', fast: false });
     const deadline = Date.now() + timeout;
     const check = setInterval(() => {
-      let live = 0;
-      for (let i = 0; i < workers; i++) live += Atomics.load(shared.workerClients, i);
+      const live = liveClients(shared, workers);
       if (live === 0 || Date.now() >= deadline) {
         clearInterval(check);
         if (live > 0) log.warn('shutdown_timeout reached; disconnecting remaining clients', { clients: live });

@@ -13,7 +13,7 @@ import type { WorkerContext } from '../session/context';
 import type { AdminRequest, AskMain } from './requests';
 import type { WorkerSnapshot } from '../shared/snapshot';
 import * as show from './show';
-import { BAN } from '../shared/layout';
+import { BAN, REFUSED_CLIENTS } from '../shared/layout';
 import { log } from '../log';
 
 const HELP = [
@@ -109,7 +109,9 @@ export class AdminConsole {
           case 'VERSION':
             return this.table(show.showVersion());
           case 'LISTS':
-            return this.table(show.showLists(reg.config, await this.ask({ op: 'snapshots' })));
+            return this.table(
+              show.showLists(reg.config, await this.ask({ op: 'snapshots' }), shared.header[REFUSED_CLIENTS]),
+            );
           case 'STATS':
             return this.table(show.showStats(reg, shared, uptime, `${reg.general.host}:${reg.general.port}`));
           case 'STATS_TOTALS':

@@ -213,7 +213,7 @@ export function showVersion(): Table {
   return { columns: ['version'], rows: [[`openproxy ${VERSION}`]] };
 }
 
-export function showLists(cfg: Config, snaps: WorkerSnapshot[]): Table {
+export function showLists(cfg: Config, snaps: WorkerSnapshot[], refused: number): Table {
   const clients = snaps.flatMap((s) => s.clients);
   const servers = snaps.flatMap((s) => s.servers);
   const users = new Set(cfg.pools.flatMap((p) => p.users.map((u) => u.username)));
@@ -230,6 +230,7 @@ export function showLists(cfg: Config, snaps: WorkerSnapshot[]): Table {
     ['dns_zones', 0],
     ['dns_queries', 0],
     ['dns_pending', 0],
+    ['refused_clients', refused],
   ];
   return { columns: ['list', 'items'], rows: items };
 }

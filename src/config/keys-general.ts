@@ -21,6 +21,18 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     doc: 'Port the client listener binds to.',
   }),
   g({
+    key: 'max_client_conn',
+    type: 'int',
+    default: 0,
+    min: 0,
+    changeable: true,
+    doc:
+      'Most client connections at once (admin console included); one more gets FATAL 53300 ' +
+      '"no more connections allowed" and is closed, counted in SHOW LISTS (refused_clients) and ' +
+      "openproxy_clients_refused_total. PgBouncer's max_client_conn (default 100 there); 0 = only " +
+      'the open-files limit.',
+  }),
+  g({
     key: 'worker_threads',
     type: 'int',
     default: Math.min(availableParallelism(), 256),

@@ -13,6 +13,7 @@ export interface GeneralConfig {
   client_login_timeout: number;
   idle_client_in_transaction_timeout: number;
   query_timeout: number;
+  max_client_conn: number;
   healthcheck_timeout: number;
   healthcheck_delay: number;
   shutdown_timeout: number;

@@ -7,7 +7,7 @@ import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import { poolSlotKey, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
-import { BAN_REASON, ROLE, STAT } from '../shared/layout';
+import { BAN_REASON, REFUSED_CLIENTS, ROLE, STAT } from '../shared/layout';
 import type { WorkerSnapshot } from '../shared/snapshot';
 import { BUCKETS, type HistogramData } from '../shared/histogram';
 
@@ -195,6 +195,13 @@ export class Exporter {
       stat(STAT.statement_timeouts),
     );
     custom(r, 'openproxy_client_logins_total', 'Client logins.', 'counter', stat(STAT.logins));
+    custom(
+      r,
+      'openproxy_clients_refused_total',
+      'Connections refused because max_client_conn clients were connected.',
+      'counter',
+      () => [{ labels: {}, value: Atomics.load(this.src.shared.header, REFUSED_CLIENTS) }],
+    );
     custom(r, 'openproxy_errors_total', 'Errors sent to clients.', 'counter', stat(STAT.errors));
     custom(
       r,

@@ -17,7 +17,7 @@ export const SQLSTATE = {
   INVALID_AUTHORIZATION: '28000',
   /** 3D000: no pool for this database name. */
   INVALID_CATALOG_NAME: '3D000',
-  /** 53300: no server connection became free within connect_timeout. */
+  /** 53300: no server connection became free in time; max_client_conn clients are connected. */
   TOO_MANY_CONNECTIONS: '53300',
   /** 57P01: openproxy (or the server) is shutting down. */
   ADMIN_SHUTDOWN: '57P01',

@@ -1,14 +1,44 @@
 // The client listener: accepts in the main thread and hands each connection's fd (a dup, so the
-// main thread's handle can be closed) to the worker with the fewest live clients.
+// main thread's handle can be closed) to the worker with the fewest live clients. Past
+// max_client_conn live clients, a new connection gets PostgreSQL's "too many clients" answer (an
+// ErrorResponse libpq reports whether it sent a startup packet or an SSLRequest first) and is closed.
 
 import net from 'node:net';
 import { dupFd, socketFd } from '../net/sockopt';
+import { errorResponse } from '../protocol/backend';
+import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/frontend';
+import { SQLSTATE } from '../protocol/sqlstate';
 import { log } from '../log';
+import { REFUSED_CLIENTS } from '../shared/layout';
 import type { SharedState } from '../shared/state';
 import type { Supervisor } from './supervisor';
 
-export function listen(host: string, port: number, shared: SharedState, sup: Supervisor): Promise<net.Server> {
+/** Live clients of every worker (handed off and not yet gone). */
+export function liveClients(shared: SharedState, workers: number): number {
+  let n = 0;
+  for (let i = 0; i < workers; i++) n += Atomics.load(shared.workerClients, i);
+  return n;
+}
+
+export function listen(
+  host: string,
+  port: number,
+  shared: SharedState,
+  sup: Supervisor,
+  maxClients: () => number,
+): Promise<net.Server> {
+  let lastWarned = 0;
   const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+    const max = maxClients();
+    if (max > 0 && liveClients(shared, sup.workers.length) >= max) {
+      Atomics.add(shared.header, REFUSED_CLIENTS, 1);
+      refuse(sock, max);
+      if (Date.now() - lastWarned > 10_000) {
+        lastWarned = Date.now();
+        log.warn('max_client_conn reached: refusing new clients', { max_client_conn: max });
+      }
+      return;
+    }
     const fd = socketFd(sock);
     let dup = -1;
     try {
@@ -31,4 +61,30 @@ export function listen(host: string, port: number, shared: SharedState, sup: Sup
       resolve(server);
     });
   });
+}
+
+/**
+ * As PostgreSQL and PgBouncer do it: an SSL or GSS request is declined ('N'), then the startup
+ * packet is answered with the error (libpq shows it; an error in place of 'N' it would not).
+ */
+function refuse(sock: net.Socket, max: number): void {
+  let got: Buffer = Buffer.alloc(0);
+  sock.on('error', () => undefined);
+  sock.setTimeout(5000, () => sock.destroy());
+  sock.on('data', (d: Buffer) => {
+    got = got.length === 0 ? d : Buffer.concat([got, d]);
+    while (got.length >= 8 && !sock.writableEnded) {
+      const len = got.readInt32BE(0);
+      const code = got.readInt32BE(4);
+      if ((code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) && len === 8) {
+        sock.write('N');
+        got = got.subarray(8);
+        continue;
+      }
+      const message = `no more connections allowed (max_client_conn = ${max})`;
+      sock.end(errorResponse({ severity: 'FATAL', code: SQLSTATE.TOO_MANY_CONNECTIONS, message }));
+    }
+  });
+  sock.on('end', () => sock.destroy());
+  sock.resume();
 }

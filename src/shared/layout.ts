@@ -45,7 +45,10 @@ function regions<T extends Record<string, [number, number]>>(spec: T): { [K in k
 }
 
 export const LAYOUT = regions({
-  /** [0] layout version, [1] worker count, [2] shutting down (1), [3] starving signal (see STARVING_SIGNAL). */
+  /**
+   * [0] layout version, [1] worker count, [2] shutting down (1), [3] starving signal (see STARVING_SIGNAL),
+   * [4] clients refused at max_client_conn (REFUSED_CLIENTS).
+   */
   header: [8, 4],
   /** Live clients per worker: main picks the worker with the fewest. */
   workerClients: [MAX_WORKERS, 4],
@@ -109,3 +112,5 @@ export const BAN = { connect: 1, healthcheck: 2, closed: 3, lag: 4, admin: 5 } a
 export const STARVING_MS = 20;
 /** header index bumped + notified when a waiter starts starving: workers holding idle connections wake on it. */
 export const STARVING_SIGNAL = 3;
+/** header index: connections refused because max_client_conn clients were live (main thread adds). */
+export const REFUSED_CLIENTS = 4;
