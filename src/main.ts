@@ -133,7 +133,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   const web =
     cfg.general.prometheus_exporter_port > 0
-      ? startHttp(cfg.general.prometheus_exporter_port, cfg.general.host, {
+      ? startHttp(cfg.general.prometheus_exporter_port, cfg.general.prometheus_exporter_host || cfg.general.host, {
           exporter,
           cfg: () => cfg,
           listening: () => server.listening && !shuttingDown,

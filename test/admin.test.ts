@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
-import { PgCluster } from '../testing/pg-cluster';
+import { PgCluster, freePort } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, client, connectError, createAppRole, sleep, until } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
@@ -382,4 +382,40 @@ test('SHUTDOWN WAIT_FOR_CLIENTS refuses new clients and exits once the connected
   assert.equal((await c.query('SELECT 7 AS n')).rows[0].n, 7, 'the connected client is served');
   await c.end();
   assert.equal(await code, 0);
+});
+
+describe('stats_users and the HTTP listener address', () => {
+  test('a stats_users login may SHOW (42501 otherwise) and read the status page; HTTP on its own address', async () => {
+    const http = await freePort();
+    const proxy = await startProxy((port) =>
+      configFor(
+        cluster,
+        port,
+        `stats_users = ["${APP_USER}"]\nprometheus_exporter_port = ${http}\nprometheus_exporter_host = "127.0.0.2"`,
+      ),
+    );
+    const reader = client(proxy.port, { database: 'openproxy' });
+    try {
+      await reader.connect();
+      const pools = await reader.query('SHOW POOLS');
+      assert.ok(pools.rows.length > 0);
+      for (const cmd of ['PAUSE', 'RELOAD', 'SHUTDOWN', 'KILL postgres', 'SET max_client_conn = 5']) {
+        await assert.rejects(reader.query(cmd), (e: { code: string; message: string }) => {
+          assert.equal(e.code, '42501', cmd);
+          assert.match(e.message, /stats_users login may only SHOW/);
+          return true;
+        });
+      }
+      assert.equal((await connectError(proxy.port, { database: 'openproxy', password: 'wrong' })).code, '28P01');
+      await proxy.waitFor(/metrics and status page listening/);
+      const auth = { authorization: `Basic ${Buffer.from(`${APP_USER}:${APP_PASS}`).toString('base64')}` };
+      const r = await fetch(`http://127.0.0.2:${http}/status.json`, { headers: auth });
+      assert.equal(r.status, 200);
+      assert.ok(Array.isArray(((await r.json()) as { pools: unknown }).pools));
+      await assert.rejects(fetch(`http://127.0.0.1:${http}/metrics`), 'nothing listens on the proxy address');
+    } finally {
+      await reader.end().catch(() => undefined);
+      await proxy.stop();
+    }
+  });
 });

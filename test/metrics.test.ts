@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { PgCluster, freePort } from '../testing/pg-cluster';
-import { client, createAppRole, until } from './helpers/db';
+import { APP_PASS, APP_USER, client, createAppRole, until } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -110,7 +110,7 @@ describe('metrics', () => {
           '--disable-dev-shm-usage',
           '--virtual-time-budget=5000',
           '--dump-dom',
-          `http://127.0.0.1:${http}/`,
+          `http://admin:adminpass@127.0.0.1:${http}/`,
         ],
         { encoding: 'utf8', timeout: 60000 },
       );
@@ -130,6 +130,25 @@ describe('metrics', () => {
     } finally {
       await c.end();
     }
+  });
+
+  test('the status page and /status.json need credentials; metrics and health do not', async () => {
+    const basic = (user: string, pass: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`,
+    });
+    for (const path of ['/', '/status.json']) {
+      const open = await fetch(`http://127.0.0.1:${http}${path}`);
+      assert.equal(open.status, 401, path);
+      assert.match(open.headers.get('www-authenticate') ?? '', /^Basic realm="openproxy"/);
+      assert.doesNotMatch(await open.text(), /status-page-probe|"clients"/);
+      const wrong = await fetch(`http://127.0.0.1:${http}${path}`, { headers: basic('admin', 'nope') });
+      assert.equal(wrong.status, 401, `${path} with a wrong password`);
+      const app = await fetch(`http://127.0.0.1:${http}${path}`, { headers: basic(APP_USER, APP_PASS) });
+      assert.equal(app.status, 401, `${path} as a pool user not in stats_users`);
+      const admin = await fetch(`http://127.0.0.1:${http}${path}`, { headers: basic('admin', 'adminpass') });
+      assert.equal(admin.status, 200, `${path} as admin`);
+    }
+    for (const path of ['/metrics', '/health']) assert.equal((await get(path)).status, 200, path);
   });
 
   test('unknown paths get 404 with the list of endpoints', async () => {

@@ -88,7 +88,7 @@ function startKeepalived(priority: number): void {
 /** From the client namespace, through the VIP: a query via openproxy, and which node answered (status.json). */
 function viaVip(): { ok: boolean; node: string; state?: string } {
   const code =
-    `require('http').get({host:'${VIP}',port:9930,path:'/status.json',timeout:300},r=>{let ` +
+    `require('http').get({host:'${VIP}',port:9930,path:'/status.json',auth:'admin:adminpass',timeout:300},r=>{let ` +
     `b='';r.on('data',d=>b+=d);r.on('end',()=>{const ` +
     `v=JSON.parse(b).vrrp;console.log(v.state+' ` +
     `'+v.detail)})}).on('error',()=>process.exit(1)).on('timeout',function(){this.destroy();process.exit(1)})`;

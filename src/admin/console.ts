@@ -46,9 +46,11 @@ class CommandError extends Error {
 const startedAt = Date.now();
 
 export class AdminConsole {
+  /** readOnly: a stats_users login, which may only SHOW (PgBouncer's rule). */
   constructor(
     private readonly ctx: WorkerContext,
     private readonly askMain: AskMain,
+    private readonly readOnly = false,
   ) {}
 
   /** The reply to one simple Query, ReadyForQuery included. */
@@ -85,6 +87,8 @@ export class AdminConsole {
     const shared = this.ctx.shared;
     const uptime = Math.floor((Date.now() - startedAt) / 1000);
     const arg = text.slice(words[0].length).trim();
+    if (this.readOnly && verb !== 'SHOW')
+      throw new CommandError('42501', `permission denied: a stats_users login may only SHOW (not ${verb})`);
     switch (verb) {
       case 'SHOW': {
         const what = (words[1] ?? '').toUpperCase();

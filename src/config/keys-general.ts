@@ -238,6 +238,15 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     doc: 'Password for the admin console.',
   }),
   g({
+    key: 'stats_users',
+    type: 'strings',
+    default: [],
+    changeable: true,
+    doc:
+      'Users (pool users, with their password) who may log in to the admin console read-only (SHOW only; ' +
+      "anything else gets 42501) and read the status page. PgBouncer's stats_users.",
+  }),
+  g({
     key: 'tls_certificate',
     type: 'string',
     changeable: false,
@@ -304,6 +313,22 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     max: 65535,
     changeable: false,
     doc: 'Port of the Prometheus exporter. 0 = off.',
+  }),
+  g({
+    key: 'prometheus_exporter_host',
+    type: 'string',
+    default: '',
+    changeable: false,
+    doc: 'Address the HTTP side (metrics, health, status page) binds to; empty = the same as host.',
+  }),
+  g({
+    key: 'status_page_public',
+    type: 'bool',
+    default: false,
+    changeable: true,
+    doc:
+      'Serve the status page and /status.json without credentials. Off: they need HTTP basic auth as ' +
+      'admin_username or one of stats_users (/metrics and /health stay open).',
   }),
   g({ key: 'log_client_connections', type: 'bool', default: false, changeable: true, doc: 'Log every client login.' }),
   g({

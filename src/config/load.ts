@@ -54,7 +54,8 @@ function expected(d: KeyDef): string {
 
 function fail(path: string, value: unknown, d: KeyDef | string): never {
   const exp = typeof d === 'string' ? d : expected(d);
-  throw new ConfigError(`${path}: invalid value ${show(value)}; expected ${exp}`);
+  const shown = typeof d !== 'string' && d.secret ? `(a ${typeof value}, not shown: the key is secret)` : show(value);
+  throw new ConfigError(`${path}: invalid value ${shown}; expected ${exp}`);
 }
 
 function convert(path: string, value: unknown, d: KeyDef): unknown {

@@ -14,6 +14,9 @@ export interface GeneralConfig {
   idle_client_in_transaction_timeout: number;
   query_timeout: number;
   max_client_conn: number;
+  stats_users: string[];
+  prometheus_exporter_host: string;
+  status_page_public: boolean;
   healthcheck_timeout: number;
   healthcheck_delay: number;
   shutdown_timeout: number;

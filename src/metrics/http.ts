@@ -1,9 +1,12 @@
 // The HTTP side on prometheus_exporter_port: /metrics (Prometheus), /health (for load balancers:
 // 200 only while openproxy can serve: listening, and a primary of every pool reachable), and a
 // live status page at / (pools, servers with role and ban state, clients, VRRP state) that
-// refreshes itself from /status.json.
+// refreshes itself from /status.json. The status page and /status.json name clients and users, so
+// they ask for HTTP basic credentials (admin_username or one of stats_users) unless
+// status_page_public opens them.
 
 import { tcpReachable } from '../ha/primary-reachable';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Exporter } from './exporter';
 import type { Config } from '../config/types';
@@ -66,8 +69,10 @@ export function startHttp(port: number, host: string, deps: HttpDeps): http.Serv
           .check()
           .then((h) => send(h.ok ? 200 : 503, 'text/plain', h.ok ? 'ok\n' : `${h.problems.join('\n')}\n`), fail);
       case '/status.json':
+        if (!allowed(deps.cfg(), req.headers.authorization)) return challenge(res);
         return void status(deps).then((s) => send(200, 'application/json', JSON.stringify(s)), fail);
       case '/':
+        if (!allowed(deps.cfg(), req.headers.authorization)) return challenge(res);
         return send(200, 'text/html; charset=utf-8', STATUS_PAGE);
       default:
         return send(404, 'text/plain', 'not found: try /, /metrics, /health, /status.json\n');
@@ -76,6 +81,31 @@ export function startHttp(port: number, host: string, deps: HttpDeps): http.Serv
   server.on('error', (e) => log.error('cannot serve metrics / status', { host, port, error: e.message }));
   server.listen(port, host, () => log.info('metrics and status page listening', { host, port }));
   return server;
+}
+
+function challenge(res: http.ServerResponse): void {
+  res.writeHead(401, { 'www-authenticate': 'Basic realm="openproxy", charset="UTF-8"', 'content-type': 'text/plain' });
+  res.end('credentials required: admin_username or one of stats_users (status_page_public opens this page)\n');
+}
+
+/** Basic credentials of admin_username or a stats_users entry (with its pool password), or an open page. */
+export function allowed(cfg: Config, header: string | undefined): boolean {
+  const g = cfg.general;
+  if (g.status_page_public) return true;
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const text = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  if (colon < 0) return false;
+  const user = text.slice(0, colon);
+  const given = text.slice(colon + 1);
+  let expected: string | undefined;
+  if (user === g.admin_username) expected = g.admin_userpassword;
+  else if (g.stats_users.includes(user))
+    expected = cfg.pools.flatMap((p) => p.users).find((u) => u.username === user && u.password)?.password;
+  // Compared as digests: equal length, constant time, whatever the password's length.
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(expected ?? `\0${given}`)) && expected !== undefined;
 }
 
 async function status(deps: HttpDeps) {

@@ -44,7 +44,9 @@ function render(s) {
     s.clients);
 }
 function tick() {
-  fetch('/status.json').then(function (r) { return r.json(); }).then(render).catch(function (e) {
+  // location.origin: a page opened as http://user:pass@host/ must not fetch a URL with credentials.
+  var url = location.origin + '/status.json';
+  fetch(url, { credentials: 'same-origin' }).then(function (r) { return r.json(); }).then(render).catch(function (e) {
     var msg = '<span class="bad">cannot reach openproxy: ' + esc(e.message) + '</span>';
     document.getElementById('updated').innerHTML = msg;
   });

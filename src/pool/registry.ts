@@ -135,6 +135,15 @@ export class Registry {
   }
 
   /** The pool for a database name, if any (any user). */
+  /** The password of a pool user of this name (the first pool that has one), for stats_users logins. */
+  passwordOf(user: string): string | undefined {
+    for (const users of this.users.values()) {
+      const up = users.get(user);
+      if (up?.user.password) return up.user.password;
+    }
+    return undefined;
+  }
+
   hasDatabase(db: string): boolean {
     return this.users.has(db);
   }

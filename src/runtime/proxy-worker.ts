@@ -41,7 +41,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     clients: new Map(),
     shutdown: 0,
     forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
-    openConsole: (client) => new AdminConsoleSession(client, new AdminConsole(ctx, askMain)),
+    openConsole: (client, readOnly) => new AdminConsoleSession(client, new AdminConsole(ctx, askMain, readOnly)),
     paused: new Set(),
     pauseWaiters: new Set(),
     disabled: new Set(),

@@ -61,7 +61,7 @@ export interface WorkerContext {
   /**
    * Starts the admin console for a client that logged in to it (wired by the runtime: the console is a layer above).
    */
-  openConsole(client: ConsoleClient): ConsoleSession;
+  openConsole(client: ConsoleClient, readOnly: boolean): ConsoleSession;
   /** PAUSE'd databases ("db") and pool users ("db\0user"): their clients get no server until RESUME. */
   readonly paused: Set<string>;
   /** Clients waiting for a RESUME, woken by it. */

@@ -96,12 +96,17 @@ function login(s: Session): void {
   const g = ctx.registry.general;
   let password: string | undefined;
   if (ADMIN_DATABASES.has(db) && !ctx.registry.hasDatabase(db)) {
-    if (user !== g.admin_username) {
-      const message = `not allowed: the admin console (database "${db}") is only for admin_username`;
+    const reader = user !== g.admin_username && g.stats_users.includes(user);
+    if (user !== g.admin_username && !reader) {
+      const message = `not allowed: the admin console (database "${db}") is only for admin_username and stats_users`;
       return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, message, 'admin console refused');
     }
-    s.console = ctx.openConsole(s);
-    password = g.admin_userpassword;
+    password = reader ? ctx.registry.passwordOf(user) : g.admin_userpassword;
+    if (password === undefined) {
+      const message = `stats_users lists "${user}", but no pool has a user of that name with a password`;
+      return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, message, 'admin console refused');
+    }
+    s.console = ctx.openConsole(s, reader);
   } else {
     if (ctx.disabled.has(db) || ctx.disabled.has('')) {
       const message = `database "${db}" is disabled (DISABLE by the openproxy admin)`;
