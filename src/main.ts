@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // The openproxy process: CLI, config, logging, worker threads, listener, signals, reload.
 
+import { clientSecureContext } from './config/client-tls';
 import { statSync } from 'node:fs';
-import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { parseCli, type CliOptions } from './cli';
 import { ConfigError } from './config/error';
@@ -38,12 +37,13 @@ function checkTls(cfg: Config): void {
   const g = cfg.general;
   if (!g.tls_certificate || !g.tls_private_key) return;
   try {
-    tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) });
+    clientSecureContext(g);
   } catch (e) {
+    const ca = g.client_tls_ca_file ? ` / general.client_tls_ca_file ${JSON.stringify(g.client_tls_ca_file)}` : '';
     throw new ConfigError(
       `general.tls_certificate / general.tls_private_key: cannot load ` +
         `${JSON.stringify(g.tls_certificate)} / ` +
-        `${JSON.stringify(g.tls_private_key)}: ${(e as Error).message}`,
+        `${JSON.stringify(g.tls_private_key)}${ca}: ${(e as Error).message}`,
     );
   }
 }

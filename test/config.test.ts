@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { parseConfig, configRows } from '../src/config/load';
 import { ConfigError } from '../src/config/error';
 import { CONFIG_TABLE } from '../src/config/table';
+import { matchHba } from '../src/config/hba';
+import { tlsVersions } from '../src/config/client-tls';
 
 const SEED_EXAMPLE = `
 [general]
@@ -261,4 +263,67 @@ test('the config is frozen: a snapshot cannot be changed under a worker', () => 
   assert.throws(() => {
     (c.general as { port: number }).port = 1;
   });
+});
+
+const POOL = '[pools.a.users.0]\nusername="u"\npassword="p"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]\n';
+
+test('[[general.hba]] rules load in order with defaults; a bad address or method names the key and value', () => {
+  const c = parseConfig(
+    `[[general.hba]]\naddress = "127.0.0.2/32"\nmethod = "reject"\n` +
+      `[[general.hba]]\ntype = "hostssl"\ndatabase = ["openproxy"]\nuser = ["admin"]\naddress = "::1/128"\n` +
+      `method = "SCRAM-SHA-256"\n${POOL}`,
+    't',
+  );
+  assert.deepEqual(
+    c.hba.map((r) => [r.type, r.database, r.user, r.address, r.method]),
+    [
+      ['host', ['all'], ['all'], '127.0.0.2/32', 'reject'],
+      ['hostssl', ['openproxy'], ['admin'], '::1/128', 'scram-sha-256'],
+    ],
+  );
+  assert.equal(configRows(c).find((r) => r.key === 'hba.1.method')?.value, 'scram-sha-256');
+  for (const [bad, re] of [
+    ['address = "127.0.0.1"\nmethod = "md5"', /general\.hba\.0\.address: invalid value "127\.0\.0\.1"/],
+    ['address = "10.0.0.0/33"\nmethod = "md5"', /general\.hba\.0\.address: invalid value "10\.0\.0\.0\/33"/],
+    ['method = "peer"', /general\.hba\.0\.method: invalid value "peer"; expected one of "md5"/],
+    ['address = "all"', /general\.hba\.0\.method: missing/],
+  ] as const)
+    assert.throws(() => parseConfig(`[[general.hba]]\n${bad}\n${POOL}`, 't'), re);
+});
+
+test('hba matching: first rule wins; networks over IPv4, IPv4-mapped and IPv6; TLS types; all', () => {
+  const c = parseConfig(
+    `[[general.hba]]\nuser = ["blocked"]\nmethod = "reject"\n` +
+      `[[general.hba]]\ntype = "hostssl"\naddress = "10.1.0.0/16"\nmethod = "trust"\n` +
+      `[[general.hba]]\naddress = "10.0.0.0/8"\ndatabase = ["d"]\nmethod = "md5"\n` +
+      `[[general.hba]]\naddress = "fd00::/8"\nmethod = "scram-sha-256"\n${POOL}`,
+    't',
+  );
+  const m = (address: string, tls = false, user = 'u', database = 'd') =>
+    matchHba(c.hba, { address, tls, user, database })?.method ?? 'none';
+  assert.equal(m('10.1.2.3', false, 'blocked'), 'reject');
+  assert.equal(m('10.1.2.3', true), 'trust');
+  assert.equal(m('::ffff:10.1.2.3', true), 'trust');
+  assert.equal(m('10.1.2.3', false), 'md5');
+  assert.equal(m('10.200.0.1', false, 'u', 'other'), 'none');
+  assert.equal(m('11.0.0.1'), 'none');
+  assert.equal(m('fd12:3456::1'), 'scram-sha-256');
+  assert.equal(m('fe80::1'), 'none');
+  assert.equal(m('not an address'), 'none');
+});
+
+test('client TLS: a mode needing a certificate or CA names both keys; bad protocols name the value', () => {
+  const tls = 'tls_certificate = "/c.pem"\ntls_private_key = "/k.pem"\n';
+  for (const [general, re] of [
+    ['client_tls_sslmode = "require"', /client_tls_sslmode: "require" needs general\.tls_certificate/],
+    [`${tls}client_tls_sslmode = "verify-ca"`, /client_tls_sslmode: "verify-ca" needs general\.client_tls_ca_file/],
+    ['client_tls_protocols = "tlsv1.2, ssl3"', /client_tls_protocols: invalid value "tlsv1\.2, ssl3"/],
+    ['client_tls_sslmode = "sometimes"', /client_tls_sslmode: invalid value "sometimes"; expected one of "disable"/],
+  ] as const)
+    assert.throws(() => parseConfig(`[general]\n${general}\n${POOL}`, 't'), re);
+  const c = parseConfig(`[general]\nclient_tls_cert_file = "/c.pem"\nclient_tls_key_file = "/k.pem"\n${POOL}`, 't');
+  assert.equal(c.general.tls_certificate, '/c.pem', "PgBouncer's spelling is accepted");
+  assert.deepEqual(tlsVersions('tlsv1.3'), { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+  assert.deepEqual(tlsVersions('secure'), { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' });
+  assert.deepEqual(tlsVersions('legacy'), { minVersion: 'TLSv1', maxVersion: 'TLSv1.3' });
 });

@@ -16,6 +16,14 @@ const SECTIONS: { section: Section; toml: string; title: string; intro: string }
     intro: 'VRRP virtual router holding virtual IPs. Omit the section to disable it.',
   },
   {
+    section: 'hba',
+    toml: 'general.hba',
+    title: '[[general.hba]]',
+    intro:
+      'Host-based access rules, tried in order before any password is asked (as pg_hba.conf). Omit them ' +
+      'to let every address log in with auth_type.',
+  },
+  {
     section: 'pool',
     toml: 'pools.NAME',
     title: '[pools.NAME]',
@@ -48,8 +56,10 @@ const EXAMPLE: Record<string, string> = {
   'virtual_router.pre_promote_script': '"/usr/local/bin/before-promote"',
   'virtual_router.pre_demote_script': '"/usr/local/bin/before-demote"',
   'general.admin_userpassword': '"change-me-too"',
+  'hba.method': '"scram-sha-256"',
   'general.tls_certificate': '"/etc/openproxy/server.crt"',
   'general.tls_private_key': '"/etc/openproxy/server.key"',
+  'general.client_tls_ca_file': '"/etc/openproxy/client-ca.crt"',
   'pool.query_parser_max_length': '1048576',
   'pool.automatic_sharding_key': '"data.id"',
   'pool.idle_timeout': '600000',
@@ -89,10 +99,10 @@ export function renderExampleToml(): string {
     '',
   ];
   for (const s of SECTIONS) {
-    const vr = s.section === 'virtual_router';
+    const vr = s.section === 'virtual_router' || s.section === 'hba';
     const head = s.toml.replace('NAME', 'postgres').replace('.N', '.0');
     out.push(`# ${s.intro}`);
-    out.push(vr ? `# [${head}]` : `[${head}]`);
+    out.push(vr ? `# ${s.section === 'hba' ? `[[${head}]]` : `[${head}]`}` : `[${head}]`);
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
       const meta = [typeText(d), defaultText(d), `reload: ${d.changeable ? 'yes' : 'no'}`];
       if (d.aliases?.length) meta.push(`also spelled ${d.aliases.join(', ')}`);

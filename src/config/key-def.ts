@@ -1,6 +1,6 @@
 // The shape of one configuration key in the table (config/table.ts), and a constructor per section.
 
-export type Section = 'general' | 'virtual_router' | 'pool' | 'user' | 'shard';
+export type Section = 'general' | 'virtual_router' | 'hba' | 'pool' | 'user' | 'shard';
 export type KeyType = 'string' | 'int' | 'bool' | 'enum' | 'strings' | 'servers';
 export type Unit = 'ms' | 's' | 'count' | 'bytes';
 
@@ -37,3 +37,5 @@ export const vr = (d: Omit<KeyDef, 'section' | 'changeable'>): KeyDef => ({
 export const p = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'pool', ...d });
 export const u = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'user', ...d });
 export const s = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'shard', ...d });
+/** [[general.hba]] rules: reloadable like the rest of access control. */
+export const h = (d: Omit<KeyDef, 'section' | 'changeable'>): KeyDef => ({ section: 'hba', changeable: true, ...d });

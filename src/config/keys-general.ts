@@ -250,9 +250,42 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     key: 'tls_certificate',
     type: 'string',
     changeable: false,
+    aliases: ['client_tls_cert_file'],
     doc: 'PEM certificate for client TLS; with tls_private_key, SSLRequest is answered S.',
   }),
-  g({ key: 'tls_private_key', type: 'string', changeable: false, doc: 'PEM private key for client TLS.' }),
+  g({
+    key: 'tls_private_key',
+    type: 'string',
+    changeable: false,
+    aliases: ['client_tls_key_file'],
+    doc: 'PEM private key for client TLS.',
+  }),
+  g({
+    key: 'client_tls_sslmode',
+    type: 'enum',
+    values: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'],
+    default: 'prefer',
+    changeable: true,
+    doc:
+      "TLS for clients, PgBouncer's modes: disable = SSLRequest answered N; allow / prefer = TLS when the " +
+      'client asks (needs tls_certificate); require = a login without TLS gets 28000; verify-ca = also a ' +
+      'client certificate signed by client_tls_ca_file; verify-full = also its CN equal to the user name.',
+  }),
+  g({
+    key: 'client_tls_ca_file',
+    type: 'string',
+    changeable: false,
+    doc: 'PEM CA certificates that sign client certificates (verify-ca / verify-full).',
+  }),
+  g({
+    key: 'client_tls_protocols',
+    type: 'string',
+    default: 'secure',
+    changeable: false,
+    doc:
+      'TLS versions offered to clients: a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, or all, secure ' +
+      '(= tlsv1.2,tlsv1.3), legacy (= all). The lowest to the highest named is allowed.',
+  }),
   g({
     key: 'server_tls',
     type: 'bool',

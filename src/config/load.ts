@@ -6,6 +6,8 @@ import { resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, type KeyDef, type Section, keysOf } from './table';
 import { ConfigError } from './error';
+import { type HbaRule, parseNetwork } from './hba';
+import { checkClientTls } from './client-tls';
 import type {
   Config,
   GeneralConfig,
@@ -173,7 +175,14 @@ export function parseConfig(text: string, path: string): Config {
   if (!isTable(rawGeneral)) fail('general', rawGeneral, 'a table');
   const general = readSection('general', rawGeneral, 'general', warnings, [
     'virtual_router',
+    'hba',
   ]) as unknown as GeneralConfig;
+  checkClientTls(general);
+  const hba = numbered(rawGeneral.hba, 'general.hba').map(([k, rh]): HbaRule => {
+    const rule = readSection('hba', rh, `general.hba.${k}`, warnings) as unknown as HbaRule;
+    rule.net = parseNetwork(`general.hba.${k}.address`, rule.address);
+    return rule;
+  });
   if ((general.tls_certificate === undefined) !== (general.tls_private_key === undefined)) {
     throw new ConfigError(
       `general.tls_certificate / general.tls_private_key: only one is set; expected both or neither`,
@@ -248,7 +257,7 @@ export function parseConfig(text: string, path: string): Config {
       throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
     pools.push(pool);
   }
-  return deepFreeze({ path, general, virtual_router, pools, warnings });
+  return deepFreeze({ path, general, virtual_router, hba, pools, warnings });
 }
 
 export function loadConfig(file: string): Config {
@@ -294,6 +303,9 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
       changeable: d.changeable ? 'yes' : 'no',
     });
   for (const d of keysOf('general')) put(d.key, d, (cfg.general as unknown as Table)[d.key]);
+  cfg.hba.forEach((rule, i) => {
+    for (const d of keysOf('hba')) put(`hba.${i}.${d.key}`, d, (rule as unknown as Table)[d.key]);
+  });
   for (const pool of cfg.pools) {
     for (const d of keysOf('pool')) put(`pools.${pool.name}.${d.key}`, d, (pool as unknown as Table)[d.key]);
   }
@@ -318,5 +330,6 @@ export function withSetting(cfg: Config, key: string, text: string): Config {
   const converted = convert(`general.${d.key}`, value, d);
   const next = JSON.parse(JSON.stringify(cfg)) as Config;
   (next.general as unknown as Table)[d.key] = converted;
+  checkClientTls(next.general);
   return deepFreeze(next);
 }

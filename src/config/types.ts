@@ -1,5 +1,7 @@
 // The validated, immutable configuration snapshot that every thread works from.
 
+import type { HbaRule } from './hba';
+
 export type PoolMode = 'session' | 'transaction';
 export type Role = 'primary' | 'replica' | 'auto';
 
@@ -33,6 +35,9 @@ export interface GeneralConfig {
   admin_userpassword?: string;
   tls_certificate?: string;
   tls_private_key?: string;
+  client_tls_sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  client_tls_ca_file?: string;
+  client_tls_protocols: string;
   server_tls: boolean;
   verify_server_certificate: boolean;
   renew_interval: number;
@@ -113,6 +118,8 @@ export interface Config {
   path: string;
   general: GeneralConfig;
   virtual_router?: VirtualRouterConfig;
+  /** [[general.hba]] rules in order (empty: auth_type for every client). */
+  hba: HbaRule[];
   pools: PoolConfig[];
   /** Non-fatal findings (unknown keys, ignored PgCat keys), by key path. */
   warnings: string[];

@@ -1,9 +1,8 @@
 // A proxy worker thread: adopts client sockets handed over by fd, runs their sessions, owns its
 // server connections, and sweeps timers once per tick (one janitor, not a timer per socket).
 
+import { clientSecureContext } from '../config/client-tls';
 import net from 'node:net';
-import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
 import { Classifier } from '../routing/classify';
@@ -111,12 +110,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       case 'config': {
         ctx.registry.update(m.cfg, m.slots);
         const g = m.cfg.general;
-        if (g.tls_certificate && g.tls_private_key && !ctx.tls) {
-          ctx.tls = tls.createSecureContext({
-            cert: readFileSync(g.tls_certificate),
-            key: readFileSync(g.tls_private_key),
-          });
-        }
+        if (g.tls_certificate && g.tls_private_key && !ctx.tls) ctx.tls = clientSecureContext(g);
         if (!configured) {
           configured = true;
           post({ kind: 'ready' });

@@ -6,6 +6,9 @@ import { md5Stored, md5Verify } from '../protocol/md5';
 import { SCRAM_MECHANISM, type ScramSecret, ScramServer, scramSecret } from '../protocol/scram';
 import { randomBytesPooled } from '../shared/random';
 
+/** How a client proves who it is (trust: it does not; only an hba rule grants that). */
+export type AuthMethod = 'md5' | 'scram-sha-256' | 'trust';
+
 export type AuthStep =
   | { kind: 'send'; data: Buffer }
   | { kind: 'ok'; data?: Buffer }
@@ -28,7 +31,7 @@ export class ClientAuth {
   private stage = 0;
 
   constructor(
-    private readonly method: 'md5' | 'scram-sha-256',
+    private readonly method: AuthMethod,
     private readonly user: string,
     private readonly password: string | undefined,
   ) {}
@@ -39,6 +42,7 @@ export class ClientAuth {
 
   /** The first request to send the client. */
   start(): AuthStep {
+    if (this.method === 'trust') return { kind: 'ok' };
     if (this.password === undefined || this.password === '') {
       return {
         kind: 'fail',

@@ -15,6 +15,8 @@ import { PoolLatency } from '../shared/histogram';
 import { STAT } from '../shared/layout';
 import { VERSION } from '../version';
 import { log } from '../log';
+import { wantsClientCert } from '../config/client-tls';
+import { admit } from './access';
 import { ClientAuth, type AuthStep } from './auth';
 import { clientGucs } from './startup-params';
 import { PreparedStatements } from './prepared';
@@ -45,7 +47,8 @@ export function onStartupBytes(s: Session, chunk: Buffer): void {
       if (rest.length > 0) {
         return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'data after SSLRequest before the answer', 'bad startup packet');
       }
-      if (s.ctx.tls && !(s.sock instanceof tls.TLSSocket)) return upgradeTls(s);
+      if (s.ctx.tls && s.ctx.registry.general.client_tls_sslmode !== 'disable' && !(s.sock instanceof tls.TLSSocket))
+        return upgradeTls(s);
       s.sock.write(SSL_NO);
       break;
     case 'cancel':
@@ -66,7 +69,13 @@ function upgradeTls(s: Session): void {
   raw.removeAllListeners('error');
   raw.removeAllListeners('close');
   raw.write(SSL_YES);
-  const t = new tls.TLSSocket(raw, { isServer: true, secureContext: s.ctx.tls! });
+  const t = new tls.TLSSocket(raw, {
+    isServer: true,
+    secureContext: s.ctx.tls!,
+    // verify-ca / verify-full: ask for a certificate, judge it at login (a clear 28000, not a TLS alert).
+    requestCert: wantsClientCert(s.ctx.registry.general),
+    rejectUnauthorized: false,
+  });
   s.sock = t;
   raw.on('error', () => undefined);
   s.listen(t);
@@ -121,7 +130,9 @@ function login(s: Session): void {
     s.userPool = up;
     password = up.user.password;
   }
-  s.auth = new ClientAuth(g.auth_type, user, password);
+  const method = admit(s, db, user);
+  if (method === null) return;
+  s.auth = new ClientAuth(method, user, password);
   s.phase = Phase.Auth;
   authStep(s, s.auth.start());
   if (s.frames.pending) onAuthMessages(s);
