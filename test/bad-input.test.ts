@@ -217,3 +217,27 @@ test('an unknown message type after login: 08P01 at once, not after waiting for 
   assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
   await stillServes();
 });
+
+test('a control message announcing a huge body: 08P01 at once, as PostgreSQL (fuzz seed 20261204)', async () => {
+  // Found by the fuzzer once its sessions logged in: garbage starting with 'C' (Close) announced a
+  // 246 MB body and openproxy waited for it. PostgreSQL allows Close, Describe, Execute, Flush,
+  // Sync, Terminate, CopyDone and CopyFail at most 10,000 bytes and refuses a longer length at once.
+  for (const type of 'CDEHScf') {
+    const c = client(proxy.port);
+    await c.connect();
+    const sock = socketOf(c);
+    const got: Buffer[] = [];
+    sock.removeAllListeners('data');
+    sock.on('data', (b: Buffer) => got.push(b));
+    c.on('error', () => undefined);
+    const t0 = Date.now();
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.write(Buffer.from([type.charCodeAt(0), 0x0e, 0xaa, 0xae, 0xe6, 0x24, 0xe8]));
+    await closed;
+    const data = Buffer.concat(got);
+    assert.equal(sqlstate(data), '08P01', `${type}: ${data.toString('latin1')}`);
+    assert.match(data.toString('utf8'), /invalid message length 246066918 for message type/);
+    assert.ok(Date.now() - t0 < 2000, `${type} answered after ${Date.now() - t0} ms`);
+  }
+  await stillServes();
+});

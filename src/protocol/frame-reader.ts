@@ -19,10 +19,13 @@ export class FrameReader {
   error: string | null = null;
   private owned = false;
 
-  /** `types`: if given, the message types allowed (1 at a type's code); any other is an error at once. */
+  /**
+   * `types`: if given, the longest length allowed per message type (0: the type is not allowed, an
+   * error at once, before its length is read).
+   */
   constructor(
     private readonly maxLength: number,
-    private readonly types: Uint8Array | null = null,
+    private readonly types: Uint32Array | null = null,
   ) {}
 
   push(chunk: Buffer): void {
@@ -64,23 +67,31 @@ export class FrameReader {
   /** Advances to the next complete message at `off`; false when more bytes are needed or on error. */
   next(): boolean {
     const avail = this.end - this.off;
-    if (this.types !== null && avail > 0 && this.types[this.buf[this.off]] === 0) {
-      // As PostgreSQL: an unknown type is refused before its length is read (no waiting for a body).
-      this.error = `invalid frontend message type ${this.buf[this.off]}`;
-      return false;
-    }
-    if (avail < 5) return false;
+    this.error = this.refusal();
+    if (this.error !== null || avail < 5) return false;
     const len = this.buf.readInt32BE(this.off + 1);
-    if (len < 4 || len > this.maxLength) {
-      this.error = `invalid message length ${len} for message type 0x${this.buf[this.off].toString(16)}`;
-      return false;
-    }
     if (avail < len + 1) return false;
     this.type = this.buf[this.off];
     this.start = this.off;
     this.msgEnd = this.off + 1 + len;
     this.off = this.msgEnd;
     return true;
+  }
+
+  /**
+   * Why the next pending message is refused, as soon as that can be known (its type byte, then its
+   * length word), or null. As PostgreSQL: nothing waits for the body of a message it would refuse.
+   */
+  refusal(): string | null {
+    const avail = this.end - this.off;
+    if (avail === 0) return null;
+    const type = this.buf[this.off];
+    const limit = this.types === null ? this.maxLength : Math.min(this.types[type], this.maxLength);
+    if (limit === 0) return `invalid frontend message type ${type}`;
+    if (avail < 5) return null;
+    const len = this.buf.readInt32BE(this.off + 1);
+    if (len < 4 || len > limit) return `invalid message length ${len} for message type 0x${type.toString(16)}`;
+    return null;
   }
 
   /** The body of the current message (a view). */

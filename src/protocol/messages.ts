@@ -17,13 +17,20 @@ export const enum FE {
   PASSWORD = 0x70, // p (also SASL responses)
 }
 
+/** PostgreSQL's PQ_LARGE_MESSAGE_LIMIT and PQ_SMALL_MESSAGE_LIMIT (bytes, length word included). */
+export const LARGE_MESSAGE_LIMIT = 0x3fffffff;
+export const SMALL_MESSAGE_LIMIT = 10000;
+
 /**
- * Every message type a client may send once the startup packet is done (PostgreSQL rejects any
- * other type byte at once, before reading the length): FE above plus CopyData, CopyDone, CopyFail.
+ * Every message type a client may send once the startup packet is done, with the longest body
+ * PostgreSQL accepts for it (postgres.c: 1 GB for statements, bind values and COPY data, 10,000
+ * bytes for the small control messages); 0 = not a frontend type. PostgreSQL rejects any other
+ * type byte at once, before reading the length, and a length over the limit as soon as it is read.
  */
-export const FRONTEND_TYPES: Uint8Array = (() => {
-  const t = new Uint8Array(256);
-  for (const c of 'QPBEDCHSFXpdcf') t[c.charCodeAt(0)] = 1;
+export const FRONTEND_TYPES: Uint32Array = (() => {
+  const t = new Uint32Array(256);
+  for (const c of 'QPBFdp') t[c.charCodeAt(0)] = LARGE_MESSAGE_LIMIT;
+  for (const c of 'EDCHSXcf') t[c.charCodeAt(0)] = SMALL_MESSAGE_LIMIT;
   return t;
 })();
 

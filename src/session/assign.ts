@@ -5,7 +5,7 @@
 // up to primary_wait_timeout for a primary during a failover).
 
 import { errorField, withSeverity } from '../protocol/backend';
-import { FE, FRONTEND_TYPES } from '../protocol/messages';
+import { FE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { ServerConnError, type ServerLink, isFinal } from '../pool/server-link';
 import { type ServerEntry, roleOf } from '../pool/registry';
@@ -23,10 +23,10 @@ export function beginTransaction(s: Session): void {
   if (s.acquiring || s.phase !== Phase.Active) return;
   const f = s.frames;
   if (f.pending === 0) return;
-  if (FRONTEND_TYPES[f.buf[f.off]] === 0) {
+  const refused = f.refusal();
+  if (refused !== null) {
     // Refused before a server is taken for it (the frame reader would refuse it after).
-    const message = `invalid frontend message type ${f.buf[f.off]}`;
-    return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, message, 'bad message');
+    return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, refused, 'bad message');
   }
   if (f.pending >= 5 && f.buf[f.off] === FE.TERMINATE) return s.disconnect('client sent Terminate');
   // A Flush with no server held has nothing to flush: answered by silence, as PostgreSQL would.
