@@ -399,6 +399,14 @@ describe('stats_users and the HTTP listener address', () => {
       await reader.connect();
       const pools = await reader.query('SHOW POOLS');
       assert.ok(pools.rows.length > 0);
+      const mem = await reader.query('SHOW MEM');
+      assert.deepEqual(
+        mem.rows.map((r) => r.thread),
+        ['worker 0', 'worker 1'],
+      );
+      assert.ok(
+        mem.rows.every((r) => Number(r.heap_used_kb) > 1000 && Number(r.heap_total_kb) >= Number(r.heap_used_kb)),
+      );
       for (const cmd of ['PAUSE', 'RELOAD', 'SHUTDOWN', 'KILL postgres', 'SET max_client_conn = 5']) {
         await assert.rejects(reader.query(cmd), (e: { code: string; message: string }) => {
           assert.equal(e.code, '42501', cmd);

@@ -1,12 +1,15 @@
 // A proxy worker's part of the admin console's view: its clients, server connections and per-pool
 // counts at this moment (see snapshot.ts).
 
+import { getHeapStatistics } from 'node:v8';
 import type { WorkerContext } from '../session/context';
 import type { WorkerSnapshot, PoolRow } from '../shared/snapshot';
 
 export function collect(ctx: WorkerContext): WorkerSnapshot {
   const now = Date.now();
-  const snap: WorkerSnapshot = { worker: ctx.index, clients: [], servers: [], pools: [] };
+  const h = getHeapStatistics();
+  const heap = { used: h.used_heap_size, total: h.total_heap_size, external: h.external_memory };
+  const snap: WorkerSnapshot = { worker: ctx.index, heap, clients: [], servers: [], pools: [] };
   const pools = new Map<string, PoolRow>();
   for (const up of ctx.registry.userPools()) {
     const lat = ctx.latency.get(up.statSlot);

@@ -18,7 +18,7 @@ import { log } from '../log';
 
 const HELP = [
   'SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION',
-  'SHOW LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS|VRRP',
+  'SHOW LISTS|MEM|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS|VRRP',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>[, <user>]]',
@@ -112,6 +112,8 @@ export class AdminConsole {
             return this.table(show.showUsers(reg.config));
           case 'VERSION':
             return this.table(show.showVersion());
+          case 'MEM':
+            return this.table(show.showMem(await this.ask({ op: 'snapshots' })));
           case 'LISTS':
             return this.table(
               show.showLists(reg.config, await this.ask({ op: 'snapshots' }), shared.header[REFUSED_CLIENTS]),

@@ -209,6 +209,15 @@ export function showUsers(cfg: Config): Table {
   return { columns: ['name', 'pool_mode'], rows };
 }
 
+/** SHOW MEM: each worker thread's V8 heap, in kB (PgBouncer lists its slab caches here instead). */
+export function showMem(snaps: WorkerSnapshot[]): Table {
+  const kb = (n: number) => Math.round(n / 1024);
+  return {
+    columns: ['thread', 'heap_used_kb', 'heap_total_kb', 'external_kb'],
+    rows: snaps.map((s) => [`worker ${s.worker}`, kb(s.heap.used), kb(s.heap.total), kb(s.heap.external)]),
+  };
+}
+
 export function showVersion(): Table {
   return { columns: ['version'], rows: [[`openproxy ${VERSION}`]] };
 }

@@ -64,6 +64,8 @@ export interface PoolRow {
 
 export interface WorkerSnapshot {
   worker: number;
+  /** The worker's V8 heap (bytes): used and allocated, and memory outside it (buffers). */
+  heap: { used: number; total: number; external: number };
   clients: ClientRow[];
   servers: ServerRow[];
   pools: PoolRow[];
