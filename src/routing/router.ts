@@ -4,13 +4,15 @@
 // behind a read_your_writes client's last commit, are left out (lag measured by the HA thread). Bans live in the shared
 // table, so every worker stops
 // using a failed server at once; the primary is never banned (writes have nowhere else to go), and
-// when every replica is banned the bans are lifted rather than overloading the primary with reads.
+// when every replica is banned the bans are lifted rather than overloading the primary with reads —
+// except bans of servers that stopped answering (timeouts): retrying those costs every read a full
+// timeout, so reads go to the primary until the ban ends.
 
 import type { PoolConfig } from '../config/types';
 import type { ServerEntry, UserPool } from '../pool/registry';
 import { roleOf } from '../pool/registry';
 import type { SharedState } from '../shared/state';
-import { BAN, BAN_REASON } from '../shared/layout';
+import { BAN, BAN_REASON, UNRESPONSIVE } from '../shared/layout';
 import { log } from '../log';
 
 export type Target = 'primary' | 'read';
@@ -46,13 +48,15 @@ export function candidates(
   if (target === 'primary') return primaries.concat(unknown);
   const now = Date.now();
   let live = replicas.filter((e) => !shared.banned(e.pool.slot, now));
-  if (live.length === 0 && replicas.length > 0) {
-    for (const e of replicas) shared.unban(e.pool.slot);
+  const liftable =
+    live.length === 0 ? replicas.filter((e) => !UNRESPONSIVE.has(shared.serverBanReason[e.pool.slot])) : [];
+  if (liftable.length > 0) {
+    for (const e of liftable) shared.unban(e.pool.slot);
     log.warn('every replica is banned: lifting the bans', {
       pool: up.pool.name,
-      replicas: replicas.map((e) => `${e.address.host}:${e.address.port}`),
+      replicas: liftable.map((e) => `${e.address.host}:${e.address.port}`),
     });
-    live = replicas;
+    live = liftable;
   }
   const p = up.pool;
   if (p.max_replica_lag > 0 || p.max_replica_lag_ms > 0 || opts.minLsn > 0) {

@@ -261,7 +261,8 @@ async function acquireFrom(
       } catch (err) {
         lastError = err as ServerConnError;
         if (isFinal(lastError) || s.phase === Phase.Closed) throw lastError;
-        s.ban(e, BAN.connect);
+        // A connect that timed out (no answer at all) is banned as unresponsive, not lifted early.
+        s.ban(e, /timed out/.test(lastError.message) ? BAN.connectTimeout : BAN.connect);
         break;
       }
       if (e.address.role === 'auto' && !e.learned) {
@@ -271,7 +272,8 @@ async function acquireFrom(
         e.pool.release(conn);
         break;
       }
-      if (!needsCheck(s, conn) || (await healthCheck(conn, g.healthcheck_timeout))) {
+      const check = needsCheck(s, conn) ? await healthCheck(conn, g.healthcheck_timeout) : 'ok';
+      if (check === 'ok') {
         // Make its settings match this client's; a server going away here is skipped like a failed check.
         const sql = gucSyncStatement(conn.gucs, s.gucs, conn.reported);
         if (!sql) return { conn, entry: e };
@@ -297,7 +299,7 @@ async function acquireFrom(
         SQLSTATE.CONNECTION_FAILURE,
       );
       // A replica that fails its check is banned; the primary gets up to three fresh tries.
-      if (s.ban(e, BAN.healthcheck) || attempt >= 2) break;
+      if (s.ban(e, check === 'timeout' ? BAN.checkTimeout : BAN.healthcheck) || attempt >= 2) break;
     }
   }
   const what = target === 'read' ? 'reads' : 'writes';
@@ -316,15 +318,19 @@ function needsCheck(s: Session, conn: ServerLink): boolean {
   return delay > 0 && Date.now() - conn.lastUsed > delay;
 }
 
-/** Runs an empty statement within healthcheck_timeout; a connection that fails is closed. */
-async function healthCheck(conn: ServerLink, timeoutMs: number): Promise<boolean> {
+/**
+ * Runs an empty statement within healthcheck_timeout: 'ok', 'timeout' (no answer: the server is
+ * unresponsive) or 'failed'; a connection that does not pass is closed.
+ */
+async function healthCheck(conn: ServerLink, timeoutMs: number): Promise<'ok' | 'failed' | 'timeout'> {
+  const t0 = Date.now();
   const r = await conn.run(';', timeoutMs);
   if (r.ok && conn.clean) {
     conn.lastUsed = Date.now();
-    return true;
+    return 'ok';
   }
   conn.close('health check failed');
-  return false;
+  return Date.now() - t0 >= timeoutMs ? 'timeout' : 'failed';
 }
 
 /**

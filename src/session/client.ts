@@ -11,6 +11,7 @@ import type { ServerConnError, ServerOwner } from '../pool/server-link';
 import type { ServerConn } from '../pool/server-conn';
 import type { PoolWaiter } from '../pool/server-pool';
 import { SQLSTATE } from '../protocol/sqlstate';
+import { BAN } from '../routing/router';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
 import { beginTransaction, onGranted, onGrantFailed } from './assign';
@@ -158,6 +159,8 @@ export class ClientSession extends Session implements ServerOwner, PoolWaiter {
       });
       const message = `query_timeout (${hard} ms): the server did not finish its answer; connection closed`;
       this.cancelQuery(); // a live backend stops working on it; a dead one is closed anyway
+      // A replica that stopped answering is banned like one that fails its health check.
+      if (this.entry) this.ban(this.entry, BAN.queryTimeout);
       return this.fatal(SQLSTATE.CONNECTION_FAILURE, message, 'query_timeout');
     }
     const limit = this.userPool?.user.statement_timeout ?? 0;

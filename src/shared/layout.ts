@@ -105,8 +105,22 @@ export const BAN_REASON = [
   'server closed the connection',
   'replica lag',
   'banned by admin',
+  'health check timed out',
+  'connect timed out',
+  'query_timeout',
 ] as const;
-export const BAN = { connect: 1, healthcheck: 2, closed: 3, lag: 4, admin: 5 } as const;
+export const BAN = {
+  connect: 1,
+  healthcheck: 2,
+  closed: 3,
+  lag: 4,
+  admin: 5,
+  checkTimeout: 6,
+  connectTimeout: 7,
+  queryTimeout: 8,
+} as const;
+/** Ban reasons of a server that stopped answering: not lifted early when every replica is banned. */
+export const UNRESPONSIVE: ReadonlySet<number> = new Set([BAN.checkTimeout, BAN.connectTimeout, BAN.queryTimeout]);
 
 /** A waiter older than this may take a slot from another worker (close-and-reopen there). */
 export const STARVING_MS = 20;
