@@ -188,7 +188,7 @@ describe('faults between openproxy and PostgreSQL, under load', () => {
     { kind: 'cut', at: 'mid', every: 3 },
     { kind: 'reset' },
   ] as Fault[]) {
-    test(`replica connections ${JSON.stringify(fault)}: reads fail clearly or are retried, writes untouched`, async () => {
+    test(`replica connections ${JSON.stringify(fault)}: reads fail clearly or retry, writes untouched`, async () => {
       const broken = relayR.broken();
       const o = await under(relayR, fault);
       assert.ok(relayR.broken() > broken, 'the fault happened');
