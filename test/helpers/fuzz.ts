@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { serialize } from 'pg-protocol';
 import type { PgCluster } from '../../testing/pg-cluster';
 import { FrameReader } from '../../src/protocol/frame-reader';
+import { FRONTEND_TYPES } from '../../src/protocol/messages';
 import { md5Response, md5Stored } from '../../src/protocol/md5';
 import { ScramClient } from '../../src/protocol/scram';
 import { APP_PASS, APP_USER, client } from './db';
@@ -138,6 +139,32 @@ export function play(port: number, script: Step[]): Promise<boolean> {
     const fail = (why: string) => {
       failed ??= why;
     };
+    // What the client sent since its last authentication answer: once logged in, the proxy may
+    // wait for the rest of a frame this stream promised (as PostgreSQL would), and only then.
+    const sent: Buffer[] = [];
+    const send = (b: Buffer | Uint8Array) => {
+      sent.push(Buffer.from(b));
+      s.write(b);
+    };
+    // Waits end on the proxy's next bytes or close (no polling: the long run plays many at once).
+    const waiters = new Set<() => void>();
+    const wakeAll = () => {
+      for (const w of [...waiters]) w();
+    };
+    const until = (cond: () => boolean, ms: number) =>
+      new Promise<void>((resolve) => {
+        if (cond()) return resolve();
+        const finish = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        const check = () => {
+          if (cond()) finish();
+        };
+        const timer = setTimeout(finish, ms);
+        waiters.add(check);
+      });
     s.on('error', () => undefined);
     s.on('data', (chunk: Buffer) => {
       // Answers to SSLRequest / GSSENCRequest are one untyped byte ('N': no TLS configured).
@@ -160,9 +187,11 @@ export function play(port: number, script: Step[]): Promise<boolean> {
       }
       if (frames.error) fail(`bad framing from the proxy: ${frames.error}`);
       frames.detach();
+      wakeAll();
     });
     s.on('close', () => {
       closed = true;
+      wakeAll();
     });
     const pendingAuth = () => salt !== null || sasl || serverFirst !== null;
     /** The answer to the pending authentication request; with none, nothing (right) or garbage. */
@@ -195,39 +224,56 @@ export function play(port: number, script: Step[]): Promise<boolean> {
         if (st.kind === 'login') {
           // Answer the request the proxy sends next (or has sent): wait for it a moment (coverage
           // only: an answer that comes too late is a wrong login, still a valid case).
-          const t0 = Date.now();
-          while (!closed && !pendingAuth() && !loggedIn && Date.now() - t0 < 300)
-            await new Promise((r) => setTimeout(r, 2));
+          await until(() => closed || pendingAuth() || loggedIn, 300);
           const answer = authAnswer(st.right);
-          if (answer) s.write(answer);
+          if (answer) {
+            s.write(answer);
+            sent.length = 0;
+          }
         } else if (st.kind === 'frame') {
           const h = Buffer.alloc(5);
           h[0] = st.type;
           h.writeInt32BE(st.lie === 1 << 30 ? st.lie : 4 + st.body.length + st.lie, 1);
-          s.write(Buffer.concat([h, st.body]));
-        } else s.write(st.data);
+          send(Buffer.concat([h, st.body]));
+        } else send(st.data);
         await new Promise((r) => setTimeout(r, 2));
       }
       // The client stops here. Within the deadline the proxy closes or the session sits at
       // ReadyForQuery; if it does neither it may be waiting for the rest of a frame the client
       // promised, so the client then sends Sync + a query: now it must answer or close.
       const done = () => closed || lastType === 0x5a;
-      const wait = async (ms: number) => {
-        const t0 = Date.now();
-        while (!done() && !failed && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 10));
-      };
+      const wait = (ms: number) => until(() => done() || failed !== null, ms);
       await wait(DEADLINE_MS / 4);
       if (!done() && !failed) {
         lastType = 0;
-        s.write(Buffer.concat([serialize.sync(), serialize.query('SELECT 1')]));
+        send(Buffer.concat([serialize.sync(), serialize.query('SELECT 1')]));
         await wait(DEADLINE_MS);
       }
       s.destroy();
       if (failed) return reject(new Error(failed));
-      if (!done()) return reject(new Error(`stalled: no reply and no close within ${DEADLINE_MS} ms`));
+      const waiting = loggedIn && promisesMore(Buffer.concat(sent));
+      if (!done() && !waiting) return reject(new Error(`stalled: no reply and no close within ${DEADLINE_MS} ms`));
       resolve(loggedIn);
     });
   });
+}
+
+/**
+ * Whether a logged-in client's byte stream ends inside a frame PostgreSQL would wait for: a valid
+ * type whose length is within the type's limit but longer than what follows (or a partial header).
+ * A frame PostgreSQL refuses at its type or length means the proxy must not be waiting.
+ */
+function promisesMore(buf: Buffer): boolean {
+  for (let p = 0; p < buf.length; ) {
+    const limit = FRONTEND_TYPES[buf[p]];
+    if (limit === 0) return false;
+    if (buf.length - p < 5) return true;
+    const len = buf.readInt32BE(p + 1);
+    if (len < 4 || len > limit) return false;
+    if (p + 1 + len > buf.length) return true;
+    p += 1 + len;
+  }
+  return false;
 }
 
 /** A probe of a proxy: what a fresh client sees; the first call records it, later ones must see the same. */
@@ -310,7 +356,7 @@ export async function fuzz(r: FuzzRun): Promise<{ cases: number; logins: number[
           r.progress?.(n);
         }
       }),
-      { numRuns: runs, seed: r.seed + i, endOnFailure: true, path: r.path },
+      { numRuns: runs, seed: r.seed + i, endOnFailure: true, path: r.path, includeErrorInReport: true },
     );
   };
   await Promise.all(Array.from({ length: r.lanes }, (_, i) => lane(i)));
