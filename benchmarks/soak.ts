@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
 import { configFor, startProxy } from '../test/helpers/proxy';
-import { APP_PASS, APP_USER, createAppRole, pgjs } from '../test/helpers/db';
+import { APP_PASS, APP_USER, adminClient, createAppRole, pgjs } from '../test/helpers/db';
 import { rssMb } from './proc';
 import { writeSection } from './results';
 
@@ -69,13 +69,7 @@ async function main(): Promise<void> {
         n + Number(cluster.psql(node, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${APP_USER}'`).trim()),
       0,
     );
-  const admin = new pg.Client({
-    host: '127.0.0.1',
-    port: proxy.port,
-    user: 'admin',
-    password: 'adminpass',
-    database: 'openproxy',
-  });
+  const admin = adminClient(proxy.port);
   await admin.connect();
   const heapMb = async () =>
     (await admin.query('SHOW MEM')).rows.reduce((n, r) => n + Number(r.heap_used_kb), 0) / 1024;

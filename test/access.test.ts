@@ -5,9 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import pg from 'pg';
+import type pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, createAppRole } from './helpers/db';
+import { APP_USER, client, createAppRole } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { startupPacket } from './helpers/wire';
 
@@ -20,13 +20,7 @@ after(() => cluster?.stop());
 
 /** A pg client whose connection comes from `from` (a loopback address). */
 function clientFrom(from: string, port: number, opts: Partial<pg.ClientConfig> = {}): pg.Client {
-  return new pg.Client({
-    host: '127.0.0.1',
-    port,
-    user: APP_USER,
-    password: APP_PASS,
-    database: 'postgres',
-    connectionTimeoutMillis: 10000,
+  return client(port, {
     stream: () => {
       const sock = new net.Socket();
       const connect = sock.connect.bind(sock) as (o: net.TcpNetConnectOpts) => net.Socket;

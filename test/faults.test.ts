@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, createAppRole, sleep } from './helpers/db';
+import { APP_PASS, APP_USER, adminClient, createAppRole, sleep } from './helpers/db';
 import { type Fault, type FaultRelay, startFaultRelay } from './helpers/fault-relay';
 import { type Proxy, startProxy } from './helpers/proxy';
 
@@ -211,13 +211,7 @@ describe('faults between openproxy and PostgreSQL, under load', () => {
   });
 
   test('a black-holed replica is banned; its stuck reads end by query_timeout; the primary carries on', async () => {
-    const admin = new pg.Client({
-      host: '127.0.0.1',
-      port: proxy.port,
-      user: 'admin',
-      password: 'adminpass',
-      database: 'openproxy',
-    });
+    const admin = adminClient(proxy.port);
     await admin.connect();
     try {
       relayR.set({ kind: 'blackhole' });

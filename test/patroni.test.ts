@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { PatroniCluster, type PatroniMember } from '../testing/patroni-cluster';
 import { SUPERPASS, SUPERUSER } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, sleep, until } from './helpers/db';
+import { APP_PASS, APP_USER, adminClient, sleep, until } from './helpers/db';
 import { type Proxy, startProxy } from './helpers/proxy';
 
 const RENEW = 500;
@@ -316,13 +316,7 @@ async function stuckReport(old: PatroniMember): Promise<string> {
       lines.push(`${m.name}: ${(e as Error).message}`);
     }
   }
-  const admin = new pg.Client({
-    host: '127.0.0.1',
-    port: proxy.port,
-    user: 'admin',
-    password: 'adminpass',
-    database: 'openproxy',
-  });
+  const admin = adminClient(proxy.port);
   admin.on('error', () => undefined);
   try {
     await admin.connect();

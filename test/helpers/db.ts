@@ -26,6 +26,11 @@ export function client(port: number, opts: Partial<pg.ClientConfig> = {}): pg.Cl
   });
 }
 
+/** A client of openproxy's admin console (the test configs' admin / adminpass). */
+export function adminClient(port: number): pg.Client {
+  return client(port, { user: 'admin', password: 'adminpass', database: 'openproxy' });
+}
+
 export async function query<T = Record<string, unknown>>(
   port: number,
   sql: string,
