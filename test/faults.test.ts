@@ -238,7 +238,8 @@ describe('faults between openproxy and PostgreSQL, under load', () => {
       );
       assert.equal(failures(o.writes), 0, JSON.stringify([...o.writes.failed]));
       readsClear(o, false);
-      assert.ok(failures(o.reads) <= CLIENTS * 2, `read failures: ${JSON.stringify([...o.reads.failed])}`);
+      // Reads stuck when the hole opened fail once each; after the ban ends (BAN_MS) they may once more.
+      assert.ok(failures(o.reads) <= CLIENTS * 3, `read failures: ${JSON.stringify([...o.reads.failed])}`);
       writesIntact(o);
     } finally {
       await admin.end();
