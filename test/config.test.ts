@@ -327,3 +327,20 @@ test('client TLS: a mode needing a certificate or CA names both keys; bad protoc
   assert.deepEqual(tlsVersions('secure'), { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' });
   assert.deepEqual(tlsVersions('legacy'), { minVersion: 'TLSv1', maxVersion: 'TLSv1.3' });
 });
+
+test('prepared_statements_cache_size per pool overrides [general]; absent, the general value applies', () => {
+  const c = parseConfig(
+    `[general]\nprepared_statements_cache_size = 7\n[pools.a]\nprepared_statements_cache_size = 500\n` +
+      `[pools.a.users.0]\nusername="u"\npassword="p"\n[pools.a.shards.0]\ndatabase="d"\nservers=[["h", 5432]]\n` +
+      `[pools.b.users.0]\nusername="u"\npassword="p"\n[pools.b.shards.0]\ndatabase="d"\nservers=[["h", 5432]]\n`,
+    't',
+  );
+  assert.deepEqual(
+    c.pools.map((p) => [p.name, p.prepared_statements_cache_size]),
+    [
+      ['a', 500],
+      ['b', 7],
+    ],
+  );
+  assert.deepEqual(c.warnings, []);
+});

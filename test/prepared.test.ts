@@ -209,3 +209,33 @@ describe('with the cache off', () => {
     }
   });
 });
+
+describe('per-pool cache size (seed 001 writes it in [pools.NAME])', () => {
+  test('a pool with its own prepared_statements_cache_size uses it; [general] is the default for others', async () => {
+    const proxy = await startProxy((port) =>
+      configFor(cluster, port, 'connect_timeout = 10000\nprepared_statements_cache_size = 0', [
+        { pool_mode: 'transaction', pool_size: 2, extraPool: 'prepared_statements_cache_size = 100' },
+        { name: 'nocache', pool_mode: 'transaction', pool_size: 2 },
+      ]),
+    );
+    const cached = client(proxy.port);
+    const plain = client(proxy.port, { database: 'nocache' });
+    await cached.connect();
+    await plain.connect();
+    try {
+      for (let k = 0; k < 5; k++) {
+        const r = await cached.query({ name: 'per_pool', text: 'SELECT $1::int * 2 AS v', values: [k] });
+        assert.equal(r.rows[0].v, 2 * k);
+      }
+      await assert.rejects(plain.query({ name: 'per_pool', text: 'SELECT $1::int AS v', values: [1] }), (e: Error) => {
+        assert.match(e.message, /need prepared_statements_cache_size > 0/);
+        return true;
+      });
+      assert.doesNotMatch(proxy.output(), /unknown key/);
+    } finally {
+      await cached.end();
+      await plain.end();
+      await proxy.stop();
+    }
+  });
+});

@@ -62,6 +62,7 @@ const EXAMPLE: Record<string, string> = {
   'general.client_tls_ca_file': '"/etc/openproxy/client-ca.crt"',
   'pool.query_parser_max_length': '1048576',
   'pool.automatic_sharding_key': '"data.id"',
+  'pool.prepared_statements_cache_size': '500',
   'pool.idle_timeout': '600000',
   'pool.connect_timeout': '1000',
   'pool.server_lifetime': '3600000',

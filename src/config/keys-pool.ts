@@ -172,6 +172,16 @@ export const POOL_KEYS: readonly KeyDef[] = [
     doc: 'Shard for queries without a sharding key.',
   }),
   p({
+    key: 'prepared_statements_cache_size',
+    type: 'int',
+    unit: 'count',
+    min: 0,
+    changeable: true,
+    doc:
+      'Per-pool override of general.prepared_statements_cache_size (as seed 001 writes it): statements ' +
+      'each server connection of this pool keeps; a client may name any number, they map onto these.',
+  }),
+  p({
     key: 'idle_timeout',
     type: 'int',
     unit: 'ms',

@@ -227,6 +227,7 @@ export function parseConfig(text: string, path: string): Config {
     const pool = readSection('pool', rp, at, warnings, ['users', 'shards']) as unknown as PoolConfig;
     pool.name = name;
     pool.idle_timeout ??= general.idle_timeout;
+    pool.prepared_statements_cache_size ??= general.prepared_statements_cache_size;
     pool.connect_timeout ??= general.connect_timeout;
     pool.server_lifetime ??= general.server_lifetime;
     pool.users = numbered(rp.users, `${at}.users`).map(([k, ru], index) => {

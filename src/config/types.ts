@@ -106,6 +106,7 @@ export interface PoolConfig {
   automatic_sharding_key?: string;
   default_shard: string;
   /** Effective values (pool override or general). */
+  prepared_statements_cache_size: number;
   idle_timeout: number;
   connect_timeout: number;
   server_lifetime: number;

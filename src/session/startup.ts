@@ -247,7 +247,7 @@ async function attachServer(s: Session, authOk: Buffer): Promise<void> {
 
 /** Named statements follow a client between server connections only through the cache. */
 function cachePrepared(s: Session): void {
-  const cacheSize = s.ctx.registry.general.prepared_statements_cache_size;
+  const cacheSize = s.userPool!.pool.prepared_statements_cache_size;
   if (s.movable && cacheSize > 0) s.ps = new PreparedStatements(cacheSize);
 }
 

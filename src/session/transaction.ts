@@ -99,7 +99,7 @@ export function replaceError(s: Session, body: Buffer): Buffer | null {
       `prepared statement "${name}" cannot be used: named prepared ` +
       `statements need prepared_statements_cache_size > 0 in ${where}`,
     hint:
-      `Set general.prepared_statements_cache_size in openproxy (e.g. 500), ` +
+      `Set prepared_statements_cache_size for pool "${s.userPool?.pool.name}" or in [general] (e.g. 500), ` +
       `or use unnamed ` +
       `statements${s.txMode ? ', or pool_mode = "session"' : ''}.`,
   });
