@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { dupFd, setKeepAlive, socketFd } from '../src/net/sockopt';
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const koffi = require('koffi');
@@ -34,4 +35,23 @@ test('setKeepAlive sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCN
   close(d);
   sock.destroy();
   server.close();
+});
+
+test('client sockets get TCP keepalive too (tcp_keepalives_*): the kernel shows the timer', async () => {
+  const { PgCluster } = await import('../testing/pg-cluster');
+  const { createAppRole, client } = await import('./helpers/db');
+  const { configFor, startProxy } = await import('./helpers/proxy');
+  const cluster = await PgCluster.start();
+  createAppRole(cluster);
+  const proxy = await startProxy((port) => configFor(cluster, port, 'tcp_keepalives_idle = 7'));
+  const c = client(proxy.port);
+  try {
+    await c.connect();
+    const ss = spawnSync('ss', ['-tnoH', 'state', 'established', `( sport = :${proxy.port} )`], { encoding: 'utf8' });
+    assert.match(ss.stdout, /timer:\(keepalive,[\d.]+(ms|sec)/, ss.stdout);
+  } finally {
+    await c.end();
+    await proxy.stop();
+    cluster.stop();
+  }
 });

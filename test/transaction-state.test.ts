@@ -388,6 +388,29 @@ describe('timeouts', () => {
     }
   });
 
+  test('client_idle_timeout closes an idle client with 57P05; a busy or in-transaction one is left alone', async () => {
+    const proxy = await startProxy(tx(2, 'client_idle_timeout = 800'));
+    const idle = client(proxy.port);
+    const busy = client(proxy.port);
+    const inTx = client(proxy.port);
+    const errors: { code?: string; message: string }[] = [];
+    idle.on('error', (e) => errors.push(e as { code?: string; message: string }));
+    try {
+      for (const c of [idle, busy, inTx]) await c.connect();
+      await inTx.query('BEGIN');
+      // A statement longer than the timeout: idle time counts from its answer, not from the send.
+      await busy.query('SELECT pg_sleep(1.5)');
+      await busy.query('SELECT 1');
+      await until(() => errors.length > 0, 5000, 'the idle client to be closed');
+      assert.equal(errors[0].code, '57P05');
+      assert.match(errors[0].message, /client_idle_timeout \(800 ms\)/);
+      await inTx.query('COMMIT');
+    } finally {
+      for (const c of [idle, busy, inTx]) await c.end().catch(() => undefined);
+      await proxy.stop();
+    }
+  });
+
   test('idle_client_in_transaction_timeout in transaction mode frees the held connection', async () => {
     const proxy = await startProxy(tx(1, 'idle_client_in_transaction_timeout = 300'));
     try {

@@ -108,6 +108,17 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
       'query_timeout (there in seconds). 0 = off.',
   }),
   g({
+    key: 'client_idle_timeout',
+    type: 'int',
+    unit: 'ms',
+    default: 0,
+    min: 0,
+    changeable: true,
+    doc:
+      "Disconnect a logged-in client idle this long outside a transaction, with 57P05 (PostgreSQL's " +
+      "idle_session_timeout code). PgBouncer's client_idle_timeout (there in seconds). 0 = off.",
+  }),
+  g({
     key: 'idle_client_in_transaction_timeout',
     type: 'int',
     unit: 'ms',
@@ -180,7 +191,7 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     default: 5,
     min: 0,
     changeable: true,
-    doc: 'Server sockets: idle time before the first TCP keepalive probe.',
+    doc: 'Client and server sockets: idle time before the first TCP keepalive probe (0 = no keepalive).',
   }),
   g({
     key: 'tcp_keepalives_interval',
@@ -189,7 +200,7 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     default: 5,
     min: 1,
     changeable: true,
-    doc: 'Server sockets: time between TCP keepalive probes.',
+    doc: 'Client and server sockets: time between TCP keepalive probes.',
   }),
   g({
     key: 'tcp_keepalives_count',
@@ -198,7 +209,7 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     default: 5,
     min: 1,
     changeable: true,
-    doc: 'Server sockets: unanswered keepalive probes before the connection is dropped.',
+    doc: 'Client and server sockets: unanswered keepalive probes before the connection is dropped.',
   }),
   g({
     key: 'auth_type',

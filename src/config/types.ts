@@ -15,6 +15,7 @@ export interface GeneralConfig {
   client_login_timeout: number;
   idle_client_in_transaction_timeout: number;
   query_timeout: number;
+  client_idle_timeout: number;
   max_client_conn: number;
   stats_users: string[];
   prometheus_exporter_host: string;

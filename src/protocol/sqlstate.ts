@@ -25,6 +25,8 @@ export const SQLSTATE = {
   FEATURE_NOT_SUPPORTED: '0A000',
   /** 54000: message bigger than allowed. */
   PROGRAM_LIMIT_EXCEEDED: '54000',
+  /** 57P05: client_idle_timeout (PostgreSQL's idle_session_timeout code). */
+  IDLE_SESSION_TIMEOUT: '57P05',
   /** 25P03: idle_client_in_transaction_timeout. */
   IDLE_IN_TRANSACTION_TIMEOUT: '25P03',
   /** 57014: statement cancelled (statement_timeout). */

@@ -2,6 +2,7 @@
 // server connections, and sweeps timers once per tick (one janitor, not a timer per socket).
 
 import { clientSecureContext } from '../config/client-tls';
+import { setKeepAlive } from '../net/sockopt';
 import net from 'node:net';
 import type { MessagePort } from 'node:worker_threads';
 import { Registry } from '../pool/registry';
@@ -61,6 +62,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     const demoted = ctx.registry.closeDemoted();
     if (demoted > 0) log.warn('closed connections to a server that is no longer primary', { connections: demoted });
     const idleTx = ctx.registry.general.idle_client_in_transaction_timeout;
+    const idleClient = ctx.registry.general.client_idle_timeout;
     const loginTimeout = ctx.registry.general.client_login_timeout;
     const perfNow = performance.now();
     for (const c of sessions) {
@@ -68,6 +70,15 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
       if (c.state === 'login' && loginTimeout > 0 && now - c.connectedAt > loginTimeout) {
         const message = `client_login_timeout (${loginTimeout} ms) reached before the login completed`;
         c.fatal(SQLSTATE.PROTOCOL_VIOLATION, message, 'client_login_timeout');
+      } else if (
+        idleClient > 0 &&
+        c.state !== 'login' &&
+        c.state !== 'waiting' &&
+        (!c.server || (!c.server.busy && c.server.txStatus === 0x49)) &&
+        now - c.lastActivity > idleClient
+      ) {
+        const message = `terminating connection due to client_idle_timeout (${idleClient} ms)`;
+        c.fatal(SQLSTATE.IDLE_SESSION_TIMEOUT, message, 'client_idle_timeout');
       } else if (
         idleTx > 0 &&
         c.server &&
@@ -128,6 +139,8 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
               writable: true,
               onread: onreadOptions(onClientRead),
             } as net.SocketConstructorOpts);
+        const g = ctx.registry.general;
+        setKeepAlive(sock, g.tcp_keepalives_idle, g.tcp_keepalives_interval, g.tcp_keepalives_count);
         const c = new ClientSession(sock, ctx);
         sessions.add(c);
         c.onGone = () => {

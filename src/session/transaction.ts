@@ -31,6 +31,7 @@ export function onReady(s: Session, status: number): boolean {
     s.latency!.query.observe((now - s.queryStart) / 1000);
   }
   s.queryStart = -1;
+  s.lastActivity = Date.now(); // idle (client_idle_timeout, idle in transaction) counts from the answer
   if (status === TX_IDLE) {
     s.transactions++;
     st[s.stat + STAT.xact_count] += 1;
