@@ -5,9 +5,9 @@
 // must fall back to where they were before it. The curve and the verdict go to RESULTS.md ("Soak").
 //
 // Pass: RSS over the last third within 5 % of the second third (no upward trend after warm-up);
-// fds and server connections back to their floor (fds within 2: lazily opened runtime fds); 0 failed
-// transactions outside the fault windows (30 s from a replica restart on); every committed write
-// present exactly once.
+// fds and server connections back to their floor (fds within 2: each worker's event loop opens
+// /dev/null once at its first TCP stream, libuv's EMFILE reserve); 0 failed transactions outside
+// the fault windows (30 s from a replica restart on); every committed write present exactly once.
 
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
@@ -206,9 +206,10 @@ async function main(): Promise<void> {
   const failedOutside = samples.reduce((n, s) => n + s.failed, 0);
   const checks = [
     [`RSS, last third vs second third: ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} % (≤ 5 %)`, growth <= 5],
+    // Within 2 of the floor: libuv's EMFILE reserve (/dev/null), opened once per worker loop.
     [
-      `fds after the load: ${after.fds} (floor ${floor.fds}), ${after.seconds} s after it stopped`,
-      after.fds <= floor.fds,
+      `fds after the load: ${after.fds} (floor ${floor.fds}, ≤ +2), ${after.seconds} s after it stopped`,
+      after.fds <= floor.fds + 2,
     ],
     [`server connections after the load: ${after.servers} (floor ${floor.servers})`, after.servers <= floor.servers],
     [`failed transactions outside the fault windows: ${failedOutside}`, failedOutside === 0],
@@ -228,7 +229,7 @@ async function main(): Promise<void> {
     `**${pass ? 'Passed' : 'FAILED'}.**`,
     '',
     ...checks.map(([text, ok]) => `- ${ok ? 'ok' : '**not ok**'}: ${text}`),
-    ...(after.fds > floor.fds
+    ...(after.fds > floor.fds + 2
       ? [
           '',
           `fds not there before the load: ${fdList()
