@@ -225,11 +225,14 @@ export function play(port: number, script: Step[]): Promise<boolean> {
           // Answer the request the proxy sends next (or has sent): wait for it a moment (coverage
           // only: an answer that comes too late is a wrong login, still a valid case).
           await until(() => closed || pendingAuth() || loggedIn, 300);
+          // An answer to a pending request starts the post-login stream afresh; garbage sent with no
+          // request pending is part of that stream (seed 20261205, path 1754: it was not).
+          const pending = pendingAuth();
           const answer = authAnswer(st.right);
-          if (answer) {
+          if (answer && pending) {
             s.write(answer);
             sent.length = 0;
-          }
+          } else if (answer) send(answer);
         } else if (st.kind === 'frame') {
           const h = Buffer.alloc(5);
           h[0] = st.type;
