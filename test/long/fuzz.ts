@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   for (const auth of ['md5', 'scram-sha-256']) {
     const general = `auth_type = "${auth}"\nclient_login_timeout = 2000\nprepared_statements_cache_size = 100\n`;
     const pools = [{ pool_mode: 'transaction' as const, pool_size: LANES + 4 }];
-    proxies.push(await startProxy((port) => configFor(cluster, port, general, pools), ['-l', 'warn']));
+    proxies.push(await startProxy((port) => configFor(cluster, port, general, pools), ['-l', 'info']));
   }
   const mem = () =>
     proxies.map((p) => `${rssMb(p.proc.pid!).toFixed(0)} MB / ${readdirSync(`/proc/${p.proc.pid}/fd`).length} fds`);
