@@ -1,5 +1,5 @@
 // The long client fuzz run (`npm run fuzz:long`, not in `npm test`): the CI fuzzer
-// (test/helpers/fuzz.ts) for FUZZ_RUNS cases (default 1,000,000), FUZZ_LANES at once (default 16),
+// (test/helpers/fuzz.ts) for FUZZ_RUNS cases (default 1,000,000), FUZZ_LANES at once (default 8),
 // seeded by FUZZ_SEED, against two openproxies (md5 and SCRAM logins) on a throwaway cluster. It
 // prints progress with the proxies' RSS and open fds, and writes the outcome to
 // benchmarks/RESULTS.md ("Long client fuzz"), a failure's seed, path and script included.
@@ -15,7 +15,7 @@ import { type Proxy, configFor, startProxy } from '../helpers/proxy';
 
 const RUNS = Number(process.env.FUZZ_RUNS) || 1_000_000;
 const SEED = Number(process.env.FUZZ_SEED) || 20261203;
-const LANES = Number(process.env.FUZZ_LANES) || 16;
+const LANES = Number(process.env.FUZZ_LANES) || 8;
 const MINUTES = Number(process.env.FUZZ_MINUTES) || 0;
 
 async function main(): Promise<void> {
@@ -23,7 +23,10 @@ async function main(): Promise<void> {
   createAppRole(cluster);
   const proxies: Proxy[] = [];
   for (const auth of ['md5', 'scram-sha-256']) {
-    const general = `auth_type = "${auth}"\nclient_login_timeout = 2000\nprepared_statements_cache_size = 100\n`;
+    // connect_timeout 10 s: with every core busy a server login can take over PgCat's default second.
+    const general =
+      `auth_type = "${auth}"\nclient_login_timeout = 2000\nprepared_statements_cache_size = 100\n` +
+      'connect_timeout = 10000\n';
     const pools = [{ pool_mode: 'transaction' as const, pool_size: LANES + 4 }];
     proxies.push(await startProxy((port) => configFor(cluster, port, general, pools), ['-l', 'info']));
   }
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
   // An early end is a chunked run: RUNS is split into chunks that stop once the deadline passes.
   const chunk = MINUTES > 0 ? Math.min(RUNS, LANES * 2000) : RUNS;
   let played = 0;
+  let inChunk = 0; // cases of the running chunk, as last reported (counted on a failure too)
   const logins = [0, 0];
   let outcome = 'passed';
   try {
@@ -46,12 +50,14 @@ async function main(): Promise<void> {
         lanes: LANES,
         every: 1000,
         progress: (n) => {
+          inChunk = n;
           if ((played + n) % 10_000 !== 0) return;
           const s = (Date.now() - t0) / 1000;
           console.log(`${played + n} cases, ${((played + n) / s).toFixed(0)}/s, proxies ${mem().join(', ')}`);
         },
       });
       played += r.cases;
+      inChunk = 0;
       logins[0] += r.logins[0];
       logins[1] += r.logins[1];
     }
@@ -60,6 +66,7 @@ async function main(): Promise<void> {
     if (runningOnServer(cluster) > 0) outcome = 'FAILED: server connections left busy after the run';
   } catch (e) {
     outcome = `FAILED: ${(e as Error).message}`;
+    played += inChunk;
   }
   const minutes = ((Date.now() - t0) / 60_000).toFixed(1);
   const body = [
