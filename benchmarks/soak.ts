@@ -11,10 +11,10 @@
 
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import pg from 'pg';
+import type pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
 import { configFor, startProxy } from '../test/helpers/proxy';
-import { APP_PASS, APP_USER, adminClient, createAppRole, pgjs } from '../test/helpers/db';
+import { APP_USER, adminClient, client, createAppRole, pgjs } from '../test/helpers/db';
 import { rssMb } from './proc';
 import { writeSection } from './results';
 
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     }
   };
   const connect = async (database = 'postgres') => {
-    const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: APP_USER, password: APP_PASS, database });
+    const c = client(proxy.port, { database });
     c.on('error', () => undefined);
     await c.connect();
     return c;

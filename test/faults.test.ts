@@ -7,9 +7,9 @@
 // clients carry on.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
+import type pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, adminClient, createAppRole, sleep } from './helpers/db';
+import { APP_PASS, APP_USER, adminClient, client, createAppRole, sleep } from './helpers/db';
 import { type Fault, type FaultRelay, startFaultRelay } from './helpers/fault-relay';
 import { type Proxy, startProxy } from './helpers/proxy';
 
@@ -100,13 +100,7 @@ async function load(ms: number, readSql = 'SELECT count(*) FROM pg_class'): Prom
         const id = write ? nextId++ : 0;
         try {
           if (!c) {
-            c = new pg.Client({
-              host: '127.0.0.1',
-              port: proxy.port,
-              user: APP_USER,
-              password: APP_PASS,
-              database: 'postgres',
-            });
+            c = client(proxy.port);
             c.on('error', () => undefined);
             await c.connect();
           }
