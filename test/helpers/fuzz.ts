@@ -247,14 +247,18 @@ export function play(port: number, script: Step[]): Promise<boolean> {
       const done = () => closed || lastType === 0x5a;
       const wait = (ms: number) => until(() => done() || failed !== null, ms);
       await wait(DEADLINE_MS / 4);
+      // A frame the client left open swallows the Sync + query (seed 20261264, path 1500: they
+      // completed a CopyData after a failed Bind, so PostgreSQL too still waits for a Sync).
+      let leftOpen = false;
       if (!done() && !failed) {
+        leftOpen = promisesMore(Buffer.concat(sent));
         lastType = 0;
         send(Buffer.concat([serialize.sync(), serialize.query('SELECT 1')]));
         await wait(DEADLINE_MS);
       }
       s.destroy();
       if (failed) return reject(new Error(failed));
-      const waiting = loggedIn && promisesMore(Buffer.concat(sent));
+      const waiting = loggedIn && (leftOpen || promisesMore(Buffer.concat(sent)));
       if (!done() && !waiting) return reject(new Error(`stalled: no reply and no close within ${DEADLINE_MS} ms`));
       resolve(loggedIn);
     });
