@@ -79,7 +79,7 @@ const COLUMNS: Record<string, string[]> = {
     'prepare_cache_eviction',
     'prepare_cache_size',
   ],
-  USERS: ['name', 'pool_mode'],
+  USERS: ['name', 'pool_mode', 'max_user_connections', 'current_connections'],
   LISTS: ['list', 'items'],
   STATS: [
     'instance',

@@ -109,7 +109,7 @@ export class AdminConsole {
           case 'SERVERS':
             return this.table(show.showServers(await this.ask({ op: 'snapshots' })));
           case 'USERS':
-            return this.table(show.showUsers(reg.config));
+            return this.table(show.showUsers(reg, shared));
           case 'VERSION':
             return this.table(show.showVersion());
           case 'MEM':

@@ -37,9 +37,9 @@ export function showDatabases(reg: Registry, shared: SharedState, paused: Set<st
           s.login.user,
           up.user.pool_size,
           up.user.min_pool_size,
-          0,
+          up.pool.reserve_pool_size,
           up.user.pool_mode,
-          up.user.pool_size,
+          up.pool.max_db_connections,
           Atomics.load(shared.serverConns, e.pool.slot),
           paused.has(up.pool.name) || paused.has('') ? 1 : 0,
           disabled.has(up.pool.name) || disabled.has('') ? 1 : 0,
@@ -203,10 +203,16 @@ export function showServers(snaps: WorkerSnapshot[]): Table {
   };
 }
 
-export function showUsers(cfg: Config): Table {
-  const rows: Table['rows'] = [];
-  for (const p of cfg.pools) for (const u of p.users) rows.push([u.username, u.pool_mode]);
-  return { columns: ['name', 'pool_mode'], rows };
+/** One row per user name (PgBouncer's): its limit and server connections across every pool. */
+export function showUsers(reg: Registry, shared: SharedState): Table {
+  const rows = new Map<string, Table['rows'][number]>();
+  for (const up of reg.userPools()) {
+    const group = up.shards[0]?.[0]?.pool.settings.groups.user;
+    if (rows.has(up.user.username) || group === undefined) continue;
+    const u = up.user;
+    rows.set(u.username, [u.username, u.pool_mode, u.max_user_connections, Atomics.load(shared.groupConns, group)]);
+  }
+  return { columns: ['name', 'pool_mode', 'max_user_connections', 'current_connections'], rows: [...rows.values()] };
 }
 
 /** SHOW MEM: each worker thread's V8 heap, in kB (PgBouncer lists its slab caches here instead). */

@@ -71,6 +71,9 @@ const EXAMPLE: Record<string, string> = {
   'general.worker_threads': '4',
   'user.pool_mode': '"transaction"',
   'user.server_lifetime': '3600000',
+  'pool.max_db_connections': '50',
+  'pool.reserve_pool_size': '2',
+  'user.max_user_connections': '20',
 };
 
 function tomlValue(v: KeyDef['default']): string {

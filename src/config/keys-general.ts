@@ -143,7 +143,9 @@ export const GENERAL_KEYS: readonly KeyDef[] = [
     default: 30000,
     min: 0,
     changeable: true,
-    doc: 'A server connection idle this long is health-checked before it is used.',
+    doc:
+      'A server connection idle this long is health-checked (server_check_query) before it is used; ' +
+      "0 = never. PgBouncer's server_check_delay, where 0 means always: use 1 here for that.",
   }),
   g({
     key: 'shutdown_timeout',

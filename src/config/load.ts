@@ -230,6 +230,8 @@ export function parseConfig(text: string, path: string): Config {
     pool.prepared_statements_cache_size ??= general.prepared_statements_cache_size;
     pool.connect_timeout ??= general.connect_timeout;
     pool.server_lifetime ??= general.server_lifetime;
+    pool.max_db_connections ??= general.max_db_connections;
+    pool.reserve_pool_size ??= general.reserve_pool_size;
     pool.users = numbered(rp.users, `${at}.users`).map(([k, ru], index) => {
       const user = readSection('user', ru, `${at}.users.${k}`, warnings) as unknown as UserConfig;
       user.index = index;
@@ -237,6 +239,7 @@ export function parseConfig(text: string, path: string): Config {
       user.server_password ??= user.password;
       user.pool_mode ??= pool.pool_mode;
       user.server_lifetime ??= pool.server_lifetime;
+      user.max_user_connections ??= general.max_user_connections;
       if (user.min_pool_size > user.pool_size) {
         fail(`${at}.users.${k}.min_pool_size`, user.min_pool_size, `at most pool_size (${user.pool_size})`);
       }
@@ -258,7 +261,22 @@ export function parseConfig(text: string, path: string): Config {
       throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
     pools.push(pool);
   }
+  checkUserLimits(pools);
   return deepFreeze({ path, general, virtual_router, hba, pools, warnings });
+}
+
+/** max_user_connections counts a user across pools, so every entry of one user must agree. */
+function checkUserLimits(pools: PoolConfig[]): void {
+  const seen = new Map<string, { at: string; limit: number }>();
+  for (const pool of pools) {
+    for (const user of pool.users) {
+      const at = `pools.${pool.name}.users.${user.index}.max_user_connections`;
+      const first = seen.get(user.username);
+      if (!first) seen.set(user.username, { at, limit: user.max_user_connections });
+      else if (first.limit !== user.max_user_connections)
+        fail(at, user.max_user_connections, `the same as ${first.at} (${first.limit}): one limit per user`);
+    }
+  }
 }
 
 export function loadConfig(file: string): Config {

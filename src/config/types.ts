@@ -48,6 +48,13 @@ export interface GeneralConfig {
   prometheus_exporter_port: number;
   log_client_connections: boolean;
   log_client_disconnections: boolean;
+  max_db_connections: number;
+  max_user_connections: number;
+  reserve_pool_size: number;
+  reserve_pool_timeout: number;
+  server_check_query: string;
+  server_reset_query: string;
+  server_reset_query_always: boolean;
 }
 
 export interface VirtualRouterConfig {
@@ -89,6 +96,8 @@ export interface UserConfig {
   pool_mode: PoolMode;
   /** Effective lifetime in ms: user override, pool override, or general. */
   server_lifetime: number;
+  /** Effective max_user_connections (0 = no limit): the user's override or general. */
+  max_user_connections: number;
 }
 
 export interface PoolConfig {
@@ -111,6 +120,9 @@ export interface PoolConfig {
   idle_timeout: number;
   connect_timeout: number;
   server_lifetime: number;
+  /** 0 = no limit. */
+  max_db_connections: number;
+  reserve_pool_size: number;
   users: UserConfig[];
   shards: ShardConfig[];
 }

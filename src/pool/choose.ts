@@ -7,6 +7,7 @@ import type { ServerConn } from './server-conn';
 import { ServerConnError, isFinal } from './server-link';
 import { type ServerEntry, type UserPool, roleOf } from './registry';
 import type { ServerPool } from './server-pool';
+import { type CheckSettings, checkDue, healthCheck } from './check';
 import { SQLSTATE } from '../protocol/sqlstate';
 
 function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
@@ -18,8 +19,20 @@ function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
 async function tryEntry(
   e: ServerEntry,
   want: 'primary' | 'replica' | null,
+  check: CheckSettings,
 ): Promise<{ conn: ServerConn; pool: ServerPool } | null> {
-  const conn = await e.pool.acquire();
+  let conn = await e.pool.acquire();
+  // A pooled connection due for a check that fails it is closed; the next is fresh or checked too.
+  for (let tries = 0; checkDue(conn, check.delay); tries++) {
+    const r = await healthCheck(conn, check);
+    if (r === 'ok') break;
+    if (tries >= 2)
+      throw new ServerConnError(
+        `server_check_query failed (${r}) on ${e.pool.settings.label}`,
+        SQLSTATE.CONNECTION_FAILURE,
+      );
+    conn = await e.pool.acquire();
+  }
   if (e.address.role === 'auto' && learn(e, conn) !== want && want !== null) {
     e.pool.release(conn);
     return null;
@@ -36,6 +49,7 @@ async function tryEntry(
  */
 export async function chooseSessionServer(
   up: UserPool,
+  check: CheckSettings,
   anyRole = false,
 ): Promise<{ conn: ServerConn; pool: ServerPool }> {
   const servers = up.shards[0];
@@ -58,7 +72,7 @@ export async function chooseSessionServer(
       if (tried.has(e)) continue;
       tried.add(e);
       try {
-        const got = await tryEntry(e, anyRole ? null : want);
+        const got = await tryEntry(e, anyRole ? null : want, check);
         if (got) return got;
       } catch (err) {
         lastError = err as Error;

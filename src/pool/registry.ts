@@ -7,7 +7,7 @@ import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } fro
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
 import { ServerPool, type ServerPoolSettings } from './server-pool';
-import { type Slots, poolSlotKey, serverSlotKey } from './slots';
+import { type Slots, dbGroupKey, poolSlotKey, serverSlotKey, userGroupKey } from './slots';
 
 export interface ServerEntry {
   address: ServerAddress;
@@ -81,6 +81,14 @@ export class Registry {
               poolName: pool.name,
               label: `${pool.name}_shard_${shard.index}_${role === 'auto' ? `auto_${i}` : role}`,
               workers: this.workerCount,
+              groups: {
+                db: slots.groups[dbGroupKey(pool.name)],
+                dbMax: pool.max_db_connections,
+                user: slots.groups[userGroupKey(user.username)],
+                userMax: user.max_user_connections,
+              },
+              reserveSize: pool.reserve_pool_size,
+              reserveTimeout: cfg.general.reserve_pool_timeout,
               login: {
                 host: address.host,
                 port: address.port,

@@ -48,8 +48,8 @@ export class ServerConn implements ScanSink, ServerLink {
   backendPid = 0;
   backendSecret = 0;
   readonly createdAt = Date.now();
-  /** When it was last released to the idle list (ms epoch). */
-  lastUsed = Date.now();
+  /** When it was last released to the idle list or checked (ms epoch; 0 = fresh, never released). */
+  lastUsed = 0;
   /** Held by a client (counted in the shared serverActive table). */
   lent = false;
   /** Last ReadyForQuery status: 0x49 I, 0x54 T, 0x45 E. */

@@ -3,7 +3,7 @@
 // opened after a slot was taken from the shared counter, and a freed slot wakes every worker.
 
 import { log } from '../log';
-import type { SharedState } from '../shared/state';
+import { type ConnGroups, type SharedState, TAKE } from '../shared/state';
 import { STARVING_MS } from '../shared/layout';
 import { SQLSTATE } from '../protocol/sqlstate';
 import type { ServerConn, ServerLogin } from './server-conn';
@@ -25,6 +25,11 @@ export interface ServerPoolSettings {
   login: ServerLogin;
   /** Label for logs and SHOW DATABASES: postgres_shard_0_primary. */
   label: string;
+  /** The pool's and user's groups (max_db_connections, max_user_connections). */
+  groups: ConnGroups;
+  /** reserve_pool_size: connections beyond poolSize for a client that waited reserveTimeout ms. */
+  reserveSize: number;
+  reserveTimeout: number;
   /** Proxy worker threads: a worker holding more than pool_size / workers gives slots to waiters elsewhere. */
   workers: number;
 }
@@ -63,6 +68,10 @@ export class ServerPool {
   /** How many of `waiters` are counted as starving (they are the oldest, at the head). */
   private starvingHere = 0;
   private watching = false;
+  /** What the last try to open a connection for a waiter ran into (a TAKE code). */
+  private blocked: number = TAKE.ok;
+  /** The group this pool is counted in groupWanted for (-1: none). */
+  private wanting = -1;
   /** Prepared-statement cache counters of this pool's closed connections (metrics stay monotonic). */
   readonly closedPrepare = { hits: 0, misses: 0, evictions: 0 };
   /** Removed by a reload: connections close when released. */
@@ -100,7 +109,7 @@ export class ServerPool {
   request(w: PoolWaiter): ServerConn | null {
     const conn = this.takeIdle();
     if (conn) return conn;
-    if (this.waiters.length === 0 && this.mayTakeSlot() && this.shared.tryTakeConn(this.slot, this.settings.poolSize)) {
+    if (this.waiters.length === 0 && this.mayTakeSlot() && this.take(false)) {
       this.openWithSlot().then(
         (c) => w.grant(c),
         (e) => w.fail(e as ServerConnError),
@@ -169,6 +178,34 @@ export class ServerPool {
     Atomics.sub(this.shared.serverActive, this.slot, 1);
   }
 
+  /** Takes a connection under pool_size (plus reserve_pool_size if `reserve`) and the group limits. */
+  private take(reserve: boolean): boolean {
+    const s = this.settings;
+    this.blocked = this.shared.takeConn(this.slot, s.poolSize + (reserve ? s.reserveSize : 0), s.groups);
+    if (this.blocked !== TAKE.ok) return false;
+    if (reserve && Atomics.load(this.shared.serverConns, this.slot) > s.poolSize)
+      log.info('taking a connection from the reserve pool', { server: s.label, reserve_pool_size: s.reserveSize });
+    return true;
+  }
+
+  /** Counts this pool in groupWanted while its waiters are held back by max_db/user_connections. */
+  private updateWant(): void {
+    const g = this.settings.groups;
+    const want =
+      this.waiters.length === 0 ? -1 : this.blocked === TAKE.db ? g.db : this.blocked === TAKE.user ? g.user : -1;
+    if (want >= 0) this.shared.signalStarving(); // other pools of the group close an idle connection for it
+    if (want === this.wanting) return;
+    if (this.wanting >= 0) Atomics.sub(this.shared.groupWanted, this.wanting, 1);
+    this.wanting = want;
+    if (want >= 0) Atomics.add(this.shared.groupWanted, want, 1);
+  }
+
+  /** Whether clients of another pool wait at a group limit this pool's connections count in. */
+  private groupNeedsRoom(): boolean {
+    const g = this.settings.groups;
+    return this.shared.groupWants(g.db, g.dbMax) || this.shared.groupWants(g.user, g.userMax);
+  }
+
   private async openWithSlot(): Promise<ServerConn> {
     this.opening++;
     try {
@@ -192,7 +229,7 @@ export class ServerPool {
       log.debug('server connection opened', { server: this.settings.label, server_id: conn.id });
       return conn;
     } catch (e) {
-      this.shared.releaseConn(this.slot);
+      this.shared.releaseConn(this.slot, this.settings.groups);
       throw e instanceof ServerConnError ? e : new ServerConnError((e as Error).message, SQLSTATE.CONNECTION_FAILURE);
     } finally {
       this.opening--;
@@ -207,7 +244,7 @@ export class ServerPool {
     this.closedPrepare.evictions += conn.prepareEvictions;
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
-    this.shared.releaseConn(this.slot);
+    this.shared.releaseConn(this.slot, this.settings.groups);
     log.debug('server connection closed', { server: this.settings.label, server_id: conn.id, reason });
     this.serveWaiters();
   }
@@ -256,12 +293,17 @@ export class ServerPool {
 
   private expire(w: PoolWaiter): void {
     this.dequeue(w);
+    this.updateWant();
     const s = this.settings;
+    const limit =
+      this.blocked === TAKE.db
+        ? `pool "${s.poolName}" is at max_db_connections = ${s.groups.dbMax}`
+        : this.blocked === TAKE.user
+          ? `its user is at max_user_connections = ${s.groups.userMax}`
+          : `every one of pool "${s.poolName}"'s ${s.poolSize} connections (pool_size) stayed in use`;
     w.fail(
       new ServerConnError(
-        `no server connection to ${s.label} became free within ` +
-          `query_wait_timeout = ${s.waitTimeout} ms: every one of pool ` +
-          `"${s.poolName}"'s ${s.poolSize} connections (pool_size) stayed in use`,
+        `no server connection to ${s.label} became free within query_wait_timeout = ${s.waitTimeout} ms: ${limit}`,
         SQLSTATE.TOO_MANY_CONNECTIONS,
       ),
     );
@@ -277,7 +319,9 @@ export class ServerPool {
         w.grant(conn);
         continue;
       }
-      if (!this.mayTakeSlot() || !this.shared.tryTakeConn(this.slot, this.settings.poolSize)) return;
+      const s = this.settings;
+      const reserve = s.reserveSize > 0 && Date.now() - this.waiters[0].since >= s.reserveTimeout;
+      if (!this.mayTakeSlot() || !this.take(reserve)) return;
       const w = this.waiters[0];
       this.dequeue(w);
       this.openWithSlot().then(
@@ -296,14 +340,23 @@ export class ServerPool {
         this.watching = false;
         return;
       }
-      const seen = Atomics.load(this.shared.serverSignal, this.slot);
+      // Wait on the signal of the limit that held the last try back: the slot's, or its group's.
+      const g = this.settings.groups;
+      const [arr, at] =
+        this.blocked === TAKE.db
+          ? [this.shared.groupSignal, g.db]
+          : this.blocked === TAKE.user
+            ? [this.shared.groupSignal, g.user]
+            : [this.shared.serverSignal, this.slot];
+      const seen = Atomics.load(arr, at);
       this.serveWaiters();
+      this.updateWant();
       if (this.waiters.length === 0) {
         this.watching = false;
         return;
       }
       this.markStarving(Date.now());
-      const r = Atomics.waitAsync(this.shared.serverSignal, this.slot, seen, STARVING_MS);
+      const r = Atomics.waitAsync(arr, at, seen, STARVING_MS);
       if (r.async) r.value.then(loop);
       else setImmediate(loop);
     };
@@ -332,6 +385,10 @@ export class ServerPool {
     // that has waited longer than STARVING_MS, and only from a worker above its share of the pool.
     if (this.shouldGiveSlot(this.waiters.length === 0))
       return conn.close('slot handed to a client starving on another worker');
+    if (this.waiters.length === 0 && Atomics.load(this.shared.serverConns, this.slot) > this.settings.poolSize)
+      return conn.close('above pool_size (a reserve connection, or pool_size lowered) and nobody waiting');
+    if (this.waiters.length === 0 && this.groupNeedsRoom())
+      return conn.close('handed to a client waiting at max_db_connections / max_user_connections');
     if (this.waiters.length > 0) {
       const w = this.waiters[0];
       this.dequeue(w);
@@ -368,7 +425,11 @@ export class ServerPool {
       }
       i++;
     }
-    if (!this.retired && this.all.size + this.opening < minShare && this.shared.tryTakeConn(this.slot, s.poolSize)) {
+    if (
+      !this.retired &&
+      this.all.size + this.opening < minShare &&
+      this.shared.takeConn(this.slot, s.poolSize, s.groups) === TAKE.ok
+    ) {
       this.openWithSlot().then(
         (c) => this.release(c),
         (e) => log.warn('cannot open min_pool_size connection', { server: s.label, error: (e as Error).message }),
@@ -378,8 +439,10 @@ export class ServerPool {
 
   /** On every starving signal: an idle connection here while a client starves on another worker. */
   giveIdleToStarving(): void {
-    if (this.idle.length > 0 && this.shouldGiveSlot(true))
-      this.idle[0].close('slot handed to a client starving on another worker');
+    if (this.idle.length === 0) return;
+    if (this.shouldGiveSlot(true)) this.idle[0].close('slot handed to a client starving on another worker');
+    else if (this.groupNeedsRoom())
+      this.idle[0].close('handed to a client waiting at max_db_connections / max_user_connections');
   }
 
   /**
@@ -404,5 +467,6 @@ export class ServerPool {
       this.dequeue(w);
       w.fail(err);
     }
+    this.updateWant();
   }
 }

@@ -8,6 +8,7 @@ import { errorField, withSeverity } from '../protocol/backend';
 import { FE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { ServerConnError, type ServerLink, isFinal } from '../pool/server-link';
+import { checkDue, checkSettings, healthCheck } from '../pool/check';
 import { type ServerEntry, roleOf } from '../pool/registry';
 import { Verdict } from '../routing/classify';
 import { BAN, type Target, candidates } from '../routing/router';
@@ -272,7 +273,7 @@ async function acquireFrom(
         e.pool.release(conn);
         break;
       }
-      const check = needsCheck(s, conn) ? await healthCheck(conn, g.healthcheck_timeout) : 'ok';
+      const check = needsCheck(s, conn) ? await healthCheck(conn, checkSettings(g)) : 'ok';
       if (check === 'ok') {
         // Make its settings match this client's; a server going away here is skipped like a failed check.
         const sql = gucSyncStatement(conn.gucs, s.gucs, conn.reported);
@@ -314,23 +315,7 @@ async function acquireFrom(
 
 /** A connection idle longer than healthcheck_delay is checked before use. */
 function needsCheck(s: Session, conn: ServerLink): boolean {
-  const delay = s.ctx.registry.general.healthcheck_delay;
-  return delay > 0 && Date.now() - conn.lastUsed > delay;
-}
-
-/**
- * Runs an empty statement within healthcheck_timeout: 'ok', 'timeout' (no answer: the server is
- * unresponsive) or 'failed'; a connection that does not pass is closed.
- */
-async function healthCheck(conn: ServerLink, timeoutMs: number): Promise<'ok' | 'failed' | 'timeout'> {
-  const t0 = Date.now();
-  const r = await conn.run(';', timeoutMs);
-  if (r.ok && conn.clean) {
-    conn.lastUsed = Date.now();
-    return 'ok';
-  }
-  conn.close('health check failed');
-  return Date.now() - t0 >= timeoutMs ? 'timeout' : 'failed';
+  return checkDue(conn, s.ctx.registry.general.healthcheck_delay);
 }
 
 /**

@@ -38,6 +38,9 @@ class SharedEmptySet extends Set<never> {
 }
 const NONE: Set<never> = new SharedEmptySet();
 
+/** A reset query that drops the server's prepared statements. */
+const DEALLOCATES = /\b(DISCARD\s+ALL|DEALLOCATE\s+(PREPARE\s+)?ALL)\b/i;
+
 /** `set` itself, or a new set of the session's own when it is still the shared empty one. */
 export function writable<T>(set: Set<T>): Set<T> {
   return set === NONE ? new Set<T>() : set;
@@ -288,18 +291,25 @@ export abstract class Session implements SessionInfo, ConsoleClient {
     this.onGone?.();
   }
 
-  /** Session end: a clean server is reset with DISCARD ALL and pooled; anything else is closed. */
+  /**
+   * A clean server connection goes back to the pool after server_reset_query (none when it is
+   * empty); anything else is closed. Session end, a routed session moving, and every transaction
+   * end with server_reset_query_always.
+   */
   releaseServer(conn: ServerLink, pool: ServerPool): void {
     conn.letGo();
     if (!conn.clean) {
       conn.close('client left mid-statement or inside a transaction');
       return;
     }
-    conn.run('DISCARD ALL', this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
+    const sql = this.ctx.registry.general.server_reset_query;
+    if (!sql) return pool.release(conn);
+    conn.run(sql, this.ctx.registry.general.healthcheck_timeout + 1000).then((r) => {
+      // Settings are re-sent in full to the next client; statements are forgotten only if gone.
       conn.gucs.clear();
-      conn.prepared.clear();
+      if (DEALLOCATES.test(sql)) conn.prepared.clear();
       if (r.ok && conn.clean) pool.release(conn);
-      else conn.close('reset (DISCARD ALL) failed');
+      else conn.close(`reset (server_reset_query) failed`);
     });
   }
 }

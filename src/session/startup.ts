@@ -10,6 +10,7 @@ import { FE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import type { ServerConnError, ServerLink } from '../pool/server-link';
 import { cachedLoginEntry, chooseSessionServer } from '../pool/choose';
+import { checkSettings } from '../pool/check';
 import type { UserPool } from '../pool/registry';
 import { PoolLatency } from '../shared/histogram';
 import { STAT } from '../shared/layout';
@@ -209,7 +210,7 @@ async function attachServer(s: Session, authOk: Buffer): Promise<void> {
   const waitStart = performance.now();
   let conn: ServerLink;
   try {
-    const pick = await chooseSessionServer(up, s.route.active(up));
+    const pick = await chooseSessionServer(up, checkSettings(ctx.registry.general), s.route.active(up));
     conn = pick.conn;
     s.serverPool = pick.pool;
     s.home = s.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;

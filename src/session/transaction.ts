@@ -160,8 +160,11 @@ export function endTransaction(s: Session): void {
   s.server = null;
   s.replay.tries = 0;
   s.sock.resume();
-  conn.letGo();
-  s.serverPool!.release(conn);
+  if (s.ctx.registry.general.server_reset_query_always) s.releaseServer(conn, s.serverPool!);
+  else {
+    conn.letGo();
+    s.serverPool!.release(conn);
+  }
   if (s.frames.pending) s.beginTransaction();
 }
 

@@ -7,6 +7,8 @@ export const MAX_WORKERS = 256;
 export const MAX_SERVER_SLOTS = 4096;
 /** Stats slots: one per (pool, user). */
 export const MAX_POOL_SLOTS = 1024;
+/** Connection groups: one per pool (max_db_connections) and one per user name (max_user_connections). */
+export const MAX_GROUPS = 2048;
 
 /** Per-worker, per-(pool, user) add-only counters, named like SHOW STATS columns. */
 export const STAT = {
@@ -86,13 +88,19 @@ export const LAYOUT = regions({
   serverRole: [MAX_SERVER_SLOTS, 4],
   /** When serverRole was last written (ms epoch; 0 = never probed, the worker's own login-time learning applies). */
   serverRoleAt: [MAX_SERVER_SLOTS, 8],
+  /** Open server connections per group (pool or user), all servers and workers: max_db/user_connections. */
+  groupConns: [MAX_GROUPS, 4],
+  /** Bumped + notified when a group frees a connection. */
+  groupSignal: [MAX_GROUPS, 4],
+  /** Pools with clients waiting because the group is at its limit: idle connections of the group close for them. */
+  groupWanted: [MAX_GROUPS, 4],
   /** Round-robin position per pool slot (pool, user), advanced with Atomics.add by every worker. */
   poolRoundRobin: [MAX_POOL_SLOTS, 4],
   /** STAT counters: [worker][pool slot][stat]. */
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 
 /** Codes in serverRole. */
 export const ROLE = { unknown: 0, primary: 1, replica: 2 } as const;

@@ -2,10 +2,24 @@
 
 import { LAYOUT, LAYOUT_VERSION, MAX_POOL_SLOTS, MAX_WORKERS, STARVING_SIGNAL, STAT_COUNT } from './layout';
 
+/** The groups a server slot's connections count in, and their limits (0 = no limit). */
+export interface ConnGroups {
+  db: number;
+  dbMax: number;
+  user: number;
+  userMax: number;
+}
+
+/** What takeConn() returns: taken, or which limit is full. */
+export const TAKE = { ok: 0, slot: 1, db: 2, user: 3 } as const;
+
 export class SharedState {
   readonly header: Int32Array;
   readonly workerClients: Int32Array;
   readonly serverConns: Int32Array;
+  readonly groupConns: Int32Array;
+  readonly groupSignal: Int32Array;
+  readonly groupWanted: Int32Array;
   readonly serverWaiters: Int32Array;
   readonly serverSignal: Int32Array;
   readonly serverStarving: Int32Array;
@@ -27,6 +41,9 @@ export class SharedState {
     this.header = i32(LAYOUT.header);
     this.workerClients = i32(LAYOUT.workerClients);
     this.serverConns = i32(LAYOUT.serverConns);
+    this.groupConns = i32(LAYOUT.groupConns);
+    this.groupSignal = i32(LAYOUT.groupSignal);
+    this.groupWanted = i32(LAYOUT.groupWanted);
     this.serverWaiters = i32(LAYOUT.serverWaiters);
     this.serverSignal = i32(LAYOUT.serverSignal);
     this.serverStarving = i32(LAYOUT.serverStarving);
@@ -74,13 +91,25 @@ export class SharedState {
     loop();
   }
 
-  /** Takes one connection of a server slot if fewer than `max` are open across all workers. */
-  tryTakeConn(slot: number, max: number): boolean {
-    for (;;) {
-      const cur = Atomics.load(this.serverConns, slot);
-      if (cur >= max) return false;
-      if (Atomics.compareExchange(this.serverConns, slot, cur, cur + 1) === cur) return true;
+  /**
+   * Takes one connection of a server slot if fewer than `max` are open across all workers and its
+   * pool's and user's groups are below their limits; returns TAKE.ok or the limit that is full.
+   */
+  takeConn(slot: number, max: number, g: ConnGroups): number {
+    if (!take(this.serverConns, slot, max)) return TAKE.slot;
+    if (!take(this.groupConns, g.db, g.dbMax || Number.POSITIVE_INFINITY)) {
+      Atomics.sub(this.serverConns, slot, 1);
+      this.signal(slot);
+      return TAKE.db;
     }
+    if (!take(this.groupConns, g.user, g.userMax || Number.POSITIVE_INFINITY)) {
+      Atomics.sub(this.serverConns, slot, 1);
+      Atomics.sub(this.groupConns, g.db, 1);
+      this.signal(slot);
+      this.signalGroup(g.db);
+      return TAKE.user;
+    }
+    return TAKE.ok;
   }
 
   /** Whether a server slot is banned now. */
@@ -100,10 +129,24 @@ export class SharedState {
     Atomics.store(this.serverBanReason, slot, 0);
   }
 
-  /** Gives a connection slot back and wakes waiters on any worker. */
-  releaseConn(slot: number): void {
+  /** Gives a connection back (slot and groups) and wakes waiters on any worker. */
+  releaseConn(slot: number, g: ConnGroups): void {
     Atomics.sub(this.serverConns, slot, 1);
+    Atomics.sub(this.groupConns, g.db, 1);
+    Atomics.sub(this.groupConns, g.user, 1);
     this.signal(slot);
+    this.signalGroup(g.db);
+    this.signalGroup(g.user);
+  }
+
+  signalGroup(group: number): void {
+    Atomics.add(this.groupSignal, group, 1);
+    Atomics.notify(this.groupSignal, group);
+  }
+
+  /** Whether clients wait for a connection of a group that is at its limit `max`. */
+  groupWants(group: number, max: number): boolean {
+    return max > 0 && Atomics.load(this.groupWanted, group) > 0 && Atomics.load(this.groupConns, group) >= max;
   }
 
   signal(slot: number): void {
@@ -139,3 +182,12 @@ export class SharedState {
 }
 
 export { MAX_WORKERS };
+
+/** Adds one to a[i] if it is below max (compare-and-swap, any thread). */
+function take(a: Int32Array, i: number, max: number): boolean {
+  for (;;) {
+    const cur = Atomics.load(a, i);
+    if (cur >= max) return false;
+    if (Atomics.compareExchange(a, i, cur, cur + 1) === cur) return true;
+  }
+}
