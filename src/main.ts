@@ -17,7 +17,7 @@ import { SlotAllocator } from './pool/slots';
 import { SharedState } from './shared/state';
 import { Supervisor } from './runtime/supervisor';
 import type { VrrpRow } from './admin/requests';
-import { listen, liveClients } from './runtime/listener';
+import { listen, listenUnix, liveClients, socketPath } from './runtime/listener';
 
 /** Exit codes (documented in man/openproxy.1). */
 export const EXIT = { OK: 0, CONFIG: 78, USAGE: 64, LISTEN: 69, WORKER_DIED: 70 } as const;
@@ -107,10 +107,19 @@ export async function main(argv: string[]): Promise<void> {
   await sup.start(cfg, slots.assign(cfg));
 
   let server: net.Server;
+  let unixServer: net.Server | null = null;
+  const maxClients = () => cfg.general.max_client_conn;
   try {
-    server = await listen(cfg.general.host, cfg.general.port, shared, sup, () => cfg.general.max_client_conn);
+    server = await listen(cfg.general.host, cfg.general.port, shared, sup, maxClients);
+    if (cfg.general.unix_socket_dir) unixServer = await listenUnix(cfg.general, shared, sup, maxClients);
   } catch (e) {
-    log.error('cannot listen', { host: cfg.general.host, port: cfg.general.port, error: (e as Error).message });
+    const g = cfg.general;
+    log.error('cannot listen', {
+      host: g.host,
+      port: g.port,
+      unix_socket_dir: g.unix_socket_dir,
+      error: (e as Error).message,
+    });
     await sup.terminate();
     sink.close();
     process.exit(EXIT.LISTEN);
@@ -118,6 +127,7 @@ export async function main(argv: string[]): Promise<void> {
   log.info('openproxy listening', {
     host: cfg.general.host,
     port: cfg.general.port,
+    ...(unixServer ? { socket: socketPath(cfg.general.unix_socket_dir, cfg.general.port) } : {}),
     workers,
     pools: cfg.pools.map((p) => p.name).join(','),
     config: cfg.path,
@@ -236,6 +246,7 @@ export async function main(argv: string[]): Promise<void> {
     shuttingDown = true;
     if (first) {
       server.close();
+      unixServer?.close();
       sup.releaseVip();
     }
     sup.onAllStopped = () => void finish(EXIT.OK);

@@ -300,7 +300,7 @@ test('hba matching: first rule wins; networks over IPv4, IPv4-mapped and IPv6; T
     't',
   );
   const m = (address: string, tls = false, user = 'u', database = 'd') =>
-    matchHba(c.hba, { address, tls, user, database })?.method ?? 'none';
+    matchHba(c.hba, { address, unix: false, tls, user, database })?.method ?? 'none';
   assert.equal(m('10.1.2.3', false, 'blocked'), 'reject');
   assert.equal(m('10.1.2.3', true), 'trust');
   assert.equal(m('::ffff:10.1.2.3', true), 'trust');

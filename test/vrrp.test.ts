@@ -50,7 +50,7 @@ async function watch(): Promise<void> {
 
 function config(name: string, priority: number, extra = ''): string {
   return `[general]\nhost = "0.0.0.0"\nport = 6432\nworker_threads = 1\nadmin_username = "admin"\n\
-admin_password = "adminpass"\nprometheus_exporter_port = 9930\nrenew_interval = 300\n
+admin_password = "adminpass"\nprometheus_exporter_port = 9930\nrenew_interval = 300\nunix_socket_dir = ""\n
 [general.virtual_router]\ninterface = "eth0"\nrouter_id = ${VRID}\npriority = ${priority}\nadvert_int = 1\n\
 vip_addresses = ["${VIP}/24"]
 pre_promote_script = "echo ${name} promote $OPENPROXY_VRRP_STATE >> ${join(dir, 'scripts.log')}"

@@ -74,6 +74,7 @@ const EXAMPLE: Record<string, string> = {
   'pool.max_db_connections': '50',
   'pool.reserve_pool_size': '2',
   'user.max_user_connections': '20',
+  'general.unix_socket_group': '"postgres"',
 };
 
 function tomlValue(v: KeyDef['default']): string {

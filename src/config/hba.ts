@@ -8,7 +8,7 @@ import { ConfigError } from './error';
 export type HbaMethod = 'md5' | 'scram-sha-256' | 'trust' | 'reject';
 
 export interface HbaRule {
-  type: 'host' | 'hostssl' | 'hostnossl';
+  type: 'host' | 'hostssl' | 'hostnossl' | 'local';
   database: string[];
   user: string[];
   address: string;
@@ -69,6 +69,8 @@ function inNetwork(addr: Uint8Array, net: NonNullable<HbaRule['net']>): boolean 
 
 export interface HbaLogin {
   address: string;
+  /** Came through the Unix-domain socket (only `local` rules apply). */
+  unix: boolean;
   tls: boolean;
   database: string;
   user: string;
@@ -78,11 +80,12 @@ export interface HbaLogin {
 export function matchHba(rules: readonly HbaRule[], login: HbaLogin): HbaRule | null {
   const addr = addressBytes(login.address);
   for (const r of rules) {
+    if ((r.type === 'local') !== login.unix) continue;
     if (r.type === 'hostssl' && !login.tls) continue;
     if (r.type === 'hostnossl' && login.tls) continue;
     if (!r.database.includes('all') && !r.database.includes(login.database)) continue;
     if (!r.user.includes('all') && !r.user.includes(login.user)) continue;
-    if (r.net && (addr === null || !inNetwork(addr, r.net))) continue;
+    if (!login.unix && r.net && (addr === null || !inNetwork(addr, r.net))) continue;
     return r;
   }
   return null;

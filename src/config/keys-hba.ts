@@ -6,9 +6,11 @@ export const HBA_KEYS: KeyDef[] = [
   h({
     key: 'type',
     type: 'enum',
-    values: ['host', 'hostssl', 'hostnossl'],
+    values: ['host', 'hostssl', 'hostnossl', 'local'],
     default: 'host',
-    doc: 'Which connections the rule is for: host = any TCP client, hostssl = TLS only, hostnossl = plain only.',
+    doc:
+      'Which connections the rule is for: host = any TCP client, hostssl = TLS only, hostnossl = plain ' +
+      'only, local = Unix-socket clients (address is then ignored).',
   }),
   h({
     key: 'database',

@@ -178,6 +178,8 @@ export function parseConfig(text: string, path: string): Config {
     'hba',
   ]) as unknown as GeneralConfig;
   checkClientTls(general);
+  if (!/^[0-7]{3,4}$/.test(general.unix_socket_mode))
+    fail('general.unix_socket_mode', general.unix_socket_mode, 'an octal file mode such as "0777" or "0770"');
   const hba = numbered(rawGeneral.hba, 'general.hba').map(([k, rh]): HbaRule => {
     const rule = readSection('hba', rh, `general.hba.${k}`, warnings) as unknown as HbaRule;
     rule.net = parseNetwork(`general.hba.${k}.address`, rule.address);

@@ -6,11 +6,18 @@ import type { KeyDef, Section } from './key-def';
 import { GENERAL_KEYS } from './keys-general';
 import { HBA_KEYS } from './keys-hba';
 import { LIMIT_KEYS } from './keys-limits';
+import { SOCKET_KEYS } from './keys-socket';
 import { POOL_KEYS } from './keys-pool';
 
 export type { KeyDef, KeyType, Section, Unit } from './key-def';
 
-export const CONFIG_TABLE: readonly KeyDef[] = [...GENERAL_KEYS, ...LIMIT_KEYS, ...HBA_KEYS, ...POOL_KEYS];
+export const CONFIG_TABLE: readonly KeyDef[] = [
+  ...GENERAL_KEYS,
+  ...SOCKET_KEYS,
+  ...LIMIT_KEYS,
+  ...HBA_KEYS,
+  ...POOL_KEYS,
+];
 
 /** PgCat keys that load without error but have no effect in openproxy (warned by name). */
 export const IGNORED_PGCAT_KEYS: ReadonlySet<string> = new Set([

@@ -48,6 +48,9 @@ export interface GeneralConfig {
   prometheus_exporter_port: number;
   log_client_connections: boolean;
   log_client_disconnections: boolean;
+  unix_socket_dir: string;
+  unix_socket_mode: string;
+  unix_socket_group?: string;
   max_db_connections: number;
   max_user_connections: number;
   reserve_pool_size: number;

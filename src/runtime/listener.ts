@@ -3,7 +3,9 @@
 // max_client_conn live clients, a new connection gets PostgreSQL's "too many clients" answer (an
 // ErrorResponse libpq reports whether it sent a startup packet or an SSLRequest first) and is closed.
 
+import { chmodSync, chownSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import { dupFd, socketFd } from '../net/sockopt';
 import { errorResponse } from '../protocol/backend';
 import { GSSENC_REQUEST_CODE, SSL_REQUEST_CODE } from '../protocol/frontend';
@@ -20,15 +22,10 @@ export function liveClients(shared: SharedState, workers: number): number {
   return n;
 }
 
-export function listen(
-  host: string,
-  port: number,
-  shared: SharedState,
-  sup: Supervisor,
-  maxClients: () => number,
-): Promise<net.Server> {
+/** The connection handler both listeners share: refuse past max_client_conn, else hand the fd to a worker. */
+function handOff(shared: SharedState, sup: Supervisor, maxClients: () => number, unix: boolean) {
   let lastWarned = 0;
-  const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+  return (sock: net.Socket) => {
     const max = maxClients();
     if (max > 0 && liveClients(shared, sup.workers.length) >= max) {
       Atomics.add(shared.header, REFUSED_CLIENTS, 1);
@@ -50,17 +47,73 @@ export function listen(
     if (dup < 0) return;
     const w = shared.leastLoadedWorker(sup.workers.length);
     Atomics.add(shared.workerClients, w, 1);
-    sup.send(w, { kind: 'fd', fd: dup });
-  });
+    sup.send(w, unix ? { kind: 'fd', fd: dup, unix } : { kind: 'fd', fd: dup });
+  };
+}
+
+function serve(server: net.Server, at: net.ListenOptions): Promise<net.Server> {
   server.maxConnections = Infinity;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, backlog: 4096 }, () => {
+    server.listen({ ...at, backlog: 4096 }, () => {
       server.removeListener('error', reject);
       server.on('error', (e) => log.error('listener error', { error: e.message }));
       resolve(server);
     });
   });
+}
+
+export function listen(
+  host: string,
+  port: number,
+  shared: SharedState,
+  sup: Supervisor,
+  maxClients: () => number,
+): Promise<net.Server> {
+  return serve(net.createServer({ pauseOnConnect: true }, handOff(shared, sup, maxClients, false)), { host, port });
+}
+
+/** PostgreSQL's socket name for a port: DIR/.s.PGSQL.PORT. */
+export const socketPath = (dir: string, port: number) => join(dir, `.s.PGSQL.${port}`);
+
+/**
+ * The Unix-domain socket listener (unix_socket_dir): a socket file left by a crash (nobody
+ * answers on it) is replaced; one that answers means another process owns the port, an error.
+ */
+export async function listenUnix(
+  g: { unix_socket_dir: string; port: number; unix_socket_mode: string; unix_socket_group?: string },
+  shared: SharedState,
+  sup: Supervisor,
+  maxClients: () => number,
+): Promise<net.Server> {
+  const path = socketPath(g.unix_socket_dir, g.port);
+  if (existsSync(path)) {
+    const alive = await new Promise<boolean>((resolve) => {
+      const probe = net.connect(path, () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.on('error', () => resolve(false));
+    });
+    if (alive) throw new Error(`${path} is in use by another process`);
+    unlinkSync(path);
+  }
+  const server = await serve(net.createServer({ pauseOnConnect: true }, handOff(shared, sup, maxClients, true)), {
+    path,
+  });
+  chmodSync(path, Number.parseInt(g.unix_socket_mode, 8));
+  if (g.unix_socket_group !== undefined) chownSync(path, -1, groupId(g.unix_socket_group));
+  return server;
+}
+
+/** A group's id from its number or its name in /etc/group. */
+function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group) return Number(gid);
+  }
+  throw new Error(`unix_socket_group: no group named ${JSON.stringify(group)} in /etc/group`);
 }
 
 /**

@@ -18,7 +18,7 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { kind: 'config'; cfg: Config; slots: Slots }
-  | { kind: 'fd'; fd: number }
+  | { kind: 'fd'; fd: number; unix?: boolean }
   | { kind: 'cancel'; pid: number; secret: number }
   /** fast = disconnect every client now; otherwise only refuse new logins. */
   | { kind: 'shutdown'; fast: boolean }

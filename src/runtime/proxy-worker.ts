@@ -140,8 +140,8 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
               onread: onreadOptions(onClientRead),
             } as net.SocketConstructorOpts);
         const g = ctx.registry.general;
-        setKeepAlive(sock, g.tcp_keepalives_idle, g.tcp_keepalives_interval, g.tcp_keepalives_count);
-        const c = new ClientSession(sock, ctx);
+        if (!m.unix) setKeepAlive(sock, g.tcp_keepalives_idle, g.tcp_keepalives_interval, g.tcp_keepalives_count);
+        const c = new ClientSession(sock, ctx, m.unix);
         sessions.add(c);
         c.onGone = () => {
           sessions.delete(c);

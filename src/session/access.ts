@@ -19,7 +19,8 @@ export function admit(s: Session, database: string, user: string): AuthMethod | 
     s.fatal(SQLSTATE.INVALID_AUTHORIZATION, message, what);
     return null;
   };
-  if (mode === 'require' || mode === 'verify-ca' || mode === 'verify-full') {
+  // The Unix-domain socket is local and has no TLS (as in PgBouncer): the modes are for TCP clients.
+  if (!s.unix && (mode === 'require' || mode === 'verify-ca' || mode === 'verify-full')) {
     if (!sock) return refuse(`TLS is required (client_tls_sslmode = "${mode}"); connect with sslmode=require`, 'TLS');
     const why = mode === 'require' ? null : certificateProblem(sock);
     if (why !== null) {
@@ -35,11 +36,12 @@ export function admit(s: Session, database: string, user: string): AuthMethod | 
   }
   const rules = s.ctx.registry.config.hba;
   if (rules.length === 0) return g.auth_type;
-  const address = s.sock.remoteAddress ?? '';
-  const rule = matchHba(rules, { address, tls: sock !== null, database, user });
+  const address = s.unix ? '' : (s.sock.remoteAddress ?? '');
+  const rule = matchHba(rules, { address, unix: s.unix, tls: sock !== null, database, user });
   if (rule === null || rule.method === 'reject') {
+    const from = s.unix ? 'local socket' : `host "${address}"`;
     const message =
-      `${rule ? 'rejected by an hba rule' : 'no hba rule matches'}: host "${address}", ` +
+      `${rule ? 'rejected by an hba rule' : 'no hba rule matches'}: ${from}, ` +
       `user "${user}", database "${database}", ${sock ? 'TLS' : 'no encryption'}`;
     return refuse(message, 'hba rules');
   }

@@ -51,9 +51,9 @@ export class ClientSession extends Session implements ServerOwner, PoolWaiter {
   since = 0;
   starving = false;
 
-  constructor(sock: net.Socket, ctx: WorkerContext) {
-    super(sock, ctx);
-    sock.setNoDelay(true);
+  constructor(sock: net.Socket, ctx: WorkerContext, unix = false) {
+    super(sock, ctx, unix);
+    if (!unix) sock.setNoDelay(true);
     this.listen(sock);
   }
 

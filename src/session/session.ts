@@ -168,9 +168,11 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   constructor(
     sock: net.Socket,
     readonly ctx: WorkerContext,
+    /** Came through the Unix-domain socket: no TLS, only `local` hba rules. */
+    readonly unix = false,
   ) {
     this.sock = sock;
-    this.remote = `${sock.remoteAddress}:${sock.remotePort}`;
+    this.remote = unix ? 'unix' : `${sock.remoteAddress}:${sock.remotePort}`;
     this.pid = encodePid(ctx.index, ++seq);
   }
 

@@ -48,7 +48,13 @@ export function onStartupBytes(s: Session, chunk: Buffer): void {
       if (rest.length > 0) {
         return s.fatal(SQLSTATE.PROTOCOL_VIOLATION, 'data after SSLRequest before the answer', 'bad startup packet');
       }
-      if (s.ctx.tls && s.ctx.registry.general.client_tls_sslmode !== 'disable' && !(s.sock instanceof tls.TLSSocket))
+      // As PostgreSQL: no TLS over the Unix-domain socket.
+      if (
+        s.ctx.tls &&
+        !s.unix &&
+        s.ctx.registry.general.client_tls_sslmode !== 'disable' &&
+        !(s.sock instanceof tls.TLSSocket)
+      )
         return upgradeTls(s);
       s.sock.write(SSL_NO);
       break;
