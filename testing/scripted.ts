@@ -192,6 +192,7 @@ auth_type = "md5"\nhealthcheck_delay = 0\n${general}\n[pools.app]\n${pool}\n\
     clients: new Map(),
     shutdown: 0,
     forwardCancel: () => undefined,
+    shareScramKeys: () => undefined,
     openConsole: () => {
       throw new Error('no console in unit tests');
     },

@@ -3,6 +3,7 @@
 
 import type { Config, PoolConfig, ServerAddress, ShardConfig } from '../config/types';
 import type { ServerLogin } from '../pool/server-conn';
+import { passThroughKeys } from '../pool/pass-through';
 import { type Slots, serverSlotKey } from '../pool/slots';
 
 export function monitorLogin(
@@ -26,6 +27,7 @@ export function monitorLogin(
     tls: g.server_tls,
     verifyCertificate: g.verify_server_certificate,
     keepalive: { idle: g.tcp_keepalives_idle, interval: g.tcp_keepalives_interval, count: g.tcp_keepalives_count },
+    passThrough: passThroughKeys,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } fro
 import type { SharedState } from '../shared/state';
 import { ROLE } from '../shared/layout';
 import { ServerPool, type ServerPoolSettings } from './server-pool';
+import { passThroughKeys } from './pass-through';
 import { type Slots, dbGroupKey, poolSlotKey, serverSlotKey, userGroupKey } from './slots';
 
 export interface ServerEntry {
@@ -105,6 +106,7 @@ export class Registry {
                   count: cfg.general.tcp_keepalives_count,
                 },
                 dns: this.dns,
+                passThrough: passThroughKeys,
               },
             };
             let sp = this.servers.get(slot);

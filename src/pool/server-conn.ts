@@ -7,6 +7,7 @@ import net from 'node:net';
 import { errorField, queryMessage } from '../protocol/backend';
 import { BACKEND_TYPES, BE, TX_IDLE } from '../protocol/messages';
 import { MessageScanner, type ScanSink } from '../protocol/scanner';
+import type { ScramKeys } from '../protocol/scram';
 import type { DnsCache } from '../net/dns-cache';
 import { writeView } from '../net/read-buffer';
 import { serialize } from 'pg-protocol';
@@ -31,6 +32,8 @@ export interface ServerLogin {
   keepalive: { idle: number; interval: number; count: number };
   /** dns_cache_enabled: where `host` is resolved (the connection records the address it used). */
   dns?: DnsCache | null;
+  /** SCRAM pass-through keys by configured verifier, learned from this worker's client logins. */
+  passThrough?: ReadonlyMap<string, ScramKeys>;
 }
 
 let nextServerId = 1;

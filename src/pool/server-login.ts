@@ -8,7 +8,7 @@ import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { FrameReader } from '../protocol/frame-reader';
-import { ScramClient, SCRAM_MECHANISM } from '../protocol/scram';
+import { ScramClient, SCRAM_MECHANISM, isScramVerifier } from '../protocol/scram';
 import { md5Response, md5Stored } from '../protocol/md5';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { setKeepAlive } from '../net/sockopt';
@@ -127,6 +127,8 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
               return done(
                 new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'),
               );
+            // A secret is never sent as if it were the password.
+            if (isSecret(login.password)) return done(secretError(login, 'a cleartext password'));
             s.write(serialize.password(login.password));
             return;
           case 'authenticationMD5Password':
@@ -134,6 +136,7 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
               return done(
                 new ServerConnError(`server asks a password for ${login.user} and none is configured`, '28P01'),
               );
+            if (isScramVerifier(login.password)) return done(secretError(login, 'an md5 password'));
             s.write(serialize.password(md5Response(md5Stored(login.password, login.user), m.salt)));
             return;
           case 'authenticationSASL':
@@ -145,7 +148,19 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
               return done(
                 new ServerConnError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000'),
               );
-            scram = new ScramClient(login.password);
+            if (MD5_SECRET.test(login.password)) return done(secretError(login, 'SCRAM'));
+            if (isScramVerifier(login.password)) {
+              const keys = login.passThrough?.get(login.password);
+              if (!keys)
+                return done(
+                  new ServerConnError(
+                    `SCRAM pass-through for ${login.user}: no client has logged in with this verifier on this ` +
+                      'worker since openproxy started, so its client key is not known yet',
+                    SQLSTATE.CONNECTION_FAILURE,
+                  ),
+                );
+              scram = new ScramClient(keys);
+            } else scram = new ScramClient(login.password);
             s.write(serialize.sendSASLInitialResponseMessage(SCRAM_MECHANISM, scram.first()));
             return;
           case 'authenticationSASLContinue':
@@ -238,4 +253,16 @@ function connect(login: ServerLogin, address: string): Promise<ServerConn> {
       s.write(serialize.startup(startup));
     };
   });
+}
+
+const MD5_SECRET = /^md5[0-9a-f]{32}$/;
+const isSecret = (p: string) => MD5_SECRET.test(p) || isScramVerifier(p);
+
+function secretError(login: ServerLogin, asked: string): ServerConnError {
+  return new ServerConnError(
+    `server asks ${login.user} for ${asked}, but the configured password is a ` +
+      `${MD5_SECRET.test(login.password!) ? 'md5 secret' : 'SCRAM verifier'}; give the plain password ` +
+      'as server_password',
+    '28P01',
+  );
 }

@@ -21,6 +21,20 @@ export interface ScramSecret {
   serverKey: Buffer;
 }
 
+/**
+ * What SCRAM pass-through logs in to PostgreSQL with: the ClientKey a client proved (recovered
+ * from its proof against a configured verifier) and the verifier's ServerKey, salt and iterations.
+ */
+export interface ScramKeys {
+  clientKey: Buffer;
+  serverKey: Buffer;
+  salt: Buffer;
+  iterations: number;
+}
+
+/** Whether a configured password is a SCRAM-SHA-256 verifier rather than the password itself. */
+export const isScramVerifier = (password: string) => password.startsWith('SCRAM-SHA-256$');
+
 export function saltedKeys(
   password: string,
   salt: Buffer,
@@ -80,7 +94,7 @@ export class ScramServer {
   }
 
   /** client-final-message → server-final-message, or an error when the proof is wrong. */
-  final(clientFinal: string): { reply: string } | { error: string; badPassword?: boolean } {
+  final(clientFinal: string): { reply: string; clientKey: Buffer } | { error: string; badPassword?: boolean } {
     const idx = clientFinal.lastIndexOf(',p=');
     if (idx < 0) return { error: 'SCRAM client-final-message without proof' };
     const withoutProof = clientFinal.slice(0, idx);
@@ -95,7 +109,7 @@ export class ScramServer {
     const clientKey = xor(proof, signature);
     if (!timingSafeEqual(sha256(clientKey), this.secret.storedKey))
       return { error: 'password authentication failed', badPassword: true };
-    return { reply: `v=${hmac(this.secret.serverKey, authMessage).toString('base64')}` };
+    return { reply: `v=${hmac(this.secret.serverKey, authMessage).toString('base64')}`, clientKey };
   }
 }
 
@@ -105,7 +119,8 @@ export class ScramClient {
   private clientFirstBare = '';
   private serverSignature: Buffer | null = null;
 
-  constructor(private readonly password: string) {}
+  /** A password, or (SCRAM pass-through) the keys a client proved for the server's own verifier. */
+  constructor(private readonly password: string | ScramKeys) {}
 
   first(): string {
     this.clientFirstBare = `n=*,r=${this.cnonce}`;
@@ -123,7 +138,11 @@ export class ScramClient {
       throw new Error('SCRAM: server-first-message malformed');
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
-    const { clientKey, serverKey } = saltedKeys(this.password, Buffer.from(salt, 'base64'), iterations);
+    const saltBytes = Buffer.from(salt, 'base64');
+    const keys = this.password;
+    if (typeof keys !== 'string' && (!keys.salt.equals(saltBytes) || keys.iterations !== iterations))
+      throw new Error("SCRAM pass-through: the server's salt or iteration count is not the configured verifier's");
+    const { clientKey, serverKey } = typeof keys === 'string' ? saltedKeys(keys, saltBytes, iterations) : keys;
     const proof = xor(clientKey, hmac(sha256(clientKey), authMessage));
     this.serverSignature = hmac(serverKey, authMessage);
     return `${withoutProof},p=${proof.toString('base64')}`;

@@ -12,13 +12,18 @@ import type { Slots } from '../pool/slots';
 import { VirtualRouter, type VrrpStatus } from '../ha/vrrp';
 import { primaryReachable } from '../ha/primary-reachable';
 import { log } from '../log';
+import { type ScramKeysWire, keysFromWire, passThroughKeys } from '../pool/pass-through';
 
 export interface HaInit {
   sab: SharedArrayBuffer;
   logLevel: Level;
 }
 
-export type ToHa = { kind: 'config'; cfg: Config; slots: Slots } | { kind: 'releaseVip' } | { kind: 'stop' };
+export type ToHa =
+  | { kind: 'config'; cfg: Config; slots: Slots }
+  | { kind: 'releaseVip' }
+  | { kind: 'stop' }
+  | { kind: 'scramKeys'; verifier: string; keys: ScramKeysWire };
 export type FromHa = { kind: 'vrrp'; status: VrrpStatus };
 
 export function runHaWorker(port: MessagePort, init: HaInit): void {
@@ -68,6 +73,7 @@ export function runHaWorker(port: MessagePort, init: HaInit): void {
   };
   port.on('message', (m: ToHa) => {
     if (m.kind === 'config') configure(m.cfg, m.slots);
+    else if (m.kind === 'scramKeys') passThroughKeys.set(m.verifier, keysFromWire(m.keys));
     else if (m.kind === 'releaseVip') {
       // Shutting down: the peers take the VIPs over now, while connected clients finish here.
       released = true;

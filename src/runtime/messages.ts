@@ -8,6 +8,7 @@ import type { Slots } from '../pool/slots';
 import type { LogRecord, Level } from '../log';
 import type { WorkerSnapshot } from '../shared/snapshot';
 import type { AdminRequest, AdminResult, Control } from '../admin/requests';
+import type { ScramKeysWire } from '../pool/pass-through';
 
 export interface WorkerInit {
   index: number;
@@ -22,13 +23,16 @@ export type ToWorker =
   | { kind: 'cancel'; pid: number; secret: number }
   /** fast = disconnect every client now; otherwise only refuse new logins. */
   | { kind: 'shutdown'; fast: boolean }
-  | { kind: 'control'; control: Control };
+  | { kind: 'control'; control: Control }
+  /** SCRAM pass-through keys a client proved on some worker (every thread gets them). */
+  | { kind: 'scramKeys'; verifier: string; keys: ScramKeysWire };
 
 export type FromWorker =
   | { kind: 'log'; record: LogRecord }
   | { kind: 'ready' }
   | { kind: 'cancel'; worker: number; pid: number; secret: number }
-  | { kind: 'stopped' };
+  | { kind: 'stopped' }
+  | { kind: 'scramKeys'; verifier: string; keys: ScramKeysWire };
 
 /** What the main thread answers a proxy worker (its admin console's requests). */
 export interface MainApi {

@@ -23,6 +23,7 @@ import type { FromWorker, MainApi, ToWorker, WorkerApi, WorkerInit } from './mes
 import type { AskMain } from '../admin/requests';
 import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
+import { keysFromWire, keysToWire, passThroughKeys } from '../pool/pass-through';
 
 /** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
 const JANITOR_MS = 250;
@@ -41,6 +42,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     clients: new Map(),
     shutdown: 0,
     forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
+    shareScramKeys: (verifier, keys) => post({ kind: 'scramKeys', verifier, keys: keysToWire(keys) }),
     openConsole: (client, readOnly) => new AdminConsoleSession(client, new AdminConsole(ctx, askMain, readOnly)),
     paused: new Set(),
     pauseWaiters: new Set(),
@@ -154,6 +156,9 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
         return cancelLocal(ctx, m.pid, m.secret);
       case 'control':
         return applyControl(ctx, sessions, m.control);
+      case 'scramKeys':
+        passThroughKeys.set(m.verifier, keysFromWire(m.keys));
+        return;
       case 'shutdown':
         ctx.shutdown = m.fast ? 2 : Math.max(ctx.shutdown, 1);
         if (m.fast) {

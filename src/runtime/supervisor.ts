@@ -30,6 +30,8 @@ const WORKER_LIMITS = { maxYoungGenerationSizeMb: 8 };
 export class Supervisor {
   readonly workers: Worker[] = [];
   private ha: Worker | null = null;
+  /** SCRAM pass-through keys shared so far (sent again to a restarted HA thread). */
+  private readonly scramKeys = new Map<string, Extract<FromWorker, { kind: 'scramKeys' }>>();
   private stopping = false;
   private stopped = 0;
   /** The config the HA thread gets when it (re)starts. */
@@ -88,6 +90,7 @@ export class Supervisor {
     const ha = new Worker(join(WORKERS_DIR, 'ha.js'), { workerData: init, resourceLimits: WORKER_LIMITS });
     this.ha = ha;
     if (this.lastConfig) ha.postMessage({ kind: 'config', ...this.lastConfig } satisfies ToHa);
+    for (const m of this.scramKeys.values()) ha.postMessage(m satisfies ToHa);
     ha.on('message', (m: FromWorker | FromHa) => {
       if (m.kind === 'vrrp') this.vrrp = m.status;
       else this.onMessage(m);
@@ -109,6 +112,12 @@ export class Supervisor {
         return;
       case 'stopped':
         if (++this.stopped === this.workers.length) this.onAllStopped?.();
+        return;
+      case 'scramKeys':
+        // Kept for an HA thread restarted later; every thread gets them now.
+        this.scramKeys.set(m.verifier, m);
+        for (let i = 0; i < this.workers.length; i++) this.send(i, m);
+        this.ha?.postMessage(m satisfies ToHa);
         return;
       default:
         return;

@@ -3,7 +3,14 @@
 import { authMd5, authSasl, authSaslContinue, authSaslFinal } from '../protocol/backend';
 import { decodePassword, decodeSaslInitial } from '../protocol/frontend';
 import { md5Stored, md5Verify } from '../protocol/md5';
-import { SCRAM_MECHANISM, type ScramSecret, ScramServer, scramSecret } from '../protocol/scram';
+import {
+  SCRAM_MECHANISM,
+  type ScramKeys,
+  type ScramSecret,
+  ScramServer,
+  isScramVerifier,
+  scramSecret,
+} from '../protocol/scram';
 import { randomBytesPooled } from '../shared/random';
 
 /** How a client proves who it is (trust: it does not; only an hba rule grants that). */
@@ -29,6 +36,8 @@ export class ClientAuth {
   private salt: Buffer = Buffer.alloc(0);
   private scram: ScramServer | null = null;
   private stage = 0;
+  /** After a SCRAM login against a configured verifier: the keys for SCRAM pass-through. */
+  passThrough: ScramKeys | null = null;
 
   constructor(
     private readonly method: AuthMethod,
@@ -62,6 +71,14 @@ export class ClientAuth {
       this.salt = randomBytesPooled(4);
       return { kind: 'send', data: authMd5(this.salt) };
     }
+    if (/^md5[0-9a-f]{32}$/.test(this.password))
+      return {
+        kind: 'fail',
+        code: '28000',
+        message:
+          `user "${this.user}" has an md5 secret as password; SCRAM ` +
+          `authentication cannot use it (set auth_type = "md5", or give a SCRAM verifier)`,
+      };
     this.scram = new ScramServer(secretFor(this.password));
     return { kind: 'send', data: authSasl([SCRAM_MECHANISM]) };
   }
@@ -89,6 +106,10 @@ export class ClientAuth {
     }
     const r = this.scram!.final(body.toString('utf8'));
     if ('error' in r) return r.badPassword ? this.failed() : { kind: 'fail', code: '08P01', message: r.error };
+    if (isScramVerifier(this.password!)) {
+      const { serverKey, salt, iterations } = secretFor(this.password!);
+      this.passThrough = { clientKey: r.clientKey, serverKey, salt, iterations };
+    }
     return { kind: 'ok', data: authSaslFinal(r.reply) };
   }
 }

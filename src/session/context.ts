@@ -7,6 +7,7 @@ import type { Classifier } from '../routing/classify';
 import type { PoolLatency } from '../shared/histogram';
 import type { FrameReader } from '../protocol/frame-reader';
 import type { UserPool } from '../pool/registry';
+import type { ScramKeys } from '../protocol/scram';
 
 /** What the worker, the janitor and the admin console may see of and do to a live session. */
 export interface SessionInfo {
@@ -72,6 +73,8 @@ export interface WorkerContext {
   readonly disabled: Set<string>;
   /** A CancelRequest for a session owned by another worker: route it via main. */
   forwardCancel(worker: number, pid: number, secret: number): void;
+  /** SCRAM pass-through keys a client proved here, for every other thread. */
+  shareScramKeys(verifier: string, keys: ScramKeys): void;
 }
 
 /** BackendKeyData pid openproxy hands a client: owning worker in the high bits, so any worker can route a cancel. */

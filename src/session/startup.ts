@@ -11,6 +11,7 @@ import { SQLSTATE } from '../protocol/sqlstate';
 import type { ServerConnError, ServerLink } from '../pool/server-link';
 import { cachedLoginEntry, chooseSessionServer } from '../pool/choose';
 import { checkSettings } from '../pool/check';
+import { learnKeys } from '../pool/pass-through';
 import type { UserPool } from '../pool/registry';
 import { PoolLatency } from '../shared/histogram';
 import { STAT } from '../shared/layout';
@@ -169,6 +170,10 @@ function authStep(s: Session, step: AuthStep): void {
     return s.fatal(step.code, step.message, 'authentication failed');
   }
   const authOk = step.data ? Buffer.concat([step.data, AUTH_OK]) : AUTH_OK;
+  // SCRAM pass-through: this worker's server logins for that verifier can use the proved key now.
+  const keys = s.auth?.passThrough;
+  const verifier = s.userPool?.user.password;
+  if (keys && verifier && learnKeys(verifier, keys)) s.ctx.shareScramKeys(verifier, keys);
   s.auth = null;
   if (s.console) return startConsole(s, authOk);
   void attachServer(s, authOk);
