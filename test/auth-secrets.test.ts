@@ -5,8 +5,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../testing/pg-cluster';
-import { client, connectError } from './helpers/db';
-import { type Proxy, configFor, startProxy } from './helpers/proxy';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { adminClient, client, connectError } from './helpers/db';
+import { type Proxy, configFor, startProxy, tempDir } from './helpers/proxy';
 
 const PASS = 'pass-through-secret';
 let cluster: PgCluster;
@@ -92,6 +94,44 @@ describe('md5 secret', () => {
       assert.match(err.message, /md5 secret as password; SCRAM authentication cannot use it/);
     } finally {
       await p.stop();
+    }
+  });
+});
+
+describe('auth_file', () => {
+  test("a pool user without password takes it from PgBouncer's userlist format; RELOAD re-reads it", async () => {
+    const dir = tempDir('op-userlist-');
+    const list = join(dir, 'userlist.txt');
+    // A comment, a user with a quote in its password, and the verifier PostgreSQL stores.
+    const write = (secret: string) =>
+      writeFileSync(list, `; comment\n"someone" "with ""quotes"""\n"app_scram" "${secret}" extra fields ignored\n`);
+    write(verifier);
+    const toml = (port: number) =>
+      configFor(cluster, port, `auth_file = "${list}"\nauth_type = "scram-sha-256"`, [
+        { username: 'app_scram', pool_mode: 'transaction' },
+      ]).replace(/\npassword = "[^"]*"\n/, '\n');
+    const p = await startProxy(toml);
+    try {
+      assert.doesNotMatch(readFileSync(p.configPath, 'utf8'), /\npassword =/, 'no password in the TOML');
+      const c = client(p.port, { user: 'app_scram', password: PASS });
+      await c.connect();
+      assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, 'app_scram');
+      await c.end();
+      // The file changes (a new plain password, which then also logs in to the server): RELOAD.
+      cluster.psql(cluster.primary, "ALTER ROLE app_scram PASSWORD 'rotated'");
+      write('rotated');
+      const adm = adminClient(p.port);
+      await adm.connect();
+      await adm.query('RELOAD');
+      await adm.end();
+      const d = client(p.port, { user: 'app_scram', password: 'rotated' });
+      await d.connect();
+      assert.equal((await d.query('SELECT 1 AS one')).rows[0].one, 1);
+      await d.end();
+      assert.equal((await connectError(p.port, { user: 'app_scram', password: PASS })).code, '28P01');
+    } finally {
+      await p.stop();
+      cluster.psql(cluster.primary, `ALTER ROLE app_scram PASSWORD '${PASS}'`);
     }
   });
 });

@@ -1,6 +1,9 @@
 // Config table and loader: the seed's example and a PgCat file load; bad values are named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig, configRows } from '../src/config/load';
 import { ConfigError } from '../src/config/error';
 import { CONFIG_TABLE } from '../src/config/table';
@@ -343,4 +346,32 @@ test('prepared_statements_cache_size per pool overrides [general]; absent, the g
     ],
   );
   assert.deepEqual(c.warnings, []);
+});
+
+test('auth_file: userlist lines fill passwords, relative to the config file; bad lines name file and line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'op-auth-file-'));
+  const pool = (password: string) =>
+    `[pools.db]\n[pools.db.users.0]\nusername = "u1"\n${password}\n[pools.db.users.1]\nusername = "u 2"\n` +
+    '[pools.db.shards.0]\ndatabase = "db"\nservers = [["127.0.0.1", 5432, "primary"]]\n';
+  writeFileSync(join(dir, 'users.txt'), '# comment\n\n"u1" "from-file"\n  "u 2"   "say ""hi""" tail\n');
+  const c = parseConfig(`[general]\nauth_file = "users.txt"\n${pool('')}`, join(dir, 'openproxy.toml'));
+  assert.deepEqual(
+    c.pools[0].users.map((u) => [u.password, u.server_password]),
+    [
+      ['from-file', 'from-file'],
+      ['say "hi"', 'say "hi"'],
+    ],
+  );
+  // A password in the TOML wins over the file.
+  const d = parseConfig(`[general]\nauth_file = "users.txt"\n${pool('password = "toml"')}`, join(dir, 'o.toml'));
+  assert.equal(d.pools[0].users[0].password, 'toml');
+  writeFileSync(join(dir, 'bad.txt'), '"u1" "ok"\nu2 nope\n');
+  assert.throws(
+    () => parseConfig(`[general]\nauth_file = "bad.txt"\n${pool('')}`, join(dir, 'o.toml')),
+    /general\.auth_file: .*bad\.txt line 2: expected "user" "password"/,
+  );
+  assert.throws(
+    () => parseConfig(`[general]\nauth_file = "missing.txt"\n${pool('')}`, join(dir, 'o.toml')),
+    /general\.auth_file: cannot read .*missing\.txt/,
+  );
 });

@@ -75,6 +75,7 @@ const EXAMPLE: Record<string, string> = {
   'pool.reserve_pool_size': '2',
   'user.max_user_connections': '20',
   'general.unix_socket_group': '"postgres"',
+  'general.auth_file': '"userlist.txt"',
 };
 
 function tomlValue(v: KeyDef['default']): string {

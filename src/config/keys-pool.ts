@@ -212,7 +212,9 @@ export const POOL_KEYS: readonly KeyDef[] = [
     type: 'string',
     secret: true,
     changeable: true,
-    doc: 'Password the client must give (plain text, md5… or SCRAM-SHA-256$… verifier).',
+    doc:
+      'Password the client must give (plain text, md5… or SCRAM-SHA-256$… verifier); default: the ' +
+      "user's line in general.auth_file.",
   }),
   u({
     key: 'server_username',

@@ -1,4 +1,5 @@
-// The Unix-domain socket listener ([general]): PostgreSQL's socket naming, PgBouncer's keys.
+// Where clients connect besides TCP (the Unix-domain socket, PostgreSQL's naming) and where their
+// passwords may come from (auth_file): PgBouncer's keys, in [general].
 
 import { type KeyDef, g } from './key-def';
 
@@ -19,6 +20,14 @@ export const SOCKET_KEYS: readonly KeyDef[] = [
     default: '0777',
     changeable: false,
     doc: "File mode of the socket, octal. PgBouncer's unix_socket_mode.",
+  }),
+  g({
+    key: 'auth_file',
+    type: 'string',
+    changeable: true,
+    doc:
+      'PgBouncer\'s userlist.txt: lines of "user" "password" (plain, md5 secret or SCRAM verifier); a pool ' +
+      'user without password in this file takes it from there. Relative to the config file; re-read on reload.',
   }),
   g({
     key: 'unix_socket_group',

@@ -2,12 +2,13 @@
 // Every error names the key path, the bad value and what was expected.
 
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { CONFIG_TABLE, IGNORED_PGCAT_KEYS, type KeyDef, type Section, keysOf } from './table';
 import { ConfigError } from './error';
 import { type HbaRule, parseNetwork } from './hba';
 import { checkClientTls } from './client-tls';
+import { readAuthFile } from './auth-file';
 import type {
   Config,
   GeneralConfig,
@@ -178,6 +179,7 @@ export function parseConfig(text: string, path: string): Config {
     'hba',
   ]) as unknown as GeneralConfig;
   checkClientTls(general);
+  const authFile = general.auth_file ? readAuthFile(resolve(dirname(path), general.auth_file)) : null;
   if (!/^[0-7]{3,4}$/.test(general.unix_socket_mode))
     fail('general.unix_socket_mode', general.unix_socket_mode, 'an octal file mode such as "0777" or "0770"');
   const hba = numbered(rawGeneral.hba, 'general.hba').map(([k, rh]): HbaRule => {
@@ -237,6 +239,7 @@ export function parseConfig(text: string, path: string): Config {
     pool.users = numbered(rp.users, `${at}.users`).map(([k, ru], index) => {
       const user = readSection('user', ru, `${at}.users.${k}`, warnings) as unknown as UserConfig;
       user.index = index;
+      if (user.password === undefined && authFile?.has(user.username)) user.password = authFile.get(user.username);
       user.server_username ??= user.username;
       user.server_password ??= user.password;
       user.pool_mode ??= pool.pool_mode;

@@ -48,6 +48,7 @@ export interface GeneralConfig {
   prometheus_exporter_port: number;
   log_client_connections: boolean;
   log_client_disconnections: boolean;
+  auth_file?: string;
   unix_socket_dir: string;
   unix_socket_mode: string;
   unix_socket_group?: string;
