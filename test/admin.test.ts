@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { PgCluster, freePort } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, client, connectError, createAppRole, sleep, until } from './helpers/db';
+import { APP_PASS, APP_USER, adminClient, client, connectError, createAppRole, sleep, until } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -188,6 +188,8 @@ describe('admin console', () => {
       assert.equal(Number(pool.sv_active), 1);
       const servers = (await adm.query('SHOW SERVERS')).rows;
       assert.ok(servers.length >= 1 && servers.length <= 4, 'within pool_size');
+      const ids = servers.map((s) => s.server_id);
+      assert.equal(new Set(ids).size, ids.length, `server ids unique across workers: ${ids}`);
       assert.ok(servers.some((s) => s.state === 'active' && Number(s.query_count) > 0));
       const stats = (await adm.query('SHOW STATS')).rows.find((r) => r.user === APP_USER)!;
       assert.ok(Number(stats.total_query_count) >= 16, `query count ${stats.total_query_count}`);
@@ -226,6 +228,32 @@ describe('admin console', () => {
       adm.query("SET healthcheck_timeout = 'soon'"),
       /healthcheck_timeout: invalid value "soon"; expected an integer/,
     );
+  });
+
+  test("SHOW CONFIG has the seed's pool rows; SET changes pool keys, and inherited values follow", async () => {
+    const adm = adminClient(proxy.port);
+    await adm.connect();
+    try {
+      const value = async (key: string) =>
+        (await adm.query('SHOW CONFIG')).rows.find((r) => r.key === key)?.value as string | undefined;
+      assert.equal(await value('pools."postgres".users'), APP_USER);
+      assert.equal(await value('pools."postgres".shard_count'), '1');
+      await adm.query('SET pools.postgres.load_balancing_mode = round_robin');
+      await until(async () => (await value('pools.postgres.load_balancing_mode')) === 'round_robin', 3000, 'pool SET');
+      await adm.query(`SET pools."postgres".primary_reads_enabled = off`);
+      await until(async () => (await value('pools.postgres.primary_reads_enabled')) === 'false', 3000, 'quoted SET');
+      // A [general] key the pool does not set itself reaches the pool.
+      await adm.query('SET idle_timeout = 123456');
+      await until(async () => (await value('pools.postgres.idle_timeout')) === '123456', 3000, 'inherited SET');
+      await assert.rejects(adm.query('SET pools.nope.pool_mode = session'), /no pool named "nope"/);
+      await assert.rejects(adm.query('SET pools.postgres.no_such = 1'), /unknown setting "pools\.postgres\.no_such"/);
+      await assert.rejects(
+        adm.query("SET pools.postgres.load_balancing_mode = 'sideways'"),
+        /pools\.postgres\.load_balancing_mode: invalid value "sideways"/,
+      );
+    } finally {
+      await adm.end();
+    }
   });
 
   test('RELOAD applies a valid file and reports an invalid one (the old config stays)', async () => {

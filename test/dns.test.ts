@@ -133,6 +133,10 @@ test(
       assert.deepEqual((await held.ask(addr)).rows, [{ a: '127.0.0.1' }]);
       const servers = psql('SHOW SERVERS', 'openproxy', 'admin', 'adminpass');
       assert.match(servers, /pgdns \(127\.0\.0\.1\):/, 'the held connection, on the old address');
+      // SHOW LISTS counts the cache: the name, and the lookups made so far (at least the first and one refresh).
+      const lists = psql('SHOW LISTS', 'openproxy', 'admin', 'adminpass');
+      assert.match(lists, /dns_names\|[1-9]/);
+      assert.match(lists, /dns_queries\|([2-9]|\d\d)/);
       await proxy.waitFor(/DNS: server address changed.*from=127\.0\.0\.1 to=127\.0\.0\.2/, 3000);
     } finally {
       await held.close();

@@ -4,12 +4,13 @@
 import { getHeapStatistics } from 'node:v8';
 import type { WorkerContext } from '../session/context';
 import type { WorkerSnapshot, PoolRow } from '../shared/snapshot';
+import { checkDue } from '../pool/check';
 
 export function collect(ctx: WorkerContext): WorkerSnapshot {
-  const now = Date.now();
   const h = getHeapStatistics();
   const heap = { used: h.used_heap_size, total: h.total_heap_size, external: h.external_memory };
-  const snap: WorkerSnapshot = { worker: ctx.index, heap, clients: [], servers: [], pools: [] };
+  const dns = ctx.registry.dns?.counts() ?? null;
+  const snap: WorkerSnapshot = { worker: ctx.index, heap, clients: [], servers: [], pools: [], dns };
   const pools = new Map<string, PoolRow>();
   for (const up of ctx.registry.userPools()) {
     const lat = ctx.latency.get(up.statSlot);
@@ -23,6 +24,7 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
       sv_active: 0,
       sv_idle: 0,
       sv_used: 0,
+      sv_tested: 0,
       sv_login: 0,
       oldest_wait: 0,
       prepare_hits: 0,
@@ -42,11 +44,12 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
         row.prepare_evictions += sp.closedPrepare.evictions;
         for (const conn of sp.all) {
           const idle = sp.idle.includes(conn);
-          const used = idle && checkDelay > 0 && now - conn.lastUsed > checkDelay;
+          const used = idle && checkDue(conn, checkDelay);
           row.prepare_hits += conn.prepareHits;
           row.prepare_misses += conn.prepareMisses;
           row.prepare_evictions += conn.prepareEvictions;
-          if (!idle) row.sv_active++;
+          if (conn.testing) row.sv_tested++;
+          else if (!idle) row.sv_active++;
           else if (used) row.sv_used++;
           else row.sv_idle++;
           snap.servers.push({
@@ -58,7 +61,7 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
                 ? `${conn.login.host} (${conn.address}):${conn.login.port}`
                 : `${conn.login.host}:${conn.login.port}`,
             application_name: conn.params.get('application_name') ?? '',
-            state: idle ? (used ? 'used' : 'idle') : 'active',
+            state: conn.testing ? 'tested' : idle ? (used ? 'used' : 'idle') : 'active',
             transaction_count: conn.transactions,
             query_count: conn.queries,
             bytes_sent: conn.bytesSent,

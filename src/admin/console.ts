@@ -144,9 +144,11 @@ export class AdminConsole {
         }
       }
       case 'SET': {
-        const m = /^set\s+([a-z_]+)\s*(?:=|\s+to\s+)\s*(.+)$/is.exec(text);
+        const m = /^set\s+([a-z_][a-z0-9_."]*)\s*(?:=|\s+to\s+)\s*(.+)$/is.exec(text);
         if (!m) throw new CommandError('42601', 'usage: SET key = value');
-        await this.ask({ op: 'set', key: m[1].toLowerCase(), value: m[2].trim().replace(/^'(.*)'$/s, '$1') });
+        // Key names are lower case; a quoted pool name keeps its case.
+        const key = m[1].replace(/("[^"]*")|[^"]+/g, (part, quoted) => quoted ?? part.toLowerCase());
+        await this.ask({ op: 'set', key, value: m[2].trim().replace(/^'(.*)'$/s, '$1') });
         return [commandComplete('SET')];
       }
       case 'RELOAD':

@@ -76,7 +76,16 @@ export function showPools(snaps: WorkerSnapshot[]): Table {
       const m = merged.get(k);
       if (!m) merged.set(k, { ...p });
       else {
-        for (const f of ['cl_idle', 'cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_login'] as const)
+        for (const f of [
+          'cl_idle',
+          'cl_active',
+          'cl_waiting',
+          'sv_active',
+          'sv_idle',
+          'sv_used',
+          'sv_tested',
+          'sv_login',
+        ] as const)
           m[f] += p[f];
         if (p.oldest_wait && (!m.oldest_wait || p.oldest_wait < m.oldest_wait)) m.oldest_wait = p.oldest_wait;
       }
@@ -95,7 +104,7 @@ export function showPools(snaps: WorkerSnapshot[]): Table {
       p.sv_active,
       p.sv_idle,
       p.sv_used,
-      0,
+      p.sv_tested,
       p.sv_login,
       secs(waitMs),
       (waitMs % 1000) * 1000,
@@ -241,14 +250,18 @@ export function showLists(cfg: Config, snaps: WorkerSnapshot[], refused: number)
     ['login_clients', clients.filter((c) => c.state === 'login').length],
     ['free_servers', servers.filter((s) => s.state !== 'active').length],
     ['used_servers', servers.filter((s) => s.state === 'active').length],
-    ['dns_names', 0],
+    // dns_cache_enabled: summed over the workers' caches; zones are a c-ares notion PgBouncer has.
+    ['dns_names', sumDns(snaps, 'names')],
     ['dns_zones', 0],
-    ['dns_queries', 0],
-    ['dns_pending', 0],
+    ['dns_queries', sumDns(snaps, 'queries')],
+    ['dns_pending', sumDns(snaps, 'pending')],
     ['refused_clients', refused],
   ];
   return { columns: ['list', 'items'], rows: items };
 }
+
+const sumDns = (snaps: WorkerSnapshot[], k: 'names' | 'pending' | 'queries') =>
+  snaps.reduce((n, s) => n + (s.dns?.[k] ?? 0), 0);
 
 interface Totals {
   database: string;

@@ -230,21 +230,14 @@ export function parseConfig(text: string, path: string): Config {
     if (!isTable(rp)) fail(at, rp, 'a table');
     const pool = readSection('pool', rp, at, warnings, ['users', 'shards']) as unknown as PoolConfig;
     pool.name = name;
-    pool.idle_timeout ??= general.idle_timeout;
-    pool.prepared_statements_cache_size ??= general.prepared_statements_cache_size;
-    pool.connect_timeout ??= general.connect_timeout;
-    pool.server_lifetime ??= general.server_lifetime;
-    pool.max_db_connections ??= general.max_db_connections;
-    pool.reserve_pool_size ??= general.reserve_pool_size;
+    pool.own = Object.keys(pool);
     pool.users = numbered(rp.users, `${at}.users`).map(([k, ru], index) => {
       const user = readSection('user', ru, `${at}.users.${k}`, warnings) as unknown as UserConfig;
       user.index = index;
+      user.own = Object.keys(user);
       if (user.password === undefined && authFile?.has(user.username)) user.password = authFile.get(user.username);
       user.server_username ??= user.username;
       user.server_password ??= user.password;
-      user.pool_mode ??= pool.pool_mode;
-      user.server_lifetime ??= pool.server_lifetime;
-      user.max_user_connections ??= general.max_user_connections;
       if (user.min_pool_size > user.pool_size) {
         fail(`${at}.users.${k}.min_pool_size`, user.min_pool_size, `at most pool_size (${user.pool_size})`);
       }
@@ -266,8 +259,33 @@ export function parseConfig(text: string, path: string): Config {
       throw new ConfigError(`${at}.shards: missing; expected at least one [${at}.shards.0] with database and servers`);
     pools.push(pool);
   }
+  inherit(general, pools);
   checkUserLimits(pools);
   return deepFreeze({ path, general, virtual_router, hba, pools, warnings });
+}
+
+/** Pool keys that default to [general]'s, and user keys that default to their pool's or [general]'s. */
+const FROM_GENERAL = [
+  'idle_timeout',
+  'prepared_statements_cache_size',
+  'connect_timeout',
+  'server_lifetime',
+  'max_db_connections',
+  'reserve_pool_size',
+] as const;
+const USER_FROM_POOL = ['pool_mode', 'server_lifetime'] as const;
+
+/** Effective values: whatever a pool or user does not set itself comes from above (also after SET). */
+function inherit(general: GeneralConfig, pools: PoolConfig[]): void {
+  for (const pool of pools) {
+    const p = pool as unknown as Table;
+    for (const k of FROM_GENERAL) if (!pool.own.includes(k)) p[k] = general[k];
+    for (const user of pool.users) {
+      const u = user as unknown as Table;
+      for (const k of USER_FROM_POOL) if (!user.own.includes(k)) u[k] = pool[k];
+      if (!user.own.includes('max_user_connections')) user.max_user_connections = general.max_user_connections;
+    }
+  }
 }
 
 /** max_user_connections counts a user across pools, so every entry of one user must agree. */
@@ -332,6 +350,11 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
   });
   for (const pool of cfg.pools) {
     for (const d of keysOf('pool')) put(`pools.${pool.name}.${d.key}`, d, (pool as unknown as Table)[d.key]);
+    // The seed's two rows in PgCat's spelling: changed by a reload, not by SET.
+    const row = (k: string, value: string) =>
+      rows.push({ key: `pools."${pool.name}".${k}`, value, default: '-', changeable: 'yes' });
+    row('users', pool.users.map((u) => u.username).join(', '));
+    row('shard_count', String(pool.shards.length));
   }
   return rows;
 }
@@ -339,21 +362,34 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
 export { CONFIG_TABLE };
 
 /**
- * The admin console's SET key = value: a new snapshot with one [general] key changed. Only keys
- * that a reload may change are accepted; the value is checked like the file's.
+ * The admin console's SET key = value: a new snapshot with one [general] key, or one key of a pool
+ * (`pools.NAME.key`, also PgCat's `pools."NAME".key`), changed. Only keys that a reload may change
+ * are accepted; the value is checked like the file's; pools and users that inherit it follow.
  */
 export function withSetting(cfg: Config, key: string, text: string): Config {
-  const d = keysOf('general').find((k) => k.key === key || k.aliases?.includes(key));
+  const pm = /^pools\.(?:"([^"]+)"|([^."]+))\.([a-z_]+)$/.exec(key);
+  const section = pm ? 'pool' : 'general';
+  const name = pm ? pm[3] : key;
+  const poolIndex = pm ? cfg.pools.findIndex((p) => p.name === (pm[1] ?? pm[2])) : -1;
+  if (pm && poolIndex < 0) throw new ConfigError(`no pool named "${pm[1] ?? pm[2]}"; SHOW CONFIG lists them`);
+  const d = keysOf(section).find((k) => k.key === name || k.aliases?.includes(name));
   if (!d) throw new ConfigError(`unknown setting "${key}"; SHOW CONFIG lists them`);
+  const at = pm ? `pools.${cfg.pools[poolIndex].name}.${d.key}` : `general.${d.key}`;
   if (!d.changeable)
-    throw new ConfigError(`general.${d.key} cannot be changed while openproxy runs (restart with a new config file)`);
+    throw new ConfigError(`${at} cannot be changed while openproxy runs (restart with a new config file)`);
   let value: unknown = text;
   if (d.type === 'int') value = /^-?\d+$/.test(text) ? Number(text) : text;
   else if (d.type === 'bool')
     value = /^(on|true|1|yes)$/i.test(text) ? true : /^(off|false|0|no)$/i.test(text) ? false : text;
-  const converted = convert(`general.${d.key}`, value, d);
+  const converted = convert(at, value, d);
   const next = JSON.parse(JSON.stringify(cfg)) as Config;
-  (next.general as unknown as Table)[d.key] = converted;
+  if (pm) {
+    const pool = next.pools[poolIndex];
+    (pool as unknown as Table)[d.key] = converted;
+    if (!pool.own.includes(d.key)) pool.own.push(d.key); // set here now: no longer inherited
+  } else (next.general as unknown as Table)[d.key] = converted;
   checkClientTls(next.general);
+  inherit(next.general, next.pools);
+  checkUserLimits(next.pools);
   return deepFreeze(next);
 }

@@ -102,6 +102,8 @@ export interface UserConfig {
   server_lifetime: number;
   /** Effective max_user_connections (0 = no limit): the user's override or general. */
   max_user_connections: number;
+  /** Keys present after reading (set in the file, or a default of the user section's own); the rest inherit. */
+  own: string[];
 }
 
 export interface PoolConfig {
@@ -127,6 +129,8 @@ export interface PoolConfig {
   /** 0 = no limit. */
   max_db_connections: number;
   reserve_pool_size: number;
+  /** Keys present after reading (set in the file, or a default of the pool section's own); the rest inherit. */
+  own: string[];
   users: UserConfig[];
   shards: ShardConfig[];
 }

@@ -16,8 +16,15 @@ interface Entry {
 export class DnsCache {
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<string>>();
+  /** Lookups started (SHOW LISTS dns_queries). */
+  queries = 0;
 
   constructor(public maxTtlMs: number) {}
+
+  /** SHOW LISTS: names cached, lookups under way, lookups made. */
+  counts(): { names: number; pending: number; queries: number } {
+    return { names: this.entries.size, pending: this.pending.size, queries: this.queries };
+  }
 
   /** The address to connect to for `host` (an IP literal is its own address). */
   resolve(host: string): Promise<string> {
@@ -42,6 +49,7 @@ export class DnsCache {
   private lookup(host: string): Promise<string> {
     const running = this.pending.get(host);
     if (running) return running;
+    this.queries++;
     const p = dns.promises.lookup(host, { family: 0 }).then(
       (r) => {
         const prev = this.entries.get(host);

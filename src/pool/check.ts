@@ -23,7 +23,9 @@ export function checkDue(conn: ServerLink, delay: number): boolean {
  */
 export async function healthCheck(conn: ServerLink, c: CheckSettings): Promise<'ok' | 'failed' | 'timeout'> {
   const t0 = Date.now();
+  conn.testing = true;
   const r = await conn.run(c.sql || ';', c.timeout);
+  conn.testing = false;
   if (r.ok && conn.clean) {
     conn.lastUsed = Date.now();
     return 'ok';

@@ -37,10 +37,17 @@ export interface ServerLogin {
 }
 
 let nextServerId = 1;
+/** Where server ids come from: this thread's counter until useServerIds() (one counter for all workers). */
+let takeServerId = () => nextServerId++;
+
+/** Server ids from a source shared by every worker, so SHOW SERVERS lists each id once. */
+export function useServerIds(take: () => number): void {
+  takeServerId = take;
+}
 
 export class ServerConn implements ScanSink, ServerLink {
   /** Process-unique id (SHOW SERVERS server_id). */
-  readonly id = nextServerId++;
+  readonly id = takeServerId();
   /** ParameterStatus values as the server last reported them. */
   readonly params = new Map<string, string>();
   /** The same values by lower-case name (GUC names are case-insensitive). */
@@ -53,6 +60,7 @@ export class ServerConn implements ScanSink, ServerLink {
   readonly createdAt = Date.now();
   /** When it was last released to the idle list or checked (ms epoch; 0 = fresh, never released). */
   lastUsed = 0;
+  testing = false;
   /** Held by a client (counted in the shared serverActive table). */
   lent = false;
   /** Last ReadyForQuery status: 0x49 I, 0x54 T, 0x45 E. */

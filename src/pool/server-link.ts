@@ -66,6 +66,8 @@ export interface ServerLink extends ServerStatements {
   readonly doomed: string | null;
   /** When it was last released or checked (ms epoch). */
   lastUsed: number;
+  /** Running server_check_query (SHOW POOLS sv_tested, SHOW SERVERS state "tested"). */
+  testing: boolean;
   /** A "cached plan must not change result type" error was seen: DEALLOCATE ALL before reuse. */
   stalePlans: boolean;
   /**

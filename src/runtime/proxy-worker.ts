@@ -23,6 +23,8 @@ import type { FromWorker, MainApi, ToWorker, WorkerApi, WorkerInit } from './mes
 import type { AskMain } from '../admin/requests';
 import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
+import { useServerIds } from '../pool/server-conn';
+import { SERVER_IDS } from '../shared/layout';
 import { keysFromWire, keysToWire, passThroughKeys } from '../pool/pass-through';
 
 /** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
@@ -31,6 +33,7 @@ const JANITOR_MS = 250;
 export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
   setThreadLogging(init.logLevel, `worker-${init.index}`);
   const shared = new SharedState(init.sab);
+  useServerIds(() => Atomics.add(shared.header, SERVER_IDS, 1) + 1);
   const post = (m: FromWorker) => port.postMessage(m);
   const sessions = new Set<ClientSession>();
   const ctx: WorkerContext = {

@@ -49,7 +49,7 @@ function regions<T extends Record<string, [number, number]>>(spec: T): { [K in k
 export const LAYOUT = regions({
   /**
    * [0] layout version, [1] worker count, [2] shutting down (1), [3] starving signal (see STARVING_SIGNAL),
-   * [4] clients refused at max_client_conn (REFUSED_CLIENTS).
+   * [4] clients refused at max_client_conn (REFUSED_CLIENTS), [5] last server connection id (SERVER_IDS).
    */
   header: [8, 4],
   /** Live clients per worker: main picks the worker with the fewest. */
@@ -136,3 +136,5 @@ export const STARVING_MS = 20;
 export const STARVING_SIGNAL = 3;
 /** header index: connections refused because max_client_conn clients were live (main thread adds). */
 export const REFUSED_CLIENTS = 4;
+/** header index: the last server connection id handed out (Atomics.add by every worker). */
+export const SERVER_IDS = 5;

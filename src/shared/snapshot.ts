@@ -51,6 +51,8 @@ export interface PoolRow {
   sv_active: number;
   sv_idle: number;
   sv_used: number;
+  /** Running server_check_query now. */
+  sv_tested: number;
   sv_login: number;
   /** ms epoch of the oldest waiting client's start; 0 = none. */
   oldest_wait: number;
@@ -69,4 +71,6 @@ export interface WorkerSnapshot {
   clients: ClientRow[];
   servers: ServerRow[];
   pools: PoolRow[];
+  /** This worker's DNS cache (dns_cache_enabled), null when off. */
+  dns: { names: number; pending: number; queries: number } | null;
 }
