@@ -68,3 +68,16 @@ test('UPDATE … SET and ordinary SELECTs take the cheap path; commands at a sta
   assert.deepEqual(stateEffects('SELECT pg_advisory_lock(1)').pin, ['advisory_lock']);
   assert.deepEqual(stateEffects('CREATE TEMP TABLE t (x int)').pin, ['temp_table']);
 });
+
+test('statements that may end a pin are marked for a server-side recheck', () => {
+  assert.deepEqual(stateEffects('DROP TABLE t1').recheck, ['temp_table']);
+  assert.deepEqual(stateEffects('drop view if exists v').recheck, ['temp_table']);
+  assert.deepEqual(stateEffects('CLOSE c1').recheck, ['with_hold_cursor']);
+  assert.deepEqual(stateEffects('CLOSE ALL').recheck, []);
+  assert.deepEqual(stateEffects('CLOSE ALL').unpin, ['with_hold_cursor']);
+  assert.deepEqual(stateEffects('SELECT pg_advisory_unlock(1)').recheck, ['advisory_lock']);
+  assert.deepEqual(stateEffects('SELECT pg_advisory_unlock_shared(1)').recheck, ['advisory_lock']);
+  assert.ok(hasEffect(stateEffects('DROP TABLE t1')));
+  // Not a statement start: no recheck.
+  assert.equal(stateEffects("SELECT 'drop table t'"), NO_EFFECT);
+});

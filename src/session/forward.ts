@@ -230,6 +230,11 @@ function noteSql(s: Session, sql: string): void {
   for (const r of fx.pin) pin(s, r);
   if (fx.unpin.length > 0) s.unpinLater = writable(s.unpinLater);
   for (const r of fx.unpin) s.unpinLater.add(r);
+  for (const r of fx.recheck) {
+    if (!s.pins.has(r)) continue; // nothing of that kind keeps this client here
+    s.recheckLater = writable(s.recheckLater);
+    s.recheckLater.add(r);
+  }
   if (fx.unpin.includes('sql_prepare')) {
     // DEALLOCATE ALL / DISCARD ALL also remove the protocol-level statements on the server.
     s.server?.prepared.clear();

@@ -136,6 +136,8 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   /** Why this client keeps its server connection between transactions (dedicated mode). */
   pins = NONE as Set<PinReason>;
   unpinLater = NONE as Set<PinReason>;
+  /** Pins a DROP, CLOSE or pg_advisory_unlock may have ended: the server is asked at the transaction end. */
+  recheckLater = NONE as Set<PinReason>;
   /** GUCs the current transaction may have changed; RESET / RESET ALL / DISCARD ALL seen. */
   touched = NONE as Set<string>;
   resets = NONE as Set<string>;

@@ -22,6 +22,11 @@ export interface StateEffects {
   resetAll: boolean;
   pin: PinReason[];
   unpin: PinReason[];
+  /**
+   * Pins a statement may have ended without saying so lexically (DROP of what may be the last temp
+   * table, CLOSE of a cursor, pg_advisory_unlock): asked of the server at the transaction's end.
+   */
+  recheck: PinReason[];
 }
 
 export const NO_EFFECT: StateEffects = Object.freeze({
@@ -30,6 +35,7 @@ export const NO_EFFECT: StateEffects = Object.freeze({
   resetAll: false,
   pin: [],
   unpin: [],
+  recheck: [],
 }) as StateEffects;
 
 /**
@@ -38,14 +44,15 @@ export const NO_EFFECT: StateEffects = Object.freeze({
  * are looked for where a statement starts, so UPDATE … SET does not count; the function names and
  * TEMP anywhere. Text with comments gets the looser test (a comment may precede the command).
  */
-const STATE_FUNCTIONS = 'pg_temp|advisory_lock|advisory_unlock_all|set_config';
+const STATE_FUNCTIONS = 'pg_temp|advisory_lock|advisory_unlock|set_config';
 const MAYBE_AT_START = new RegExp(
-  `(?:^|;)\\s*(?:set|reset|discard|listen|unlisten|declare|prepare|deallocate|load|close)\\b|` +
+  `(?:^|;)\\s*(?:set|reset|discard|listen|unlisten|declare|prepare|deallocate|load|close|drop)\\b|` +
     `\\btemp(?:orary)?\\b|${STATE_FUNCTIONS}`,
   'i',
 );
 const MAYBE_ANYWHERE = new RegExp(
-  `\\b(set|reset|discard|temp|temporary|listen|unlisten|declare|prepare|deallocate|load|close)\\b|${STATE_FUNCTIONS}`,
+  `\\b(set|reset|discard|temp|temporary|listen|unlisten|declare|prepare|deallocate|load|close|drop)\\b|` +
+    STATE_FUNCTIONS,
   'i',
 );
 
@@ -135,7 +142,7 @@ export function stateEffects(sql: string): StateEffects {
 
 /** stateEffects without the pre-filter (exported for the test that checks the filter loses nothing). */
 export function analyze(sql: string): StateEffects {
-  const fx: StateEffects = { gucs: [], resets: [], resetAll: false, pin: [], unpin: [] };
+  const fx: StateEffects = { gucs: [], resets: [], resetAll: false, pin: [], unpin: [], recheck: [] };
   for (const raw of statements(sql)) {
     const s = raw.toLowerCase().replace(/\s+/g, ' ');
     if (/^set\s+(local|transaction|constraints)\b/.test(s)) continue;
@@ -172,6 +179,9 @@ export function analyze(sql: string): StateEffects {
     if (/^unlisten\s+\*/.test(s)) fx.unpin.push('listen');
     if (/^declare\b.*\bwith\s+hold\b/.test(s)) fx.pin.push('with_hold_cursor');
     if (/^close\s+all\b/.test(s)) fx.unpin.push('with_hold_cursor');
+    else if (/^close\s/.test(s)) fx.recheck.push('with_hold_cursor');
+    if (/^drop\s/.test(s)) fx.recheck.push('temp_table');
+    if (/\bpg_advisory_unlock(_shared)?\s*\(/.test(s)) fx.recheck.push('advisory_lock');
     if (/^prepare\s/.test(s)) fx.pin.push('sql_prepare');
     if (/^deallocate\s+(prepare\s+)?all\b/.test(s)) fx.unpin.push('sql_prepare');
     if (/^load\s/.test(s)) fx.pin.push('load');
@@ -199,6 +209,11 @@ function setConfigNames(blanked: string, sql: string, fx: StateEffects): void {
 export function hasEffect(fx: StateEffects): boolean {
   return (
     fx !== NO_EFFECT &&
-    (fx.gucs.length > 0 || fx.resets.length > 0 || fx.resetAll || fx.pin.length > 0 || fx.unpin.length > 0)
+    (fx.gucs.length > 0 ||
+      fx.resets.length > 0 ||
+      fx.resetAll ||
+      fx.pin.length > 0 ||
+      fx.unpin.length > 0 ||
+      fx.recheck.length > 0)
   );
 }

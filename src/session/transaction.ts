@@ -13,6 +13,7 @@ import { log } from '../log';
 import { gucReadStatement, gucsMatch } from './guc-sync';
 import { matchGucs } from './assign';
 import { Phase, type Session } from './session';
+import type { PinReason } from './state-effects';
 
 /** The relation a refused named Parse names (forward.ts): its error is replaced by a clear one. */
 export const NAMED_STATEMENT_MARKER = 'openproxy_named_statement_refused_3f9c2a';
@@ -135,6 +136,7 @@ export function endTransaction(s: Session): void {
   if (s.touched.size > 0 || s.resets.size > 0 || s.resetAll) return captureGucs(s, conn);
   for (const r of s.unpinLater) s.pins.delete(r);
   s.unpinLater.clear();
+  if (s.recheckLater.size > 0) return recheckPins(s, conn);
   // read_your_writes: the commit is done; a primary position measured after now covers it.
   if (s.ryw.pending) s.ryw.committed(s.entry?.pool.slot ?? -1);
   if (conn.stalePlans && conn.clean) {
@@ -167,6 +169,36 @@ export function endTransaction(s: Session): void {
   }
   if (s.frames.pending) s.beginTransaction();
 }
+
+/**
+ * Dedicated mode ends once the session objects are gone (as Proxima does): after a DROP, CLOSE or
+ * pg_advisory_unlock the server says whether any temp table, holdable cursor or session advisory
+ * lock is left; a pin whose last object went is lifted. Then the transaction ends as usual.
+ */
+function recheckPins(s: Session, conn: ServerLink): void {
+  const reasons = [...s.recheckLater].filter((r) => s.pins.has(r) && REMAINING[r] !== undefined);
+  s.recheckLater.clear();
+  if (reasons.length === 0 || !conn.clean) return endTransaction(s);
+  const sql = `SELECT ${reasons.map((r) => REMAINING[r]).join(', ')}`;
+  s.aside(conn.run(sql, s.ctx.registry.general.healthcheck_timeout + 5000), (r) => {
+    if (s.phase === Phase.Closed) return;
+    if (r.ok && r.rows.length === 1) {
+      reasons.forEach((reason, i) => {
+        if (r.rows[0][i] !== 'f') return;
+        s.pins.delete(reason);
+        log.info('client leaves dedicated mode: its session objects are gone', { client: s.remote, reason });
+      });
+    }
+    endTransaction(s);
+  });
+}
+
+/** Whether objects of a pin's kind remain in the server session (a boolean SQL expression). */
+const REMAINING: Partial<Record<PinReason, string>> = {
+  temp_table: 'EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = pg_my_temp_schema())',
+  with_hold_cursor: 'EXISTS (SELECT 1 FROM pg_cursors WHERE is_holdable)',
+  advisory_lock: "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+};
 
 /**
  * After RESET / RESET ALL the connection is at its own defaults and the client wants its startup
