@@ -191,9 +191,16 @@ describe('admin console', () => {
       const ids = servers.map((s) => s.server_id);
       assert.equal(new Set(ids).size, ids.length, `server ids unique across workers: ${ids}`);
       assert.ok(servers.some((s) => s.state === 'active' && Number(s.query_count) > 0));
-      const stats = (await adm.query('SHOW STATS')).rows.find((r) => r.user === APP_USER)!;
+      // One row per server, named as seed 000 names them; these queries all ran on the primary.
+      const statRows = (await adm.query('SHOW STATS')).rows.filter((r) => r.user === APP_USER);
+      assert.deepEqual(
+        statRows.map((r) => r.instance),
+        ['postgres_shard_0_primary', 'postgres_shard_0_replica_0'],
+      );
+      const stats = statRows[0];
       assert.ok(Number(stats.total_query_count) >= 16, `query count ${stats.total_query_count}`);
       assert.ok(Number(stats.total_received) > 0 && Number(stats.total_sent) > 0);
+      assert.ok(Number(stats.total_xact_count) >= 15 && Number(stats.total_query_time) > 0);
       const lists = Object.fromEntries((await adm.query('SHOW LISTS')).rows.map((r) => [r.list, Number(r.items)]));
       assert.equal(lists.used_clients, 3);
       const dbs = (await adm.query('SHOW DATABASES')).rows;

@@ -5,12 +5,13 @@ import { getHeapStatistics } from 'node:v8';
 import type { WorkerContext } from '../session/context';
 import type { WorkerSnapshot, PoolRow } from '../shared/snapshot';
 import { checkDue } from '../pool/check';
+import { SERVER_STAT } from '../pool/server-pool';
 
 export function collect(ctx: WorkerContext): WorkerSnapshot {
   const h = getHeapStatistics();
   const heap = { used: h.used_heap_size, total: h.total_heap_size, external: h.external_memory };
   const dns = ctx.registry.dns?.counts() ?? null;
-  const snap: WorkerSnapshot = { worker: ctx.index, heap, clients: [], servers: [], pools: [], dns };
+  const snap: WorkerSnapshot = { worker: ctx.index, heap, clients: [], servers: [], pools: [], serverStats: [], dns };
   const pools = new Map<string, PoolRow>();
   for (const up of ctx.registry.userPools()) {
     const lat = ctx.latency.get(up.statSlot);
@@ -42,6 +43,12 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
         row.prepare_hits += sp.closedPrepare.hits;
         row.prepare_misses += sp.closedPrepare.misses;
         row.prepare_evictions += sp.closedPrepare.evictions;
+        const v = Array.from(sp.stats);
+        for (const conn of sp.all) {
+          v[SERVER_STAT.received] += conn.bytesSent;
+          v[SERVER_STAT.sent] += conn.bytesReceived;
+        }
+        snap.serverStats.push({ instance: sp.settings.label, database: up.pool.name, user: up.user.username, v });
         for (const conn of sp.all) {
           const idle = sp.idle.includes(conn);
           const used = idle && checkDue(conn, checkDelay);

@@ -119,7 +119,7 @@ export class AdminConsole {
               show.showLists(reg.config, await this.ask({ op: 'snapshots' }), shared.header[REFUSED_CLIENTS]),
             );
           case 'STATS':
-            return this.table(show.showStats(reg, shared, uptime, `${reg.general.host}:${reg.general.port}`));
+            return this.table(show.showStats(await this.ask({ op: 'snapshots' }), uptime));
           case 'STATS_TOTALS':
             return this.table(show.showStatsBy(reg, shared, uptime, false));
           case 'STATS_AVERAGES':

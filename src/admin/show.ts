@@ -6,7 +6,8 @@ import type { Registry } from '../pool/registry';
 import { configRows } from '../config/load';
 import { BAN_REASON, STAT } from '../shared/layout';
 import type { SharedState } from '../shared/state';
-import type { WorkerSnapshot } from '../shared/snapshot';
+import type { ServerStatRow, WorkerSnapshot } from '../shared/snapshot';
+import { SERVER_STAT } from '../pool/server-pool';
 import { VERSION } from '../version';
 
 export interface Table {
@@ -284,31 +285,46 @@ export function totals(reg: Registry, shared: SharedState): Totals[] {
   return out;
 }
 
-export function showStats(reg: Registry, shared: SharedState, uptimeS: number, instance: string): Table {
+/**
+ * SHOW STATS as seed 000 has it: one row per server (instance = postgres_shard_0_primary …) and
+ * pool user, summed over every worker; averages are per second since start (PgBouncer's are per
+ * stats period). SHOW STATS_TOTALS / STATS_AVERAGES keep PgBouncer's rows per database.
+ */
+export function showStats(snaps: WorkerSnapshot[], uptimeS: number): Table {
   const t = Math.max(1, uptimeS);
-  const rows = totals(reg, shared).map(({ database, user, v }) => {
-    const xacts = v[STAT.xact_count];
-    const queries = v[STAT.query_count];
+  const merged = new Map<string, ServerStatRow>();
+  for (const snap of snaps) {
+    for (const r of snap.serverStats) {
+      const k = `${r.instance}\0${r.user}`;
+      const m = merged.get(k);
+      if (!m) merged.set(k, { ...r, v: r.v.slice() });
+      else r.v.forEach((x, i) => (m.v[i] += x));
+    }
+  }
+  const S = SERVER_STAT;
+  const rows = [...merged.values()].map(({ instance, database, user, v }) => {
+    const xacts = v[S.xacts];
+    const queries = v[S.queries];
     return [
       instance,
       database,
       user,
       xacts,
       queries,
-      v[STAT.received],
-      v[STAT.sent],
-      v[STAT.xact_time_us],
-      v[STAT.query_time_us],
-      v[STAT.wait_time_us],
-      v[STAT.errors],
+      v[S.received],
+      v[S.sent],
+      v[S.xact_us],
+      v[S.query_us],
+      v[S.wait_us],
+      v[S.errors],
       Math.round(xacts / t),
       Math.round(queries / t),
-      Math.round(v[STAT.received] / t),
-      Math.round(v[STAT.sent] / t),
-      Math.round(v[STAT.errors] / t),
-      xacts ? Math.round(v[STAT.xact_time_us] / xacts) : 0,
-      queries ? Math.round(v[STAT.query_time_us] / queries) : 0,
-      xacts ? Math.round(v[STAT.wait_time_us] / xacts) : 0,
+      Math.round(v[S.received] / t),
+      Math.round(v[S.sent] / t),
+      Math.round(v[S.errors] / t),
+      xacts ? Math.round(v[S.xact_us] / xacts) : 0,
+      queries ? Math.round(v[S.query_us] / queries) : 0,
+      xacts ? Math.round(v[S.wait_us] / xacts) : 0,
     ];
   });
   return {

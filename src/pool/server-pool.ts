@@ -10,6 +10,24 @@ import type { ServerConn, ServerLogin } from './server-conn';
 import { openServerConn } from './server-login';
 import { ServerConnError, type ServerLink } from './server-link';
 
+/**
+ * Per-server statistics of one worker (SHOW STATS rows per server, as seed 000 shows them): plain
+ * stores, one writer. Bytes of live connections are on the connections; closed ones add theirs here.
+ */
+export const SERVER_STAT = {
+  xacts: 0,
+  queries: 1,
+  /** Bytes from clients to the server. */
+  received: 2,
+  /** Bytes from the server to clients. */
+  sent: 3,
+  xact_us: 4,
+  query_us: 5,
+  wait_us: 6,
+  errors: 7,
+} as const;
+export const SERVER_STAT_COUNT = 8;
+
 export interface ServerPoolSettings {
   poolSize: number;
   minPoolSize: number;
@@ -74,6 +92,8 @@ export class ServerPool {
   private wanting = -1;
   /** Prepared-statement cache counters of this pool's closed connections (metrics stay monotonic). */
   readonly closedPrepare = { hits: 0, misses: 0, evictions: 0 };
+  /** SERVER_STAT counters of this worker for this server. */
+  readonly stats = new Float64Array(SERVER_STAT_COUNT);
   /** Removed by a reload: connections close when released. */
   retired = false;
   /** How a connection is opened and logged in (unit tests put a scripted server here). */
@@ -242,6 +262,8 @@ export class ServerPool {
     this.closedPrepare.hits += conn.prepareHits;
     this.closedPrepare.misses += conn.prepareMisses;
     this.closedPrepare.evictions += conn.prepareEvictions;
+    this.stats[SERVER_STAT.received] += conn.bytesSent;
+    this.stats[SERVER_STAT.sent] += conn.bytesReceived;
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     this.shared.releaseConn(this.slot, this.settings.groups);

@@ -8,6 +8,7 @@ import { errorField, withSeverity } from '../protocol/backend';
 import { FE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import { ServerConnError, type ServerLink, isFinal } from '../pool/server-link';
+import { SERVER_STAT, type ServerPool } from '../pool/server-pool';
 import { checkDue, checkSettings, healthCheck } from '../pool/check';
 import { type ServerEntry, roleOf } from '../pool/registry';
 import { Verdict } from '../routing/classify';
@@ -117,7 +118,7 @@ export function onGranted(s: Session, conn: ServerLink): void {
     // Checked, role-confirmed and matched by the general path, this connection first.
     return acquireSlow(s, s.waitOrder, s.waitTarget, conn);
   }
-  stopWaiting(s, true);
+  stopWaiting(s, true, entry.pool);
   attachRouted(s, conn, entry, s.waitTarget);
   s.forwardToServer();
 }
@@ -130,11 +131,14 @@ export function onGrantFailed(s: Session, err: ServerConnError): void {
   acquireSlow(s, [], s.waitTarget, undefined, err);
 }
 
-/** The wait is over; `counted`: add it to the pool's wait time. */
-function stopWaiting(s: Session, counted: boolean): void {
+/** The wait is over; `counted`: add it to the pool's wait time (and to the server's, `to`). */
+function stopWaiting(s: Session, counted: boolean, to?: ServerPool): void {
   s.acquiring = false;
   s.waitSince = 0;
-  if (counted) s.ctx.shared.stats[s.stat + STAT.wait_time_us] += Math.round((performance.now() - s.waitStart) * 1000);
+  if (!counted) return;
+  const us = Math.round((performance.now() - s.waitStart) * 1000);
+  s.ctx.shared.stats[s.stat + STAT.wait_time_us] += us;
+  if (to) to.stats[SERVER_STAT.wait_us] += us;
 }
 
 /** The general path: health checks, GUC sync, several candidates, waiting for a primary. */
@@ -147,7 +151,7 @@ function acquireSlow(
 ): void {
   acquireWithWait(s, order, target, idle, failed).then(
     ({ conn, entry }) => {
-      stopWaiting(s, true);
+      stopWaiting(s, true, entry.pool);
       s.serverPool = entry.pool;
       if (s.phase === Phase.Closed) return entry.pool.release(conn);
       attachRouted(s, conn, entry, target);

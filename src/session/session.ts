@@ -16,7 +16,7 @@ import { EMPTY, FrameReader } from '../protocol/frame-reader';
 import { FE, FRONTEND_TYPES } from '../protocol/messages';
 import type { ServerLink, ServerOwner } from '../pool/server-link';
 import { MAX_MESSAGE_LENGTH } from '../pool/server-conn';
-import type { ServerPool, PoolWaiter } from '../pool/server-pool';
+import { type PoolWaiter, SERVER_STAT, type ServerPool } from '../pool/server-pool';
 import type { ServerEntry, UserPool } from '../pool/registry';
 import { BAN, banServer, type Target } from '../routing/router';
 import { ClientRoute } from '../routing/client-route';
@@ -227,6 +227,7 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   countError(): void {
     this.errors++;
     if (this.stat >= 0) this.ctx.shared.stats[this.stat + STAT.errors] += 1;
+    if (this.serverPool) this.serverPool.stats[SERVER_STAT.errors] += 1;
   }
 
   /** `gucs`, made the session's own (not the startup map) before it is changed. */

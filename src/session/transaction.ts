@@ -7,6 +7,7 @@ import { errorField, errorResponse } from '../protocol/backend';
 import { TX_IDLE } from '../protocol/messages';
 import { SQLSTATE } from '../protocol/sqlstate';
 import type { ServerLink } from '../pool/server-link';
+import { SERVER_STAT } from '../pool/server-pool';
 import { roleOf } from '../pool/registry';
 import { STAT } from '../shared/layout';
 import { log } from '../log';
@@ -27,8 +28,12 @@ export function onReady(s: Session, status: number): boolean {
   if (s.pendingReady > 0) s.pendingReady--;
   if (s.pendingReady === 0) s.namedRefused.length = 0; // settled: answered or skipped
   st[s.stat + STAT.query_count] += 1;
+  const sv = s.serverPool?.stats;
+  if (sv) sv[SERVER_STAT.queries] += 1;
   if (s.queryStart >= 0) {
-    st[s.stat + STAT.query_time_us] += Math.round((now - s.queryStart) * 1000);
+    const us = Math.round((now - s.queryStart) * 1000);
+    st[s.stat + STAT.query_time_us] += us;
+    if (sv) sv[SERVER_STAT.query_us] += us;
     s.latency!.query.observe((now - s.queryStart) / 1000);
   }
   s.queryStart = -1;
@@ -36,8 +41,11 @@ export function onReady(s: Session, status: number): boolean {
   if (status === TX_IDLE) {
     s.transactions++;
     st[s.stat + STAT.xact_count] += 1;
+    if (sv) sv[SERVER_STAT.xacts] += 1;
     if (s.xactStart >= 0) {
-      st[s.stat + STAT.xact_time_us] += Math.round((now - s.xactStart) * 1000);
+      const us = Math.round((now - s.xactStart) * 1000);
+      st[s.stat + STAT.xact_time_us] += us;
+      if (sv) sv[SERVER_STAT.xact_us] += us;
       s.latency!.xact.observe((now - s.xactStart) / 1000);
     }
     s.xactStart = -1;

@@ -41,6 +41,14 @@ export interface ServerRow {
   worker: number;
 }
 
+/** One server of one pool user, this worker's share: SERVER_STAT counters (pool/server-pool.ts). */
+export interface ServerStatRow {
+  instance: string;
+  database: string;
+  user: string;
+  v: number[];
+}
+
 export interface PoolRow {
   database: string;
   user: string;
@@ -71,6 +79,7 @@ export interface WorkerSnapshot {
   clients: ClientRow[];
   servers: ServerRow[];
   pools: PoolRow[];
+  serverStats: ServerStatRow[];
   /** This worker's DNS cache (dns_cache_enabled), null when off. */
   dns: { names: number; pending: number; queries: number } | null;
 }
