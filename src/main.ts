@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import type net from 'node:net';
 import { parseCli, type CliOptions } from './cli';
 import { ConfigError } from './config/error';
-import { loadConfig, withSetting } from './config/load';
+import { loadConfig, withSetting, withUser } from './config/load';
 import { Exporter } from './metrics/exporter';
 import { startHttp } from './metrics/http';
 import { keysOf } from './config/table';
@@ -291,6 +291,17 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'vrrp':
         return { ok: true, vrrp: vrrpRow() };
+      case 'addUser': {
+        const next = withUser(cfg, req.pool, req.user, req.secret);
+        currentSlots = slots.assign(next);
+        sup.broadcast({ kind: 'config', cfg: next, slots: currentSlots });
+        cfg = next;
+        log.info('user found by auth_query added to its pool (until the next reload)', {
+          pool: req.pool,
+          user: req.user,
+        });
+        return { ok: true };
+      }
       case 'shutdown':
         log.info('SHUTDOWN from the admin console', { wait_for_clients: req.waitForClients });
         setTimeout(() => shutdown(!req.waitForClients), 50);

@@ -193,6 +193,7 @@ auth_type = "md5"\nhealthcheck_delay = 0\n${general}\n[pools.app]\n${pool}\n\
     shutdown: 0,
     forwardCancel: () => undefined,
     shareScramKeys: () => undefined,
+    addUser: async () => undefined,
     openConsole: () => {
       throw new Error('no console in unit tests');
     },

@@ -14,7 +14,9 @@ export type AdminRequest =
   | { op: 'set'; key: string; value: string }
   | { op: 'shutdown'; waitForClients: boolean }
   | { op: 'control'; control: Control }
-  | { op: 'vrrp' };
+  | { op: 'vrrp' }
+  /** A user found by auth_query: added to the pool (auth_user's settings) in every thread's config. */
+  | { op: 'addUser'; pool: string; user: string; secret: string };
 
 /** SHOW VRRP: the virtual router as the HA thread last reported it. */
 export interface VrrpRow {

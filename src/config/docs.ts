@@ -76,6 +76,7 @@ const EXAMPLE: Record<string, string> = {
   'user.max_user_connections': '20',
   'general.unix_socket_group': '"postgres"',
   'general.auth_file': '"userlist.txt"',
+  'general.auth_user': '"pgbouncer_auth"',
 };
 
 function tomlValue(v: KeyDef['default']): string {

@@ -30,6 +30,24 @@ export const SOCKET_KEYS: readonly KeyDef[] = [
       'user without password in this file takes it from there. Relative to the config file; re-read on reload.',
   }),
   g({
+    key: 'auth_user',
+    type: 'string',
+    changeable: true,
+    doc:
+      'A user of the pool (listed with its server credentials) whose server connection runs auth_query ' +
+      'when a client logs in as a user the pool does not list; unset = no lookups. Found users get ' +
+      "auth_user's pool settings and are kept until the next reload. PgBouncer's auth_user.",
+  }),
+  g({
+    key: 'auth_query',
+    type: 'string',
+    default: 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1',
+    changeable: true,
+    doc:
+      'Query returning (name, password or secret) for the user in $1 (sent as a quoted literal). ' +
+      "PgBouncer's default; pg_shadow needs a superuser, else use a SECURITY DEFINER function.",
+  }),
+  g({
     key: 'unix_socket_group',
     type: 'string',
     changeable: false,

@@ -302,6 +302,33 @@ function checkUserLimits(pools: PoolConfig[]): void {
   }
 }
 
+/**
+ * A user auth_query found, added to `pool` with auth_user's settings and the secret as both its
+ * client and server password (SCRAM pass-through or md5 for the server login). A user already
+ * there only gets the new secret.
+ */
+export function withUser(cfg: Config, pool: string, username: string, secret: string): Config {
+  const next = JSON.parse(JSON.stringify(cfg)) as Config;
+  const p = next.pools.find((x) => x.name === pool);
+  const model = p?.users.find((u) => u.username === next.general.auth_user);
+  if (!p || !model) throw new ConfigError(`pool "${pool}" has no auth_user "${next.general.auth_user}"`);
+  const old = p.users.find((u) => u.username === username);
+  if (old) {
+    old.password = secret;
+    old.server_password = secret;
+  } else
+    p.users.push({
+      ...model,
+      index: p.users.length,
+      username,
+      password: secret,
+      server_username: username,
+      server_password: secret,
+      lookedUp: true,
+    });
+  return deepFreeze(next);
+}
+
 export function loadConfig(file: string): Config {
   const path = resolve(file);
   let text: string;

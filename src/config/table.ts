@@ -26,7 +26,6 @@ export const IGNORED_PGCAT_KEYS: ReadonlySet<string> = new Set([
   'server_round_robin',
   'tcp_user_timeout',
   'admin_auth_type',
-  'auth_query',
   'auth_query_user',
   'auth_query_password',
   'cleanup_server_connections',

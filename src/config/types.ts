@@ -49,6 +49,8 @@ export interface GeneralConfig {
   log_client_connections: boolean;
   log_client_disconnections: boolean;
   auth_file?: string;
+  auth_user?: string;
+  auth_query: string;
   unix_socket_dir: string;
   unix_socket_mode: string;
   unix_socket_group?: string;
@@ -104,6 +106,8 @@ export interface UserConfig {
   max_user_connections: number;
   /** Keys present after reading (set in the file, or a default of the user section's own); the rest inherit. */
   own: string[];
+  /** Added by auth_query, not the file: looked up again at every login (a changed password counts). */
+  lookedUp?: boolean;
 }
 
 export interface PoolConfig {

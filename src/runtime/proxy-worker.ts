@@ -45,6 +45,10 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
     clients: new Map(),
     shutdown: 0,
     forwardCancel: (worker, pid, secret) => post({ kind: 'cancel', worker, pid, secret }),
+    addUser: async (pool, user, secret) => {
+      const r = await askMain({ op: 'addUser', pool, user, secret });
+      if (!r.ok) throw new Error(r.error);
+    },
     shareScramKeys: (verifier, keys) => post({ kind: 'scramKeys', verifier, keys: keysToWire(keys) }),
     openConsole: (client, readOnly) => new AdminConsoleSession(client, new AdminConsole(ctx, askMain, readOnly)),
     paused: new Set(),

@@ -73,6 +73,8 @@ export interface WorkerContext {
   readonly disabled: Set<string>;
   /** A CancelRequest for a session owned by another worker: route it via main. */
   forwardCancel(worker: number, pid: number, secret: number): void;
+  /** Adds a user auth_query found to its pool in every thread (resolves once this worker has the config). */
+  addUser(pool: string, user: string, secret: string): Promise<void>;
   /** SCRAM pass-through keys a client proved here, for every other thread. */
   shareScramKeys(verifier: string, keys: ScramKeys): void;
 }

@@ -138,6 +138,8 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   unpinLater = NONE as Set<PinReason>;
   /** Pins a DROP, CLOSE or pg_advisory_unlock may have ended: the server is asked at the transaction end. */
   recheckLater = NONE as Set<PinReason>;
+  /** A user auth_query found: added to its pool once the client has authenticated. */
+  lookedUp: { pool: string; secret: string } | null = null;
   /** GUCs the current transaction may have changed; RESET / RESET ALL / DISCARD ALL seen. */
   touched = NONE as Set<string>;
   resets = NONE as Set<string>;

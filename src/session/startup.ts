@@ -19,7 +19,8 @@ import { VERSION } from '../version';
 import { log } from '../log';
 import { wantsClientCert } from '../config/client-tls';
 import { admit } from './access';
-import { ClientAuth, type AuthStep } from './auth';
+import { type AuthMethod, ClientAuth, type AuthStep } from './auth';
+import { lookupLogin, lookupPool } from './auth-query';
 import { clientGucs } from './startup-params';
 import { PreparedStatements } from './prepared';
 import { ADMIN_DATABASES, type WorkerContext, workerOfPid } from './context';
@@ -130,16 +131,24 @@ function login(s: Session): void {
       return s.fatal(SQLSTATE.CANNOT_CONNECT_NOW, message, 'database disabled');
     }
     const up = ctx.registry.find(db, user);
-    if (!up) {
+    if (!up || up.user.lookedUp) {
       if (!ctx.registry.hasDatabase(db))
         return s.fatal(SQLSTATE.INVALID_CATALOG_NAME, `no such database: ${db}`, 'unknown database');
-      return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, `no such user: "${user}" in pool "${db}"`, 'unknown user');
+      // Users auth_query added are looked up again: a changed or dropped password counts at once.
+      const via = lookupPool(s, db);
+      if (via) return lookupLogin(s, via, db, user, (method, secret) => beginAuth(s, method, user, secret));
+      if (!up)
+        return s.fatal(SQLSTATE.INVALID_AUTHORIZATION, `no such user: "${user}" in pool "${db}"`, 'unknown user');
     }
     s.userPool = up;
     password = up.user.password;
   }
   const method = admit(s, db, user);
   if (method === null) return;
+  beginAuth(s, method, user, password);
+}
+
+function beginAuth(s: Session, method: AuthMethod, user: string, password: string | undefined): void {
   s.auth = new ClientAuth(method, user, password);
   s.phase = Phase.Auth;
   authStep(s, s.auth.start());
@@ -172,10 +181,27 @@ function authStep(s: Session, step: AuthStep): void {
   const authOk = step.data ? Buffer.concat([step.data, AUTH_OK]) : AUTH_OK;
   // SCRAM pass-through: this worker's server logins for that verifier can use the proved key now.
   const keys = s.auth?.passThrough;
-  const verifier = s.userPool?.user.password;
+  const verifier = s.userPool?.user.password ?? s.lookedUp?.secret;
   if (keys && verifier && learnKeys(verifier, keys)) s.ctx.shareScramKeys(verifier, keys);
   s.auth = null;
   if (s.console) return startConsole(s, authOk);
+  if (s.lookedUp) return void addLookedUp(s, s.lookedUp, authOk);
+  void attachServer(s, authOk);
+}
+
+/** A user auth_query found and the client proved: into the pool (every thread), then on as usual. */
+async function addLookedUp(s: Session, found: { pool: string; secret: string }, authOk: Buffer): Promise<void> {
+  const user = s.params.get('user')!;
+  s.phase = Phase.Waiting;
+  try {
+    const known = s.ctx.registry.find(found.pool, user);
+    if (known?.user.password !== found.secret) await s.ctx.addUser(found.pool, user, found.secret);
+  } catch (e) {
+    return s.fatal(SQLSTATE.INTERNAL_ERROR, `could not add user "${user}": ${(e as Error).message}`, 'auth_query');
+  }
+  if ((s.phase as Phase) === Phase.Closed) return;
+  s.userPool = s.ctx.registry.find(found.pool, user) ?? null;
+  if (!s.userPool) return s.fatal(SQLSTATE.INTERNAL_ERROR, `user "${user}" was not added`, 'auth_query');
   void attachServer(s, authOk);
 }
 
