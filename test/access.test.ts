@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_USER, client, createAppRole } from './helpers/db';
+import { APP_USER, clientFrom, createAppRole } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { startupPacket } from './helpers/wire';
 
@@ -17,20 +17,6 @@ before(async () => {
   createAppRole(cluster);
 });
 after(() => cluster?.stop());
-
-/** A pg client whose connection comes from `from` (a loopback address). */
-function clientFrom(from: string, port: number, opts: Partial<pg.ClientConfig> = {}): pg.Client {
-  return client(port, {
-    stream: () => {
-      const sock = new net.Socket();
-      const connect = sock.connect.bind(sock) as (o: net.TcpNetConnectOpts) => net.Socket;
-      (sock as unknown as { connect: unknown }).connect = (p: number, host: string) =>
-        connect({ port: p, host, localAddress: from });
-      return sock;
-    },
-    ...opts,
-  });
-}
 
 async function outcome(c: pg.Client): Promise<string> {
   c.on('error', () => undefined);

@@ -375,3 +375,29 @@ test('auth_file: userlist lines fill passwords, relative to the config file; bad
     /general\.auth_file: cannot read .*missing\.txt/,
   );
 });
+
+test('servers: weights in the array (5th) or table form; bad weights and fields name the place', () => {
+  const toml = (servers: string) =>
+    '[pools.db]\n[pools.db.users.0]\nusername = "u"\npassword = "p"\n' +
+    `[pools.db.shards.0]\ndatabase = "db"\nservers = ${servers}\n`;
+  const c = parseConfig(
+    toml('[["h", 1, "primary"], ["h", 2, "replica", 0, 5], { host = "h", port = 3, role = "replica", weight = 0 }]'),
+    't.toml',
+  );
+  assert.deepEqual(
+    c.pools[0].shards[0].servers.map((s) => [s.port, s.weight, s.patroni_port]),
+    [
+      [1, 1, undefined],
+      [2, 5, undefined],
+      [3, 0, undefined],
+    ],
+  );
+  assert.throws(
+    () => parseConfig(toml('[["h", 2, "replica", 0, -1]]'), 't.toml'),
+    /servers\[0\]\[4\]: invalid value -1; expected a weight/,
+  );
+  assert.throws(
+    () => parseConfig(toml('[{ host = "h", port = 2, wieght = 3 }]'), 't.toml'),
+    /servers\[0\]\.wieght: invalid value 3; expected one of the fields host, port, role, patroni_port, weight/,
+  );
+});

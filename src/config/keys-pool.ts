@@ -71,10 +71,13 @@ export const POOL_KEYS: readonly KeyDef[] = [
   p({
     key: 'load_balancing_mode',
     type: 'enum',
-    values: ['random', 'loc', 'round_robin'],
+    values: ['random', 'loc', 'round_robin', 'source'],
     default: 'random',
     changeable: true,
-    doc: 'How a replica is chosen for reads.',
+    doc:
+      'How a replica is chosen for reads, by server weight: random (weighted draw), round_robin, loc ' +
+      '(fewest held connections per unit of weight), source (the same replica for a client address while ' +
+      'it is healthy).',
   }),
   p({
     key: 'default_role',
@@ -280,7 +283,10 @@ export const POOL_KEYS: readonly KeyDef[] = [
     type: 'servers',
     required: true,
     changeable: true,
-    doc: 'List of [host, port, role] with role primary, replica or auto (optional 4th element: Patroni REST port).',
+    doc:
+      'List of [host, port, role] with role primary, replica or auto; optional 4th element: Patroni REST ' +
+      'port (0 = patroni_port), 5th: weight (share of reads, default 1, 0 = fallback only). Or tables ' +
+      '{ host, port, role, patroni_port, weight }. Weights are reloadable.',
   }),
   s({
     key: 'use_patroni',

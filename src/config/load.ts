@@ -43,7 +43,7 @@ function expected(d: KeyDef): string {
     case 'strings':
       return 'an array of strings';
     case 'servers':
-      return 'an array of [host, port, role] with role primary, replica or auto';
+      return 'an array of [host, port, role] (role primary, replica or auto) or { host, port, role, weight } tables';
     case 'enum':
       return `one of ${d.values!.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'int': {
@@ -93,25 +93,40 @@ function convertServers(path: string, value: unknown, d: KeyDef): ServerAddress[
   if (!Array.isArray(value) || value.length === 0) fail(path, value, d);
   return value.map((entry, i) => {
     const at = `${path}[${i}]`;
-    if (!Array.isArray(entry) || entry.length < 2 || entry.length > 4)
-      fail(at, entry, '[host, port, role] (role optional, default primary; optional 4th: Patroni port)');
-    const [host, port, role = 'primary', patroni] = entry as unknown[];
-    if (typeof host !== 'string' || host === '') fail(`${at}[0]`, host, 'a host name or address');
-    const portN = typeof port === 'bigint' ? Number(port) : port;
+    // [host, port, role, patroni_port, weight] or { host, port, role, patroni_port, weight }.
+    let parts: unknown[];
+    if (isTable(entry)) {
+      for (const k of Object.keys(entry))
+        if (!SERVER_FIELDS.includes(k)) fail(`${at}.${k}`, entry[k], `one of the fields ${SERVER_FIELDS.join(', ')}`);
+      parts = SERVER_FIELDS.map((k) => entry[k]);
+    } else if (Array.isArray(entry) && entry.length >= 2 && entry.length <= 5) parts = entry;
+    else
+      fail(at, entry, '[host, port, role] (role optional, default primary; optional 4th: Patroni port, 5th: weight)');
+    const [host, port, role = 'primary', patroni, weight = 1] = parts;
+    const field = (n: number) => (isTable(entry) ? `${at}.${SERVER_FIELDS[n]}` : `${at}[${n}]`);
+    const int = (v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
+    if (typeof host !== 'string' || host === '') fail(field(0), host, 'a host name or address');
+    const portN = int(port);
     if (typeof portN !== 'number' || !Number.isInteger(portN) || portN < 1 || portN > 65535)
-      fail(`${at}[1]`, port, 'a port from 1 to 65535');
+      fail(field(1), port, 'a port from 1 to 65535');
     const r = typeof role === 'string' ? role.toLowerCase() : role;
-    if (r !== 'primary' && r !== 'replica' && r !== 'auto') fail(`${at}[2]`, role, '"primary", "replica" or "auto"');
-    const out: ServerAddress = { host, port: portN, role: r };
-    if (patroni !== undefined) {
-      const pn = typeof patroni === 'bigint' ? Number(patroni) : patroni;
+    if (r !== 'primary' && r !== 'replica' && r !== 'auto') fail(field(2), role, '"primary", "replica" or "auto"');
+    const w = int(weight);
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 1000)
+      fail(field(4), weight, 'a weight from 0 to 1000');
+    const out: ServerAddress = { host, port: portN, role: r, weight: w };
+    // 0 in the array form: no Patroni port of its own (the shard's patroni_port), so a weight can follow.
+    const pn = int(patroni);
+    if (patroni !== undefined && pn !== 0) {
       if (typeof pn !== 'number' || !Number.isInteger(pn) || pn < 1 || pn > 65535)
-        fail(`${at}[3]`, patroni, 'a Patroni REST port from 1 to 65535');
+        fail(field(3), patroni, "a Patroni REST port from 1 to 65535 (0 = the shard's patroni_port)");
       out.patroni_port = pn;
     }
     return out;
   });
 }
+
+const SERVER_FIELDS = ['host', 'port', 'role', 'patroni_port', 'weight'];
 
 /** Validates one TOML table against the keys of a section; `nested` keys are sub-tables handled by the caller. */
 function readSection(section: Section, raw: Table, path: string, warnings: string[], nested: string[] = []): Table {

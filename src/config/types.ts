@@ -79,6 +79,8 @@ export interface ServerAddress {
   port: number;
   role: Role;
   patroni_port?: number;
+  /** Share of reads against the other servers (0 = none while another can serve); default 1. */
+  weight: number;
 }
 
 export interface ShardConfig {
@@ -113,7 +115,7 @@ export interface UserConfig {
 export interface PoolConfig {
   name: string;
   pool_mode: PoolMode;
-  load_balancing_mode: 'random' | 'loc' | 'round_robin';
+  load_balancing_mode: 'random' | 'loc' | 'round_robin' | 'source';
   default_role: 'any' | 'primary' | 'replica';
   query_parser_enabled: boolean;
   query_parser_read_write_splitting: boolean;

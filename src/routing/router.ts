@@ -24,6 +24,24 @@ export interface ReadOptions {
   minLsn: number;
   /** A lag measurement older than this many ms is unknown, and unknown counts as lagging. */
   staleMs: number;
+  /** load_balancing_mode = "source": a hash of the client's address (sourceHash). */
+  source: number;
+}
+
+/** FNV-1a of a client address (without the port), for load_balancing_mode = "source". */
+export function sourceHash(address: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** A well-mixed number in (0, 1) from two 32-bit keys. */
+function unit(a: number, b: number): number {
+  let h = Math.imul(a ^ Math.imul(b + 1, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return ((h >>> 0) + 0.5) / 4294967296;
 }
 
 export function candidates(
@@ -71,31 +89,48 @@ export function candidates(
     });
   }
   const set = primaryReads ? live.concat(primaries) : live;
-  const ordered = balance(shared, up, set, up.pool.load_balancing_mode);
+  const ordered = balance(shared, up, set, up.pool.load_balancing_mode, opts.source);
   return primaryReads ? ordered.concat(unknown) : ordered.concat(unknown, primaries);
 }
 
 /**
- * The read set in the order to try it: random, round_robin (shared counter), or loc (fewest held connections, all
- * workers).
+ * The read set in the order to try it, by server weight (a weight-0 server is only a fallback):
+ * random (weighted draw), round_robin (shared counter over the weights), loc (fewest held
+ * connections per unit of weight, all workers), source (rendezvous hashing of the client address:
+ * the same replica while it is healthy). The rest follow as fallbacks.
  */
 function balance(
   shared: SharedState,
   up: UserPool,
   set: ServerEntry[],
   mode: PoolConfig['load_balancing_mode'],
+  source: number,
 ): ServerEntry[] {
   const n = set.length;
   if (n <= 1) return set;
+  const w = (e: ServerEntry) => e.address.weight;
   if (mode === 'loc') {
     const start = (Math.random() * n) | 0; // ties broken at random
     const rotated = set.slice(start).concat(set.slice(0, start));
-    return rotated.sort(
-      (a, b) => Atomics.load(shared.serverActive, a.pool.slot) - Atomics.load(shared.serverActive, b.pool.slot),
-    );
+    const load = (e: ServerEntry) =>
+      w(e) > 0 ? (Atomics.load(shared.serverActive, e.pool.slot) + 1) / w(e) : Number.POSITIVE_INFINITY;
+    return rotated.sort((a, b) => load(a) - load(b));
   }
-  const start =
-    mode === 'round_robin' ? (Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0) % n : (Math.random() * n) | 0;
+  if (mode === 'source') {
+    const score = (e: ServerEntry) => (w(e) > 0 ? -w(e) / Math.log(unit(source, e.pool.slot)) : 0);
+    return set.slice().sort((a, b) => score(b) - score(a));
+  }
+  let total = 0;
+  for (const e of set) total += w(e);
+  const draw =
+    mode === 'round_robin' ? Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+  let start = draw % n;
+  if (total > 0) {
+    // The server whose share of [0, total) the draw falls in.
+    let k = draw % total;
+    start = 0;
+    while (k >= w(set[start])) k -= w(set[start++]);
+  }
   return set.slice(start).concat(set.slice(0, start));
 }
 

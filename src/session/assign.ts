@@ -64,6 +64,7 @@ export function beginTransaction(s: Session): void {
       primaryReads: s.route.primaryReads(up),
       minLsn,
       staleMs: staleMs(s),
+      source: s.source,
     });
     if (order.length === 0 && target === 'read') {
       return s.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
@@ -224,6 +225,7 @@ async function acquireWithWait(
       primaryReads: s.route.primaryReads(up),
       minLsn: 0,
       staleMs: staleMs(s),
+      source: s.source,
     });
   }
 }

@@ -18,7 +18,7 @@ import type { ServerLink, ServerOwner } from '../pool/server-link';
 import { MAX_MESSAGE_LENGTH } from '../pool/server-conn';
 import { type PoolWaiter, SERVER_STAT, type ServerPool } from '../pool/server-pool';
 import type { ServerEntry, UserPool } from '../pool/registry';
-import { BAN, banServer, type Target } from '../routing/router';
+import { BAN, banServer, sourceHash, type Target } from '../routing/router';
 import { ClientRoute } from '../routing/client-route';
 import { ReadYourWrites } from '../routing/ryw';
 import type { PoolLatency } from '../shared/histogram';
@@ -66,6 +66,8 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   readonly connectedAt = Date.now();
   /** Peer address, kept from the start (a destroyed socket no longer knows it). */
   readonly remote: string;
+  /** The client address hashed, for load_balancing_mode = "source". */
+  readonly source: number;
   /** Startup packet parameters. */
   params = new Map<string, string>();
   /** Set by the worker: called once after disconnect. */
@@ -177,6 +179,7 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   ) {
     this.sock = sock;
     this.remote = unix ? 'unix' : `${sock.remoteAddress}:${sock.remotePort}`;
+    this.source = unix ? 0 : sourceHash(sock.remoteAddress ?? '');
     this.pid = encodePid(ctx.index, ++seq);
   }
 

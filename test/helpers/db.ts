@@ -1,7 +1,7 @@
 // Small client helpers for tests: real drivers only.
 
 import { spawnSync } from 'node:child_process';
-import type net from 'node:net';
+import net from 'node:net';
 import pg from 'pg';
 import postgres from 'postgres';
 import type { PgCluster, PgNode } from '../../testing/pg-cluster';
@@ -112,4 +112,18 @@ export function psqlAs(user: string, password: string) {
 /** A postgres.js client for openproxy on 127.0.0.1:port as the app user (`opts` adds or overrides). */
 export function pgjs(port: number, opts: postgres.Options<Record<string, postgres.PostgresType>> = {}) {
   return postgres({ host: '127.0.0.1', port, user: APP_USER, pass: APP_PASS, database: 'postgres', ...opts });
+}
+
+/** A pg client whose connection comes from `from` (a loopback address). */
+export function clientFrom(from: string, port: number, opts: Partial<pg.ClientConfig> = {}): pg.Client {
+  return client(port, {
+    stream: () => {
+      const sock = new net.Socket();
+      const connect = sock.connect.bind(sock) as (o: net.TcpNetConnectOpts) => net.Socket;
+      (sock as unknown as { connect: unknown }).connect = (p: number, host: string) =>
+        connect({ port: p, host, localAddress: from });
+      return sock;
+    },
+    ...opts,
+  });
 }
