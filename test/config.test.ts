@@ -401,3 +401,14 @@ test('servers: weights in the array (5th) or table form; bad weights and fields 
     /servers\[0\]\.wieght: invalid value 3; expected one of the fields host, port, role, patroni_port, weight/,
   );
 });
+
+test('virtual_router.nopreempt: keepalived spelling, off by default', () => {
+  const vr = (extra: string) =>
+    `[general.virtual_router]\ninterface = "eth0"\nrouter_id = 7\nvip_addresses = ["10.0.0.9/24"]\n${extra}`;
+  assert.equal(parseConfig(vr(''), 't.toml').virtual_router?.nopreempt, false);
+  assert.equal(parseConfig(vr('nopreempt = true\n'), 't.toml').virtual_router?.nopreempt, true);
+  assert.throws(
+    () => parseConfig(vr('nopreempt = "yes"\n'), 't.toml'),
+    /virtual_router\.nopreempt: invalid value "yes"/,
+  );
+});

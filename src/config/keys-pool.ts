@@ -52,6 +52,14 @@ export const POOL_KEYS: readonly KeyDef[] = [
       'removed; same environment as pre_promote_script.',
   }),
   vr({
+    key: 'nopreempt',
+    type: 'bool',
+    default: false,
+    doc:
+      "keepalived's nopreempt: a BACKUP of higher priority does not take the VIPs from a working MASTER " +
+      '(it still takes over when the MASTER stops advertising or gives up).',
+  }),
+  vr({
     key: 'unicast_peers',
     type: 'strings',
     doc: 'Peer IPv4 addresses for unicast VRRP where multicast is unavailable.',

@@ -71,6 +71,7 @@ export interface VirtualRouterConfig {
   vip_addresses: string[];
   pre_promote_script?: string;
   pre_demote_script?: string;
+  nopreempt: boolean;
   unicast_peers?: string[];
 }
 

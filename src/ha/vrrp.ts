@@ -77,7 +77,7 @@ export class VirtualRouter {
       {
         priority: c.priority,
         advertIntMs: c.advert_int * 1000,
-        preempt: true,
+        preempt: !c.nopreempt,
         localIp: this.localIp,
         garpRefreshMs: c.advert_int * 1000,
       },
