@@ -8,34 +8,10 @@ import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, connectError, createAppRole, query } from './helpers/db';
 import { configFor, startProxy, tempDir } from './helpers/proxy';
+import { selfSigned } from './helpers/tls';
 
 let cluster: PgCluster;
 let certDir: string;
-
-function selfSigned(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
 
 before(async () => {
   certDir = tempDir('op-tls-');

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, client, createAppRole } from './helpers/db';
 import { configFor, startProxy, tempDir } from './helpers/proxy';
+import { selfSigned } from './helpers/tls';
 
 const DEBIAN_DIR = '/var/run/postgresql';
 let cluster: PgCluster;
@@ -118,27 +119,7 @@ describe('unix_socket_dir', () => {
 
   test('local hba rules apply to the socket only; TLS is not demanded there', async () => {
     const dir = tempDir('op-sock-');
-    const cert = join(dir, 'server.crt');
-    const key = join(dir, 'server.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '2',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = selfSigned(dir, 'server');
     const general =
       `unix_socket_dir = "${dir}"\ntls_certificate = "${cert}"\ntls_private_key = "${key}"\n` +
       'client_tls_sslmode = "require"\n' +

@@ -6,7 +6,7 @@ import type { Registry } from '../pool/registry';
 import { configRows } from '../config/load';
 import { BAN_REASON, STAT } from '../shared/layout';
 import type { SharedState } from '../shared/state';
-import type { ServerStatRow, WorkerSnapshot } from '../shared/snapshot';
+import { POOL_COUNTS, type ServerStatRow, type WorkerSnapshot } from '../shared/snapshot';
 import { SERVER_STAT } from '../pool/server-pool';
 import { VERSION } from '../version';
 
@@ -77,17 +77,7 @@ export function showPools(snaps: WorkerSnapshot[]): Table {
       const m = merged.get(k);
       if (!m) merged.set(k, { ...p });
       else {
-        for (const f of [
-          'cl_idle',
-          'cl_active',
-          'cl_waiting',
-          'sv_active',
-          'sv_idle',
-          'sv_used',
-          'sv_tested',
-          'sv_login',
-        ] as const)
-          m[f] += p[f];
+        for (const f of POOL_COUNTS) m[f] += p[f];
         if (p.oldest_wait && (!m.oldest_wait || p.oldest_wait < m.oldest_wait)) m.oldest_wait = p.oldest_wait;
       }
     }

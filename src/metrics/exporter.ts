@@ -8,7 +8,7 @@ import type { Slots } from '../pool/slots';
 import { poolSlotKey, serverSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
 import { BAN_REASON, REFUSED_CLIENTS, ROLE, STAT } from '../shared/layout';
-import type { WorkerSnapshot } from '../shared/snapshot';
+import { POOL_COUNTS, type WorkerSnapshot } from '../shared/snapshot';
 import { BUCKETS, type HistogramData } from '../shared/histogram';
 
 export interface ScrapeSource {
@@ -364,19 +364,7 @@ export class Exporter {
           });
           continue;
         }
-        for (const f of [
-          'cl_idle',
-          'cl_active',
-          'cl_waiting',
-          'sv_active',
-          'sv_idle',
-          'sv_used',
-          'sv_login',
-          'prepare_hits',
-          'prepare_misses',
-          'prepare_evictions',
-        ] as const)
-          a[f] += p[f];
+        for (const f of [...POOL_COUNTS, 'prepare_hits', 'prepare_misses', 'prepare_evictions'] as const) a[f] += p[f];
         if (p.oldest_wait && (!a.oldest_wait || p.oldest_wait < a.oldest_wait)) a.oldest_wait = p.oldest_wait;
         a.query_latency = addHist(a.query_latency, p.query_latency);
         a.xact_latency = addHist(a.xact_latency, p.xact_latency);

@@ -49,6 +49,18 @@ export interface ServerStatRow {
   v: number[];
 }
 
+/** PoolRow's counts, summed when the workers' rows are merged (SHOW POOLS, metrics). */
+export const POOL_COUNTS = [
+  'cl_idle',
+  'cl_active',
+  'cl_waiting',
+  'sv_active',
+  'sv_idle',
+  'sv_used',
+  'sv_tested',
+  'sv_login',
+] as const;
+
 export interface PoolRow {
   database: string;
   user: string;
