@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, client, createAppRole } from './helpers/db';
@@ -16,6 +16,8 @@ import { selfSigned } from './helpers/tls';
 const DEBIAN_DIR = '/var/run/postgresql';
 let cluster: PgCluster;
 before(async () => {
+  // Debian's postgresql-common makes it; a machine without it gets it here (the test runs as root).
+  if (!existsSync(DEBIAN_DIR)) mkdirSync(DEBIAN_DIR, { recursive: true });
   cluster = await PgCluster.start();
   createAppRole(cluster);
 });
