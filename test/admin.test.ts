@@ -61,6 +61,8 @@ const COLUMNS: Record<string, string[]> = {
     'age_seconds',
     'maxwait',
     'maxwait_us',
+    'local_port',
+    'listener_role',
   ],
   SERVERS: [
     'server_id',
@@ -125,6 +127,22 @@ const COLUMNS: Record<string, string[]> = {
   ],
   TOTALS: ['name', 'value'],
   BANS: ['host', 'port', 'role', 'reason', 'seconds_left'],
+  SERVER_STATES: [
+    'database',
+    'shard',
+    'host',
+    'port',
+    'role',
+    'state',
+    'since',
+    'reason',
+    'weight',
+    'effective_weight',
+    'checks',
+    'last_check',
+    'check_ms',
+    'active',
+  ],
 };
 
 function adminPsql(port: number, sql: string, db = 'openproxy') {

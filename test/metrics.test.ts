@@ -122,7 +122,7 @@ describe('metrics', () => {
         dom,
         new RegExp(
           '<td>postgres_shard_0_replica_0</td><td>app</td><td>127\\.0\\.0\\.1:\\d+</td>' +
-            '<td>replica</td><td>config</td><td>false</td>',
+            '<td>replica</td><td>config</td><td>UP</td><td></td><td></td><td>false</td>',
         ),
       );
       assert.match(dom, /<td>status-page-probe<\/td>/);

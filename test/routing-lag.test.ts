@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { PgCluster } from '../testing/pg-cluster';
-import { APP_USER, client, createAppRole, sleep, until } from './helpers/db';
+import { APP_USER, adminClient, client, createAppRole, sleep, until } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 import { lagMs } from '../src/ha/lag-monitor';
 
@@ -82,8 +82,19 @@ describe('max_replica_lag', () => {
         const during = await reads(c, 40);
         assert.ok(!during.has(victim.port), 'the lagging replica took no reads');
         assert.ok(during.has(replicaPorts[1]), 'the other replica did');
+        // The lag feeds the server state: DOWN for "replica lag", UP again when it catches up.
+        const stateOf = async () => {
+          const admin = adminClient(proxy.port);
+          await admin.connect();
+          const rows = (await admin.query('SHOW SERVER_STATES')).rows;
+          await admin.end();
+          const row = rows.find((r) => Number(r.port) === victim.port)!;
+          return `${row.state} (${row.reason})`;
+        };
+        assert.equal(await stateOf(), 'DOWN (replica lag)');
         cluster.psql(victim, 'SELECT pg_wal_replay_resume()');
         await proxy.waitFor(/replica caught up/, 5000);
+        assert.equal(await stateOf(), 'UP (replica caught up)');
         await sleep(300);
         assert.ok((await reads(c, 40)).has(victim.port), 'reads again after catching up');
       } finally {

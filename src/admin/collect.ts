@@ -101,6 +101,8 @@ export function collect(ctx: WorkerContext): WorkerSnapshot {
       connected_at: c.connectedAt,
       wait_since: c.waitSince,
       worker: ctx.index,
+      local_port: c.localPort,
+      listener_role: c.listenerRole,
     });
     const row = pools.get(`${up.pool.name}\0${up.user.username}`);
     if (!row) continue;

@@ -13,12 +13,13 @@ import type { WorkerContext } from '../session/context';
 import type { AdminRequest, AskMain } from './requests';
 import type { WorkerSnapshot } from '../shared/snapshot';
 import * as show from './show';
+import { entriesAt, setAdminState, showServerStates } from './server-states';
 import { BAN, REFUSED_CLIENTS } from '../shared/layout';
 import { log } from '../log';
 
 const HELP = [
   'SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION',
-  'SHOW LISTS|MEM|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS|VRRP',
+  'SHOW LISTS|MEM|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|BANS|SERVER_STATES|VRRP',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>[, <user>]]',
@@ -31,6 +32,7 @@ const HELP = [
   'WAIT_CLOSE [<db>]',
   'BAN <host>[:<port>] <seconds>',
   'UNBAN <host>[:<port>]',
+  'MAINT|DRAIN|READY <host>[:<port>]',
   'SHUTDOWN [WAIT_FOR_CLIENTS]',
 ];
 
@@ -128,6 +130,8 @@ export class AdminConsole {
             return this.table(show.showTotals(reg, shared, uptime));
           case 'BANS':
             return this.table(show.showBans(reg, shared));
+          case 'SERVER_STATES':
+            return this.table(showServerStates(reg, shared));
           case 'VRRP': {
             const r = await this.askMain({ op: 'vrrp' });
             if (!r.ok || !r.vrrp) throw new CommandError('XX000', r.ok ? 'no answer' : r.error);
@@ -216,10 +220,7 @@ export class AdminConsole {
           );
         const host = m[1];
         const port = m[2] ? Number(m[2]) : undefined;
-        const entries = reg
-          .userPools()
-          .flatMap((up) => up.shards.flat())
-          .filter((e) => e.address.host === host && (port === undefined || e.address.port === port));
+        const entries = entriesAt(reg, host, port);
         if (entries.length === 0) throw new CommandError('42704', `no configured server ${arg.split(/\s+/)[0]}`);
         if (verb === 'BAN') {
           if (entries.some((e) => e.address.role === 'primary' || e.learned === 'primary'))
@@ -239,6 +240,16 @@ export class AdminConsole {
           for (const e of entries) shared.unban(e.pool.slot);
           log.info('server unbanned by admin', { server: arg });
         }
+        return [commandComplete(verb)];
+      }
+      case 'MAINT':
+      case 'DRAIN':
+      case 'READY': {
+        const m = /^(\S+?)(?::(\d+))?$/.exec(arg);
+        if (!m) throw new CommandError('42601', `usage: ${verb} <host>[:<port>]`);
+        const entries = entriesAt(reg, m[1], m[2] ? Number(m[2]) : undefined);
+        if (entries.length === 0) throw new CommandError('42704', `no configured server ${arg}`);
+        setAdminState(verb, entries, shared);
         return [commandComplete(verb)];
       }
       case 'SHUTDOWN': {

@@ -139,6 +139,8 @@ export function showClients(snaps: WorkerSnapshot[]): Table {
         secs(now - c.connected_at),
         secs(waitMs),
         (waitMs % 1000) * 1000,
+        c.local_port,
+        c.listener_role,
       ];
     }),
   );
@@ -155,6 +157,8 @@ export function showClients(snaps: WorkerSnapshot[]): Table {
       'age_seconds',
       'maxwait',
       'maxwait_us',
+      'local_port',
+      'listener_role',
     ],
     rows,
   };

@@ -24,6 +24,14 @@ const SECTIONS: { section: Section; toml: string; title: string; intro: string }
       'to let every address log in with auth_type.',
   },
   {
+    section: 'listener',
+    toml: 'general.listeners',
+    title: '[[general.listeners]]',
+    intro:
+      "Extra client ports, each bound to a role (HAProxy's 5000 for writers, 5001 for readers). Added, " +
+      'changed and removed by reload; removing one stops new connections, its clients stay.',
+  },
+  {
     section: 'pool',
     toml: 'pools.NAME',
     title: '[pools.NAME]',
@@ -57,6 +65,9 @@ const EXAMPLE: Record<string, string> = {
   'virtual_router.pre_demote_script': '"/usr/local/bin/before-demote"',
   'general.admin_userpassword': '"change-me-too"',
   'hba.method': '"scram-sha-256"',
+  'listener.port': '6433',
+  'listener.host': '"0.0.0.0"',
+  'listener.role': '"replica"',
   'general.tls_certificate': '"/etc/openproxy/server.crt"',
   'general.tls_private_key': '"/etc/openproxy/server.key"',
   'general.client_tls_ca_file': '"/etc/openproxy/client-ca.crt"',
@@ -106,10 +117,11 @@ export function renderExampleToml(): string {
     '',
   ];
   for (const s of SECTIONS) {
-    const vr = s.section === 'virtual_router' || s.section === 'hba';
+    const list = s.section === 'hba' || s.section === 'listener';
+    const vr = s.section === 'virtual_router' || list;
     const head = s.toml.replace('NAME', 'postgres').replace('.N', '.0');
     out.push(`# ${s.intro}`);
-    out.push(vr ? `# ${s.section === 'hba' ? `[[${head}]]` : `[${head}]`}` : `[${head}]`);
+    out.push(vr ? `# ${list ? `[[${head}]]` : `[${head}]`}` : `[${head}]`);
     for (const d of CONFIG_TABLE.filter((x) => x.section === s.section)) {
       const meta = [typeText(d), defaultText(d), `reload: ${d.changeable ? 'yes' : 'no'}`];
       if (d.aliases?.length) meta.push(`also spelled ${d.aliases.join(', ')}`);

@@ -1,6 +1,6 @@
 // The shape of one configuration key in the table (config/table.ts), and a constructor per section.
 
-export type Section = 'general' | 'virtual_router' | 'hba' | 'pool' | 'user' | 'shard';
+export type Section = 'general' | 'virtual_router' | 'hba' | 'listener' | 'pool' | 'user' | 'shard';
 export type KeyType = 'string' | 'int' | 'bool' | 'enum' | 'strings' | 'servers';
 export type Unit = 'ms' | 's' | 'count' | 'bytes';
 
@@ -29,7 +29,8 @@ export interface KeyDef {
 }
 
 export const g = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'general', ...d });
-export const vr = (d: Omit<KeyDef, 'section' | 'changeable'>): KeyDef => ({
+/** [general.virtual_router]: restart-only unless a key says `changeable: true` (applied without dropping the VIPs). */
+export const vr = (d: Omit<KeyDef, 'section' | 'changeable'> & { changeable?: boolean }): KeyDef => ({
   section: 'virtual_router',
   changeable: false,
   ...d,
@@ -39,3 +40,9 @@ export const u = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'user', ...
 export const s = (d: Omit<KeyDef, 'section'>): KeyDef => ({ section: 'shard', ...d });
 /** [[general.hba]] rules: reloadable like the rest of access control. */
 export const h = (d: Omit<KeyDef, 'section' | 'changeable'>): KeyDef => ({ section: 'hba', changeable: true, ...d });
+/** [[general.listeners]]: extra client ports bound to a role, added and removed by reload. */
+export const l = (d: Omit<KeyDef, 'section' | 'changeable'>): KeyDef => ({
+  section: 'listener',
+  changeable: true,
+  ...d,
+});

@@ -18,7 +18,10 @@ export const POOL_KEYS: readonly KeyDef[] = [
     default: 100,
     min: 0,
     max: 255,
-    doc: 'VRRP priority; the highest becomes MASTER.',
+    changeable: true,
+    doc:
+      'VRRP priority; the highest becomes MASTER. A reload applies it at once without dropping the VIPs ' +
+      '(a BACKUP raised above the MASTER takes over unless nopreempt).',
   }),
   vr({
     key: 'advert_int',
@@ -37,6 +40,7 @@ export const POOL_KEYS: readonly KeyDef[] = [
   }),
   vr({
     key: 'pre_promote_script',
+    changeable: true,
     type: 'string',
     doc:
       'Command (sh -c) run on the way to MASTER before the VIPs are added; ' +
@@ -46,6 +50,7 @@ export const POOL_KEYS: readonly KeyDef[] = [
   }),
   vr({
     key: 'pre_demote_script',
+    changeable: true,
     type: 'string',
     doc:
       'Command (sh -c) run on the way out of MASTER before the VIPs are ' +
@@ -53,11 +58,22 @@ export const POOL_KEYS: readonly KeyDef[] = [
   }),
   vr({
     key: 'nopreempt',
+    changeable: true,
     type: 'bool',
     default: false,
     doc:
       "keepalived's nopreempt: a BACKUP of higher priority does not take the VIPs from a working MASTER " +
       '(it still takes over when the MASTER stops advertising or gives up).',
+  }),
+  vr({
+    key: 'version',
+    type: 'int',
+    default: 2,
+    min: 2,
+    max: 3,
+    doc:
+      "VRRP version of the adverts sent and accepted: 2 (RFC 3768) or 3 (RFC 5798, IPv4; keepalived's " +
+      'vrrp_version 3). Every router of one router_id must use the same.',
   }),
   vr({
     key: 'unicast_peers',
@@ -314,5 +330,29 @@ export const POOL_KEYS: readonly KeyDef[] = [
     max: 65535,
     changeable: true,
     doc: 'Patroni REST API port of the servers (a server entry may carry its own as a fourth element).',
+  }),
+  s({
+    key: 'etcd_hosts',
+    type: 'strings',
+    default: [],
+    changeable: true,
+    doc:
+      'With use_patroni: Patroni\'s etcd (v3 API), as "host:port" entries. openproxy watches the leader key ' +
+      'and probes the servers at once when it changes, every few ms until the new primary is confirmed; ' +
+      'polling every renew_interval stays as the fallback. Empty = polling only.',
+  }),
+  s({
+    key: 'patroni_scope',
+    type: 'string',
+    default: '',
+    changeable: true,
+    doc: "Patroni's scope (cluster name) whose leader key is watched: NAMESPACE/SCOPE/leader.",
+  }),
+  s({
+    key: 'patroni_namespace',
+    type: 'string',
+    default: '/service',
+    changeable: true,
+    doc: "Patroni's namespace in etcd.",
   }),
 ];

@@ -12,6 +12,7 @@ import { readAuthFile } from './auth-file';
 import type {
   Config,
   GeneralConfig,
+  ListenerConfig,
   PoolConfig,
   ServerAddress,
   ShardConfig,
@@ -192,6 +193,7 @@ export function parseConfig(text: string, path: string): Config {
   const general = readSection('general', rawGeneral, 'general', warnings, [
     'virtual_router',
     'hba',
+    'listeners',
   ]) as unknown as GeneralConfig;
   checkClientTls(general);
   const authFile = general.auth_file ? readAuthFile(resolve(dirname(path), general.auth_file)) : null;
@@ -202,6 +204,10 @@ export function parseConfig(text: string, path: string): Config {
     rule.net = parseNetwork(`general.hba.${k}.address`, rule.address);
     return rule;
   });
+  const listeners = numbered(rawGeneral.listeners, 'general.listeners').map(
+    ([k, rl]) => readSection('listener', rl, `general.listeners.${k}`, warnings) as unknown as ListenerConfig,
+  );
+  checkListeners(general, listeners);
   if ((general.tls_certificate === undefined) !== (general.tls_private_key === undefined)) {
     throw new ConfigError(
       `general.tls_certificate / general.tls_private_key: only one is set; expected both or neither`,
@@ -268,6 +274,7 @@ export function parseConfig(text: string, path: string): Config {
     pool.shards = numbered(rp.shards, `${at}.shards`).map(([k, rs], index) => {
       const shard = readSection('shard', rs, `${at}.shards.${k}`, warnings) as unknown as ShardConfig;
       shard.index = index;
+      checkEtcd(shard, `${at}.shards.${k}`);
       return shard;
     });
     if (pool.shards.length === 0)
@@ -276,7 +283,30 @@ export function parseConfig(text: string, path: string): Config {
   }
   inherit(general, pools);
   checkUserLimits(pools);
-  return deepFreeze({ path, general, virtual_router, hba, pools, warnings });
+  return deepFreeze({ path, general, virtual_router, hba, listeners, pools, warnings });
+}
+
+/** etcd_hosts (the leader-key watch) needs a Patroni shard and its scope. */
+function checkEtcd(shard: ShardConfig, at: string): void {
+  if (shard.etcd_hosts.length === 0) return;
+  if (!shard.use_patroni)
+    throw new ConfigError(`${at}.etcd_hosts: set, but use_patroni is false (only Patroni's leader key is watched)`);
+  if (!shard.patroni_scope)
+    throw new ConfigError(`${at}.patroni_scope: missing; etcd_hosts needs Patroni's scope to find the leader key`);
+  shard.etcd_hosts.forEach((h, i) => {
+    if (!/^[^\s:]+:\d{1,5}$/.test(h)) fail(`${at}.etcd_hosts.${i}`, h, '"host:port"');
+  });
+}
+
+/** Every listener needs its own address: not general's host:port, not another listener's. */
+function checkListeners(general: GeneralConfig, listeners: ListenerConfig[]): void {
+  const taken = new Map<string, string>([[`${general.host}:${general.port}`, 'general.port']]);
+  listeners.forEach((l, i) => {
+    const at = `${l.host ?? general.host}:${l.port}`;
+    const other = taken.get(at) ?? (l.port === general.port ? 'general.port' : undefined);
+    if (other) throw new ConfigError(`general.listeners.${i}.port: ${l.port} is already used by ${other} (${at})`);
+    taken.set(at, `general.listeners.${i}`);
+  });
 }
 
 /** Pool keys that default to [general]'s, and user keys that default to their pool's or [general]'s. */
@@ -389,6 +419,9 @@ export function configRows(cfg: Config): { key: string; value: string; default: 
   for (const d of keysOf('general')) put(d.key, d, (cfg.general as unknown as Table)[d.key]);
   cfg.hba.forEach((rule, i) => {
     for (const d of keysOf('hba')) put(`hba.${i}.${d.key}`, d, (rule as unknown as Table)[d.key]);
+  });
+  cfg.listeners.forEach((l, i) => {
+    for (const d of keysOf('listener')) put(`listeners.${i}.${d.key}`, d, (l as unknown as Table)[d.key]);
   });
   for (const pool of cfg.pools) {
     for (const d of keysOf('pool')) put(`pools.${pool.name}.${d.key}`, d, (pool as unknown as Table)[d.key]);

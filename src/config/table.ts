@@ -3,6 +3,7 @@
 // checked against it by a test.
 
 import type { KeyDef, Section } from './key-def';
+import { BALANCE_KEYS, LISTENER_KEYS } from './keys-balance';
 import { GENERAL_KEYS } from './keys-general';
 import { HBA_KEYS } from './keys-hba';
 import { LIMIT_KEYS } from './keys-limits';
@@ -15,7 +16,9 @@ export const CONFIG_TABLE: readonly KeyDef[] = [
   ...GENERAL_KEYS,
   ...SOCKET_KEYS,
   ...LIMIT_KEYS,
+  ...BALANCE_KEYS,
   ...HBA_KEYS,
+  ...LISTENER_KEYS,
   ...POOL_KEYS,
 ];
 

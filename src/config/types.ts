@@ -61,6 +61,20 @@ export interface GeneralConfig {
   server_check_query: string;
   server_reset_query: string;
   server_reset_query_always: boolean;
+  check_interval: number;
+  check_rise: number;
+  check_fall: number;
+  on_marked_down: 'keep' | 'shutdown-sessions';
+  slow_start: number;
+}
+
+/** Routing forced on every client of a role port. */
+export type ListenerRole = 'primary' | 'replica' | 'any';
+
+export interface ListenerConfig {
+  host?: string;
+  port: number;
+  role: ListenerRole;
 }
 
 export interface VirtualRouterConfig {
@@ -72,6 +86,7 @@ export interface VirtualRouterConfig {
   pre_promote_script?: string;
   pre_demote_script?: string;
   nopreempt: boolean;
+  version: 2 | 3;
   unicast_peers?: string[];
 }
 
@@ -90,6 +105,9 @@ export interface ShardConfig {
   servers: ServerAddress[];
   use_patroni: boolean;
   patroni_port: number;
+  etcd_hosts: string[];
+  patroni_scope: string;
+  patroni_namespace: string;
 }
 
 export interface UserConfig {
@@ -149,6 +167,8 @@ export interface Config {
   virtual_router?: VirtualRouterConfig;
   /** [[general.hba]] rules in order (empty: auth_type for every client). */
   hba: HbaRule[];
+  /** [[general.listeners]]: extra ports bound to a role. */
+  listeners: ListenerConfig[];
   pools: PoolConfig[];
   /** Non-fatal findings (unknown keys, ignored PgCat keys), by key path. */
   warnings: string[];

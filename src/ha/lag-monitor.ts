@@ -63,7 +63,11 @@ export class LagMonitor {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
 
-  constructor(private readonly shared: SharedState) {}
+  constructor(
+    private readonly shared: SharedState,
+    /** Told when a replica starts or stops lagging past its limits (server states: DOWN while it lags). */
+    private readonly onLagging: (slots: number[], lagging: boolean) => void = () => {},
+  ) {}
 
   update(cfg: Config, slots: Slots): void {
     const keep = new Map<string, Node>();
@@ -150,6 +154,7 @@ export class LagMonitor {
           };
           if (lagging) log.warn('replica lags behind the primary: it takes no reads until it catches up', fields);
           else log.info('replica caught up: it takes reads again', fields);
+          this.onLagging(n.slots, lagging);
         }
       }
       for (const slot of n.slots) {

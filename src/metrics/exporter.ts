@@ -5,10 +5,11 @@
 import { Registry, type Gauge } from 'prom-client';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
-import { poolSlotKey, serverSlotKey } from '../pool/slots';
+import { poolSlotKey } from '../pool/slots';
 import type { SharedState } from '../shared/state';
-import { BAN_REASON, REFUSED_CLIENTS, ROLE, STAT } from '../shared/layout';
+import { REFUSED_CLIENTS, SERVER_STATE_NAMES, STAT } from '../shared/layout';
 import { POOL_COUNTS, type WorkerSnapshot } from '../shared/snapshot';
+import { type ServerRow, serverRows } from './server-rows';
 import { BUCKETS, type HistogramData } from '../shared/histogram';
 
 export interface ScrapeSource {
@@ -99,6 +100,17 @@ export class Exporter {
           { labels: { database: p.database, user: p.user, state: 'waiting' }, value: p.cl_waiting },
         ]),
     );
+    custom(r, 'openproxy_clients_by_port', "Client connections by openproxy's port and its role.", 'gauge', () => {
+      const n = new Map<string, number>();
+      for (const c of this.clients()) {
+        const k = `${c.local_port}\0${c.listener_role || 'main'}`;
+        n.set(k, (n.get(k) ?? 0) + 1);
+      }
+      return [...n].map(([k, value]) => {
+        const [port, role] = k.split('\0');
+        return { labels: { port: port === '0' ? 'unix' : port, role }, value };
+      });
+    });
     custom(r, 'openproxy_server_connections', 'Server connections by pool and state.', 'gauge', () =>
       pools().flatMap((p) => [
         { labels: { database: p.database, user: p.user, state: 'active' }, value: p.sv_active },
@@ -112,6 +124,30 @@ export class Exporter {
         labels: { database: s.db, server: s.server, role: s.role, reason: s.reason },
         value: s.banned ? 1 : 0,
       })),
+    );
+    custom(
+      r,
+      'openproxy_server_state',
+      'Server state: 1 for the state it is in (UP, DOWN, MAINT, DRAIN).',
+      'gauge',
+      () =>
+        this.serverRows().flatMap((s) =>
+          SERVER_STATE_NAMES.map((state) => ({
+            labels: { database: s.db, user: s.user, server: s.server, state },
+            value: s.state === state ? 1 : 0,
+          })),
+        ),
+    );
+    custom(
+      r,
+      'openproxy_server_state_since_seconds',
+      'When the server last changed state (Unix time; 0 = not since openproxy started).',
+      'gauge',
+      () =>
+        this.serverRows().map((s) => ({
+          labels: { database: s.db, user: s.user, server: s.server, reason: s.stateReason },
+          value: s.stateSince / 1000,
+        })),
     );
     custom(
       r,
@@ -393,83 +429,8 @@ export class Exporter {
   }
 
   /** One row per configured (pool, user, shard, server). */
-  serverRows() {
-    const cfg = this.src.cfg();
-    const slots = this.src.slots();
-    const sh = this.src.shared;
-    const now = Date.now();
-    const rows: {
-      db: string;
-      user: string;
-      label: string;
-      host: string;
-      port: number;
-      dbname: string;
-      server: string;
-      role: string;
-      currentRole: string;
-      roleSource: string;
-      banned: boolean;
-      reason: string;
-      conns: number;
-      poolSize: number;
-      lagBytes: number;
-      lagAt: number;
-      shard: number;
-    }[] = [];
-    for (const p of cfg.pools) {
-      for (const u of p.users) {
-        for (const shard of p.shards) {
-          let replica = 0;
-          shard.servers.forEach((a, i) => {
-            const slot = slots.servers[serverSlotKey(p.name, u.username, shard.index, a.host, a.port)];
-            const roleName =
-              a.role === 'replica' ? `replica_${replica++}` : a.role === 'primary' ? 'primary' : `auto_${i}`;
-            const banned = sh.banned(slot, now);
-            const probed = a.role === 'auto' && sh.serverRoleAt[slot] > 0;
-            const code = sh.serverRole[slot];
-            const currentRole =
-              a.role !== 'auto'
-                ? a.role
-                : probed
-                  ? code === ROLE.primary
-                    ? 'primary'
-                    : code === ROLE.replica
-                      ? 'replica'
-                      : 'unknown'
-                  : 'unknown';
-            const roleSource =
-              a.role !== 'auto'
-                ? 'config'
-                : !probed
-                  ? 'not probed yet'
-                  : shard.use_patroni
-                    ? 'patroni + sql probe'
-                    : 'sql probe';
-            rows.push({
-              db: p.name,
-              user: u.username,
-              label: `${p.name}_shard_${shard.index}_${roleName}`,
-              host: a.host,
-              port: a.port,
-              dbname: shard.database,
-              server: `${a.host}:${a.port}`,
-              role: a.role,
-              currentRole,
-              roleSource,
-              banned,
-              reason: banned ? (BAN_REASON[sh.serverBanReason[slot]] ?? '') : '',
-              conns: Atomics.load(sh.serverConns, slot),
-              poolSize: u.pool_size,
-              lagBytes: sh.serverLagBytes[slot],
-              lagAt: sh.serverLagAt[slot],
-              shard: shard.index,
-            });
-          });
-        }
-      }
-    }
-    return rows;
+  serverRows(): ServerRow[] {
+    return serverRows(this.src.cfg(), this.src.slots(), this.src.shared);
   }
 
   /** Clients, summed per pool, and the current snapshot's client rows (status page). */

@@ -38,8 +38,9 @@ function render(s) {
   document.getElementById('vrrp').textContent = s.vrrp.state + (s.vrrp.detail ? ' — ' + s.vrrp.detail : '');
   table('pools', ['database', 'user', 'pool_mode', 'cl_active', 'cl_idle', 'cl_waiting',
     'sv_active', 'sv_idle', 'sv_used', 'sv_login'], s.pools);
-  table('servers', ['name', 'user', 'server', 'role', 'role_source', 'banned', 'ban_reason',
-    'connections', 'pool_size', 'lag_bytes'], s.servers, function (r) { return r.banned ? 'banned' : ''; });
+  table('servers', ['name', 'user', 'server', 'role', 'role_source', 'state', 'state_since', 'state_reason',
+    'banned', 'ban_reason', 'connections', 'pool_size', 'lag_bytes'], s.servers,
+    function (r) { return r.banned || r.state !== 'UP' ? 'banned' : ''; });
   table('clients', ['id', 'database', 'user', 'application_name', 'state', 'transactions', 'queries', 'age_s'],
     s.clients);
 }

@@ -9,6 +9,7 @@ import { type ServerEntry, type UserPool, roleOf } from './registry';
 import type { ServerPool } from './server-pool';
 import { type CheckSettings, checkDue, healthCheck } from './check';
 import { SQLSTATE } from '../protocol/sqlstate';
+import { SERVER_STATE } from '../shared/layout';
 
 function learn(e: ServerEntry, conn: ServerConn): 'primary' | 'replica' {
   const hs = conn.params.get('in_hot_standby');
@@ -51,8 +52,31 @@ export async function chooseSessionServer(
   up: UserPool,
   check: CheckSettings,
   anyRole = false,
+  waitMs = 0,
 ): Promise<{ conn: ServerConn; pool: ServerPool }> {
-  const servers = up.shards[0];
+  const deadline = Date.now() + waitMs;
+  const shared = up.shards[0][0]?.shared;
+  for (;;) {
+    const seen = shared?.stateVersion() ?? 0;
+    try {
+      return await chooseOnce(up, check, anyRole);
+    } catch (e) {
+      // Every server it may log in on is in MAINT or DRAIN: wait for READY (or a switchover).
+      if (!(e instanceof HeldBack) || Date.now() >= deadline) throw e;
+    }
+    await shared?.waitStateChange(seen, 100);
+  }
+}
+
+/** Thrown when no server took the login because the only candidates are in MAINT or DRAIN. */
+class HeldBack extends ServerConnError {}
+
+async function chooseOnce(
+  up: UserPool,
+  check: CheckSettings,
+  anyRole: boolean,
+): Promise<{ conn: ServerConn; pool: ServerPool }> {
+  const servers = up.shards[0].filter((e) => e.shared.usable(e.pool.slot));
   const wantReplica = up.pool.default_role === 'replica';
   const order = (want: 'primary' | 'replica') => {
     const known = servers.filter((e) => roleOf(e) === want);
@@ -81,10 +105,13 @@ export async function chooseSessionServer(
     }
   }
   if (lastError) throw lastError;
-  throw new ServerConnError(
-    `no ${wantReplica ? 'replica or primary' : 'primary'} server is available in pool "${up.pool.name}"`,
-    SQLSTATE.CONNECTION_FAILURE,
-  );
+  const what = `no ${wantReplica ? 'replica or primary' : 'primary'} server is available in pool "${up.pool.name}"`;
+  const held = up.shards[0].some((e) => {
+    const st = Atomics.load(e.shared.serverState, e.pool.slot);
+    return st === SERVER_STATE.maint || st === SERVER_STATE.drain;
+  });
+  if (held) throw new HeldBack(`${what}: servers are in MAINT or DRAIN`, SQLSTATE.CONNECTION_FAILURE);
+  throw new ServerConnError(what, SQLSTATE.CONNECTION_FAILURE);
 }
 
 /**
@@ -100,7 +127,7 @@ export function cachedLoginEntry(
   const wants: readonly ('primary' | 'replica')[] =
     up.pool.default_role === 'replica' ? ['replica', 'primary'] : anyRole ? ['primary', 'replica'] : ['primary'];
   for (const want of wants) {
-    const live = up.shards[0].filter((e) => roleOf(e) === want && !banned(e.pool.slot));
+    const live = up.shards[0].filter((e) => roleOf(e) === want && !banned(e.pool.slot) && e.shared.usable(e.pool.slot));
     if (live.length === 0) continue;
     // Replicas are taken at random, as the login through a server does.
     const e = want === 'replica' ? live[Math.floor(Math.random() * live.length)] : live[0];

@@ -5,7 +5,7 @@
 import { DnsCache } from '../net/dns-cache';
 import type { Config, GeneralConfig, PoolConfig, ServerAddress, UserConfig } from '../config/types';
 import type { SharedState } from '../shared/state';
-import { ROLE } from '../shared/layout';
+import { ROLE, SERVER_STATE } from '../shared/layout';
 import { ServerPool, type ServerPoolSettings } from './server-pool';
 import { passThroughKeys } from './pass-through';
 import { type Slots, dbGroupKey, poolSlotKey, serverSlotKey, userGroupKey } from './slots';
@@ -195,6 +195,31 @@ export class Registry {
       }
     }
     return closed;
+  }
+
+  /**
+   * After a server state change: idle connections of servers that take no new work (DOWN, MAINT)
+   * close; with on_marked_down = "shutdown-sessions" every connection to a DOWN server closes
+   * (a client in a transaction there gets 08006). Returns how many were closed.
+   */
+  closeUnusable(): number {
+    let closed = 0;
+    const shutdown = this.general.on_marked_down === 'shutdown-sessions';
+    for (const sp of this.servers.values()) {
+      const state = Atomics.load(this.shared.serverState, sp.slot);
+      if (state === SERVER_STATE.up || state === SERVER_STATE.drain) continue;
+      const all = shutdown && state === SERVER_STATE.down;
+      const conns = all ? [...sp.all] : sp.idle.slice();
+      const why = `${sp.settings.label} is ${state === SERVER_STATE.down ? 'DOWN' : 'in MAINT'}`;
+      for (const c of conns) c.close(why, all);
+      closed += conns.length;
+    }
+    return closed;
+  }
+
+  /** Opens a connection to servers etcd just named the new leader (in the last 5 s) where none is idle. */
+  warmNamed(now: number): void {
+    for (const sp of this.servers.values()) if (now - this.shared.serverWarmAt[sp.slot] < 5000) sp.warm();
   }
 
   sweep(now: number): void {

@@ -447,16 +447,8 @@ export class ServerPool {
       }
       i++;
     }
-    if (
-      !this.retired &&
-      this.all.size + this.opening < minShare &&
-      this.shared.takeConn(this.slot, s.poolSize, s.groups) === TAKE.ok
-    ) {
-      this.openWithSlot().then(
-        (c) => this.release(c),
-        (e) => log.warn('cannot open min_pool_size connection', { server: s.label, error: (e as Error).message }),
-      );
-    }
+    // A connection into the idle list if the limits allow (openIdle; warm() uses it too).
+    if (this.all.size + this.opening < minShare) this.openIdle('min_pool_size');
   }
 
   /** On every starving signal: an idle connection here while a client starves on another worker. */
@@ -476,6 +468,20 @@ export class ServerPool {
     if (this.remoteStarving() <= 0) return false;
     const per = this.settings.poolSize / this.settings.workers;
     return this.all.size > Math.ceil(per) || (noneWaitingHere && this.all.size > Math.floor(per));
+  }
+
+  /** A connection ahead of need (a server about to become primary), unless one is idle or opening. */
+  warm(): void {
+    if (this.idle.length === 0 && this.opening === 0) this.openIdle('a server about to become primary');
+  }
+
+  private openIdle(why: string): void {
+    const s = this.settings;
+    if (this.retired || this.shared.takeConn(this.slot, s.poolSize, s.groups) !== TAKE.ok) return;
+    this.openWithSlot().then(
+      (c) => this.release(c),
+      (e) => log.warn(`cannot open a connection for ${why}`, { server: s.label, error: (e as Error).message }),
+    );
   }
 
   /** Closes idle connections now (shutdown, reload removal). */

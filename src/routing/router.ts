@@ -26,6 +26,10 @@ export interface ReadOptions {
   staleMs: number;
   /** load_balancing_mode = "source": a hash of the client's address (sourceHash). */
   source: number;
+  /** slow_start in ms: a server that came UP this recently takes a growing share of its weight (0 = off). */
+  slowStartMs: number;
+  /** A replica port (listener role "replica"): the primary serves reads only as a fallback, and only if true. */
+  primaryFallback?: boolean;
 }
 
 /** FNV-1a of a client address (without the port), for load_balancing_mode = "source". */
@@ -57,6 +61,8 @@ export function candidates(
   const unknown: ServerEntry[] = [];
   const replicas: ServerEntry[] = [];
   for (const e of servers) {
+    // DOWN (checks, lag), MAINT and DRAIN servers take no new transactions.
+    if (!shared.usable(e.pool.slot)) continue;
     const r = roleOf(e);
     if (r === 'primary') primaries.push(e);
     else if (r === 'replica') replicas.push(e);
@@ -89,7 +95,8 @@ export function candidates(
     });
   }
   const set = primaryReads ? live.concat(primaries) : live;
-  const ordered = balance(shared, up, set, up.pool.load_balancing_mode, opts.source);
+  const ordered = balance(shared, up, set, opts, now);
+  if (opts.primaryFallback !== undefined) return opts.primaryFallback ? ordered.concat(unknown, primaries) : ordered;
   return primaryReads ? ordered.concat(unknown) : ordered.concat(unknown, primaries);
 }
 
@@ -99,16 +106,12 @@ export function candidates(
  * connections per unit of weight, all workers), source (rendezvous hashing of the client address:
  * the same replica while it is healthy). The rest follow as fallbacks.
  */
-function balance(
-  shared: SharedState,
-  up: UserPool,
-  set: ServerEntry[],
-  mode: PoolConfig['load_balancing_mode'],
-  source: number,
-): ServerEntry[] {
+function balance(shared: SharedState, up: UserPool, set: ServerEntry[], opts: ReadOptions, now: number): ServerEntry[] {
   const n = set.length;
   if (n <= 1) return set;
-  const w = (e: ServerEntry) => e.address.weight;
+  const mode: PoolConfig['load_balancing_mode'] = up.pool.load_balancing_mode;
+  const source = opts.source;
+  const w = opts.slowStartMs > 0 ? (e: ServerEntry) => slowWeight(shared, e, opts.slowStartMs, now) : plainWeight;
   if (mode === 'loc') {
     const start = (Math.random() * n) | 0; // ties broken at random
     const rotated = set.slice(start).concat(set.slice(0, start));
@@ -126,12 +129,22 @@ function balance(
     mode === 'round_robin' ? Atomics.add(shared.poolRoundRobin, up.statSlot, 1) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
   let start = draw % n;
   if (total > 0) {
-    // The server whose share of [0, total) the draw falls in.
-    let k = draw % total;
+    // The server whose share of [0, total) the draw falls in (weights may be fractions during slow_start).
+    let k = mode === 'round_robin' ? draw % total : Math.random() * total;
     start = 0;
-    while (k >= w(set[start])) k -= w(set[start++]);
+    while (start < n - 1 && k >= w(set[start])) k -= w(set[start++]);
   }
   return set.slice(start).concat(set.slice(0, start));
+}
+
+const plainWeight = (e: ServerEntry) => e.address.weight;
+
+/** slow_start: a server UP for t < slow_start ms weighs weight × t / slow_start (at least 1 % of it). */
+function slowWeight(shared: SharedState, e: ServerEntry, slowMs: number, now: number): number {
+  const full = e.address.weight;
+  const since = now - shared.serverUpAt[e.pool.slot];
+  if (full === 0 || since >= slowMs) return full;
+  return full * Math.max(0.01, since / slowMs);
 }
 
 /**

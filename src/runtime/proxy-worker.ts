@@ -24,7 +24,7 @@ import type { AskMain } from '../admin/requests';
 import { collect } from '../admin/collect';
 import { applyControl } from '../admin/control';
 import { useServerIds } from '../pool/server-conn';
-import { SERVER_IDS } from '../shared/layout';
+import { SERVER_IDS, STARVING_SIGNAL, STATE_SIGNAL } from '../shared/layout';
 import { keysFromWire, keysToWire, passThroughKeys } from '../pool/pass-through';
 
 /** Clients that have not finished logging in after this long are dropped (PgBouncer: client_login_timeout). */
@@ -108,9 +108,23 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
   // Slots move between workers only to starving waiters; a worker holding idle connections hears of
   // them through the shared starving signal (no timer: an idle worker sleeps).
   let stopChecks = false;
-  shared.onStarving(
+  shared.onSignal(
+    STARVING_SIGNAL,
     () => {
       for (const sp of ctx.registry.servers.values()) sp.giveIdleToStarving();
+    },
+    () => stopChecks,
+  );
+  // A server's role or state changed (HA thread, admin console): a server etcd names the new leader
+  // gets a connection ahead of its promotion; idle connections of DOWN and MAINT servers close, and
+  // with on_marked_down = "shutdown-sessions" every connection to a DOWN server.
+  shared.onSignal(
+    STATE_SIGNAL,
+    () => {
+      if (!configured) return;
+      ctx.registry.warmNamed(Date.now());
+      const n = ctx.registry.closeUnusable();
+      if (n > 0) log.info('closed connections to servers that are DOWN or in MAINT', { connections: n });
     },
     () => stopChecks,
   );
@@ -151,6 +165,7 @@ export function runProxyWorker(port: MessagePort, init: WorkerInit): void {
         const g = ctx.registry.general;
         if (!m.unix) setKeepAlive(sock, g.tcp_keepalives_idle, g.tcp_keepalives_interval, g.tcp_keepalives_count);
         const c = new ClientSession(sock, ctx, m.unix);
+        if (m.role) c.route.fromPort(m.role);
         sessions.add(c);
         c.onGone = () => {
           sessions.delete(c);

@@ -12,8 +12,8 @@ import { SERVER_STAT, type ServerPool } from '../pool/server-pool';
 import { checkDue, checkSettings, healthCheck } from '../pool/check';
 import { type ServerEntry, roleOf } from '../pool/registry';
 import { Verdict } from '../routing/classify';
-import { BAN, type Target, candidates } from '../routing/router';
-import { STAT } from '../shared/layout';
+import { BAN, type ReadOptions, type Target, candidates } from '../routing/router';
+import { SERVER_STATE, STAT } from '../shared/layout';
 import { log } from '../log';
 import { gucSyncStatement, gucsMatch } from './guc-sync';
 import { isPaused } from './pause';
@@ -60,20 +60,21 @@ export function beginTransaction(s: Session): void {
     const shard = up.shards.length > 1 ? s.route.shardOf(up, f.buf, f.off, f.end, s.ps) : 0;
     if (typeof shard === 'string') return s.rejectHead(SQLSTATE.INVALID_PARAMETER_VALUE, shard);
     const minLsn = up.pool.read_your_writes && target === 'read' ? s.ryw.floor(s.ctx.shared) : 0;
-    order = candidates(s.ctx.shared, up, shard, target, {
-      primaryReads: s.route.primaryReads(up),
-      minLsn,
-      staleMs: staleMs(s),
-      source: s.source,
-    });
-    if (order.length === 0 && target === 'read') {
+    order = candidates(s.ctx.shared, up, shard, target, readOptions(s, minLsn));
+    if (order.length === 0 && target === 'read' && !heldBack(s, shard)) {
       return s.fatal(SQLSTATE.CONNECTION_FAILURE, `no server for reads in pool "${up.pool.name}"`, 'no server');
     }
     s.route.shard = shard;
-  } else {
+  } else if (s.ctx.shared.usable(s.home!.pool.slot)) {
     // Not routed: always the login server; one array per client, not per transaction.
     if (s.homeOrder[0] !== s.home) s.homeOrder = [s.home!];
     order = s.homeOrder;
+  } else {
+    // The login server takes no new transactions (DOWN, MAINT, DRAIN): another of its role, or
+    // (the primary) wait for it up to primary_wait_timeout.
+    target = roleOf(s.home!) === 'replica' ? 'read' : 'primary';
+    s.route.shard = 0;
+    order = candidates(s.ctx.shared, up, 0, target, readOptions(s, 0));
   }
   const first = order[0] as ServerEntry | undefined;
   const idle = first?.pool.takeIdleNow();
@@ -106,6 +107,32 @@ function ready(s: Session, conn: ServerLink, e: ServerEntry): boolean {
 }
 
 const staleMs = (s: Session) => Math.max(2000, 4 * s.ctx.registry.general.replica_lag_interval);
+
+function readOptions(s: Session, minLsn: number): ReadOptions {
+  const up = s.userPool!;
+  const replicaPort = s.route.port === 'replica';
+  return {
+    primaryReads: replicaPort ? false : s.route.primaryReads(up),
+    minLsn,
+    staleMs: staleMs(s),
+    source: s.source,
+    slowStartMs: s.ctx.registry.general.slow_start * 1000,
+    primaryFallback: replicaPort ? s.route.primaryReads(up) : undefined,
+  };
+}
+
+/**
+ * Whether a server of the shard is in MAINT or DRAIN: a transaction that finds no server then
+ * waits (up to primary_wait_timeout) for READY or a switchover instead of failing at once.
+ */
+function heldBack(s: Session, shard: number): boolean {
+  const servers = s.userPool!.shards[shard] ?? s.userPool!.shards[0];
+  for (const e of servers) {
+    const st = Atomics.load(s.ctx.shared.serverState, e.pool.slot);
+    if (st === SERVER_STATE.maint || st === SERVER_STATE.drain) return true;
+  }
+  return false;
+}
 
 /** The pool gave this client a connection (called synchronously from its release, or when one was opened). */
 export function onGranted(s: Session, conn: ServerLink): void {
@@ -189,9 +216,11 @@ async function acquireWithWait(
 ): Promise<Acquired> {
   const g = s.ctx.registry.general;
   const up = s.userPool!;
-  const deadline = Date.now() + (target === 'primary' && s.route.active(up) ? g.primary_wait_timeout : 0);
+  const waits = (target === 'primary' && s.route.active(up)) || heldBack(s, s.route.shard);
+  const deadline = Date.now() + (waits ? g.primary_wait_timeout : 0);
   const gaveUp = (e: ServerConnError) => !retryable(e) || Date.now() >= deadline || s.phase === Phase.Closed;
   let announced = false;
+  let seen = s.ctx.shared.stateVersion();
   for (;;) {
     if (failed) {
       // The queued fast path already tried its one server and failed (and banned it if it may).
@@ -206,27 +235,24 @@ async function acquireWithWait(
       }
     } else if (Date.now() >= deadline) {
       const message =
-        `no primary is available in pool "${up.pool.name}" (waited ` +
+        `no ${target === 'read' ? 'server for reads' : 'primary'} is available in pool "${up.pool.name}" (waited ` +
         `primary_wait_timeout = ${g.primary_wait_timeout} ms)`;
       throw new ServerConnError(message, SQLSTATE.CONNECTION_FAILURE);
     }
     if (!announced) {
       announced = true;
-      log.info('no primary available: the write waits for one', {
+      log.info(`no ${target === 'read' ? 'server for reads' : 'primary'} available: the transaction waits`, {
         client: s.remote,
         pool: up.pool.name,
         primary_wait_timeout_ms: g.primary_wait_timeout,
       });
     }
     idle = undefined;
-    await new Promise((r) => setTimeout(r, 100));
+    // Look again at the next role or state change (a new primary, READY), at the latest in 100 ms.
+    await s.ctx.shared.waitStateChange(seen, 100);
+    seen = s.ctx.shared.stateVersion();
     if (s.phase === Phase.Closed) throw new ServerConnError('client left', SQLSTATE.CONNECTION_FAILURE);
-    order = candidates(s.ctx.shared, up, s.route.shard, target, {
-      primaryReads: s.route.primaryReads(up),
-      minLsn: 0,
-      staleMs: staleMs(s),
-      source: s.source,
-    });
+    order = candidates(s.ctx.shared, up, s.route.shard, target, readOptions(s, 0));
   }
 }
 

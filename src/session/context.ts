@@ -23,6 +23,9 @@ export interface SessionInfo {
   readonly errors: number;
   readonly connectedAt: number;
   readonly waitSince: number;
+  /** openproxy's port the client came through (0 = Unix socket) and that port's role ('' = main port). */
+  readonly localPort: number;
+  readonly listenerRole: string;
   fatal(code: string, message: string, reason: string): void;
   /** Cancels the statement running for this client on its server, if any. */
   cancelQuery(): void;

@@ -147,6 +147,8 @@ export function endReplay(s: Session): void {
  */
 function holdsForNext(s: Session, f: FrameReader): boolean {
   if (!s.implicitReads || s.sinceSync !== 0) return false;
+  // SET SERVER ROLE replica (or a replica port): every statement goes here, a write gets the replica's 25006.
+  if (s.route.role === 'replica') return false;
   if (s.waitBypass) {
     s.waitBypass = false;
     return false;

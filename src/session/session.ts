@@ -96,6 +96,14 @@ export abstract class Session implements SessionInfo, ConsoleClient {
   /** Session mode with routing: the server is chosen by the first query and then kept. */
   routedSession = false;
 
+  get localPort(): number {
+    return this.unix ? 0 : (this.sock.localPort ?? 0);
+  }
+
+  get listenerRole(): string {
+    return this.route.port ?? '';
+  }
+
   // ---- waiting for a server (assign.ts) ----
   acquiring = false;
   /** This client's place in a server pool's queue (one object for its life). */

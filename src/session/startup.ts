@@ -247,7 +247,8 @@ async function attachServer(s: Session, authOk: Buffer): Promise<void> {
   const waitStart = performance.now();
   let conn: ServerLink;
   try {
-    const pick = await chooseSessionServer(up, checkSettings(ctx.registry.general), s.route.active(up));
+    const g = ctx.registry.general;
+    const pick = await chooseSessionServer(up, checkSettings(g), s.route.active(up), g.primary_wait_timeout);
     conn = pick.conn;
     s.serverPool = pick.pool;
     s.home = s.entry = up.shards.flat().find((e) => e.pool === pick.pool) ?? null;

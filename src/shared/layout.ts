@@ -49,7 +49,8 @@ function regions<T extends Record<string, [number, number]>>(spec: T): { [K in k
 export const LAYOUT = regions({
   /**
    * [0] layout version, [1] worker count, [2] shutting down (1), [3] starving signal (see STARVING_SIGNAL),
-   * [4] clients refused at max_client_conn (REFUSED_CLIENTS), [5] last server connection id (SERVER_IDS).
+   * [4] clients refused at max_client_conn (REFUSED_CLIENTS), [5] last server connection id (SERVER_IDS),
+   * [6] server state signal (STATE_SIGNAL).
    */
   header: [8, 4],
   /** Live clients per worker: main picks the worker with the fewest. */
@@ -88,6 +89,24 @@ export const LAYOUT = regions({
   serverRole: [MAX_SERVER_SLOTS, 4],
   /** When serverRole was last written (ms epoch; 0 = never probed, the worker's own login-time learning applies). */
   serverRoleAt: [MAX_SERVER_SLOTS, 8],
+  /** Server state per slot (SERVER_STATE: UP, DOWN, MAINT, DRAIN); admin commands and the HA thread write it. */
+  serverState: [MAX_SERVER_SLOTS, 4],
+  /** Why the state last changed: a STATE_REASON code. */
+  serverStateReason: [MAX_SERVER_SLOTS, 4],
+  /** When the state last changed (ms epoch; 0 = UP since openproxy started). */
+  serverStateAt: [MAX_SERVER_SLOTS, 8],
+  /** When the server last came UP from another state (ms epoch; 0 = never down): slow_start counts from it. */
+  serverUpAt: [MAX_SERVER_SLOTS, 8],
+  /** Active checks: when the last one ended (ms epoch, 0 = none), how long it took (ms). */
+  serverCheckAt: [MAX_SERVER_SLOTS, 8],
+  serverCheckMs: [MAX_SERVER_SLOTS, 8],
+  /** Active checks in a row with the same outcome: > 0 passed, < 0 failed. */
+  serverCheckStreak: [MAX_SERVER_SLOTS, 4],
+  /**
+   * When etcd's leader key last named this server the new leader (ms epoch): workers open a
+   * connection to it ahead of its promotion, so the first writes after it need no login.
+   */
+  serverWarmAt: [MAX_SERVER_SLOTS, 8],
   /** Open server connections per group (pool or user), all servers and workers: max_db/user_connections. */
   groupConns: [MAX_GROUPS, 4],
   /** Bumped + notified when a group frees a connection. */
@@ -100,10 +119,41 @@ export const LAYOUT = regions({
   stats: [MAX_WORKERS * MAX_POOL_SLOTS * STAT_COUNT, 8],
 });
 
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 
 /** Codes in serverRole. */
 export const ROLE = { unknown: 0, primary: 1, replica: 2 } as const;
+
+/** Codes in serverState. UP is 0, so a fresh slot is UP. */
+export const SERVER_STATE = { up: 0, down: 1, maint: 2, drain: 3 } as const;
+export const SERVER_STATE_NAMES = ['UP', 'DOWN', 'MAINT', 'DRAIN'] as const;
+
+/** Codes in serverStateReason. */
+export const STATE_REASON = [
+  '',
+  'check passed',
+  'check failed',
+  'check timed out',
+  'connect failed',
+  'replica lag',
+  'replica caught up',
+  'MAINT by admin',
+  'DRAIN by admin',
+  'READY by admin',
+  'drained',
+] as const;
+export const REASON = {
+  checkPassed: 1,
+  checkFailed: 2,
+  checkTimeout: 3,
+  connectFailed: 4,
+  lag: 5,
+  caughtUp: 6,
+  maint: 7,
+  drain: 8,
+  ready: 9,
+  drained: 10,
+} as const;
 
 /** Codes in serverBanReason. */
 export const BAN_REASON = [
@@ -138,3 +188,5 @@ export const STARVING_SIGNAL = 3;
 export const REFUSED_CLIENTS = 4;
 /** header index: the last server connection id handed out (Atomics.add by every worker). */
 export const SERVER_IDS = 5;
+/** header index bumped + notified when a server's state changes: workers close connections to DOWN servers. */
+export const STATE_SIGNAL = 6;

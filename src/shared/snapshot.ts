@@ -18,6 +18,10 @@ export interface ClientRow {
   /** ms epoch when it started waiting for a server; 0 = not waiting. */
   wait_since: number;
   worker: number;
+  /** openproxy's port the client connected to (0: the Unix socket). */
+  local_port: number;
+  /** That port's role ([[general.listeners]]); '' = the main port. */
+  listener_role: string;
 }
 
 export interface ServerRow {

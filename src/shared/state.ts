@@ -1,6 +1,15 @@
 // Typed views over the shared layout, with the operations threads perform on them.
 
-import { LAYOUT, LAYOUT_VERSION, MAX_POOL_SLOTS, MAX_WORKERS, STARVING_SIGNAL, STAT_COUNT } from './layout';
+import {
+  LAYOUT,
+  LAYOUT_VERSION,
+  MAX_POOL_SLOTS,
+  MAX_WORKERS,
+  SERVER_STATE,
+  STARVING_SIGNAL,
+  STATE_SIGNAL,
+  STAT_COUNT,
+} from './layout';
 
 /** The groups a server slot's connections count in, and their limits (0 = no limit). */
 export interface ConnGroups {
@@ -34,6 +43,14 @@ export class SharedState {
   readonly serverLsnSince: Float64Array;
   readonly serverRole: Int32Array;
   readonly serverRoleAt: Float64Array;
+  readonly serverState: Int32Array;
+  readonly serverStateReason: Int32Array;
+  readonly serverStateAt: Float64Array;
+  readonly serverUpAt: Float64Array;
+  readonly serverCheckAt: Float64Array;
+  readonly serverCheckMs: Float64Array;
+  readonly serverCheckStreak: Int32Array;
+  readonly serverWarmAt: Float64Array;
   readonly stats: Float64Array;
 
   constructor(readonly sab: SharedArrayBuffer) {
@@ -59,6 +76,14 @@ export class SharedState {
     this.serverLsnSince = f64(LAYOUT.serverLsnSince);
     this.serverRole = i32(LAYOUT.serverRole);
     this.serverRoleAt = f64(LAYOUT.serverRoleAt);
+    this.serverState = i32(LAYOUT.serverState);
+    this.serverStateReason = i32(LAYOUT.serverStateReason);
+    this.serverStateAt = f64(LAYOUT.serverStateAt);
+    this.serverUpAt = f64(LAYOUT.serverUpAt);
+    this.serverCheckAt = f64(LAYOUT.serverCheckAt);
+    this.serverCheckMs = f64(LAYOUT.serverCheckMs);
+    this.serverCheckStreak = i32(LAYOUT.serverCheckStreak);
+    this.serverWarmAt = f64(LAYOUT.serverWarmAt);
     this.stats = new Float64Array(sab, LAYOUT.stats.offset, LAYOUT.stats.length);
   }
 
@@ -76,19 +101,55 @@ export class SharedState {
   }
 
   /**
-   * Calls `check` now and again after every signalStarving() until `stopped()`, without a timer:
-   * an idle worker does not wake up for it.
+   * Calls `check` now and again after every bump of header[`signal`] (STARVING_SIGNAL,
+   * STATE_SIGNAL) until `stopped()`, without a timer: an idle worker does not wake up for it.
    */
-  onStarving(check: () => void, stopped: () => boolean): void {
+  onSignal(signal: number, check: () => void, stopped: () => boolean): void {
     const loop = (): void => {
       if (stopped()) return;
-      const seen = Atomics.load(this.header, STARVING_SIGNAL);
+      const seen = Atomics.load(this.header, signal);
       check();
-      const r = Atomics.waitAsync(this.header, STARVING_SIGNAL, seen);
+      const r = Atomics.waitAsync(this.header, signal, seen);
       if (r.async) void r.value.then(loop);
       else setImmediate(loop);
     };
     loop();
+  }
+
+  /** Bumps the server state signal: a role or state changed (waiters for a primary look again at once). */
+  signalState(): void {
+    Atomics.add(this.header, STATE_SIGNAL, 1);
+    Atomics.notify(this.header, STATE_SIGNAL);
+  }
+
+  /** The state signal's count now, to wait for the next change with waitStateChange(). */
+  stateVersion(): number {
+    return Atomics.load(this.header, STATE_SIGNAL);
+  }
+
+  /** Resolves at the next role or state change after `seen` (stateVersion()), or after `ms`. */
+  async waitStateChange(seen: number, ms: number): Promise<void> {
+    const r = Atomics.waitAsync(this.header, STATE_SIGNAL, seen, ms);
+    if (r.async) await r.value;
+  }
+
+  /** Whether a server slot takes new transactions and logins: UP (not DOWN, in MAINT or draining). */
+  usable(slot: number): boolean {
+    return Atomics.load(this.serverState, slot) === SERVER_STATE.up;
+  }
+
+  /**
+   * Moves a server slot to `state` (a SERVER_STATE code) for a STATE_REASON code, if it is in
+   * `from` now (compare-and-swap: an admin's MAINT is never overwritten by a check that read the
+   * old state); true if it moved. Coming UP from another state starts slow_start.
+   */
+  setState(slot: number, from: number, state: number, reason: number, now: number): boolean {
+    if (from === state || Atomics.compareExchange(this.serverState, slot, from, state) !== from) return false;
+    Atomics.store(this.serverStateReason, slot, reason);
+    this.serverStateAt[slot] = now;
+    if (state === SERVER_STATE.up) this.serverUpAt[slot] = now;
+    this.signalState();
+    return true;
   }
 
   /**
