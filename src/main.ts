@@ -18,6 +18,7 @@ import { SharedState } from './shared/state';
 import { Supervisor } from './runtime/supervisor';
 import type { VrrpRow } from './admin/requests';
 import { listen, listenUnix, liveClients, socketPath } from './runtime/listener';
+import { RoleListeners } from './runtime/role-listeners';
 
 /** Exit codes (documented in man/openproxy.1). */
 export const EXIT = { OK: 0, CONFIG: 78, USAGE: 64, LISTEN: 69, WORKER_DIED: 70 } as const;
@@ -56,6 +57,14 @@ function restartOnlyChanges(a: Config, b: Config): string[] {
     const k = d.key as keyof Config['general'];
     if (a.general[k] !== b.general[k]) out.push(`general.${d.key}`);
   }
+  // The virtual router's identity (interface, router_id, VIPs, version, …); priority, scripts and
+  // nopreempt are applied by the HA thread without dropping the VIPs.
+  const va = a.virtual_router as Record<string, unknown> | undefined;
+  const vb = b.virtual_router as Record<string, unknown> | undefined;
+  if (va && vb)
+    for (const d of keysOf('virtual_router'))
+      if (!d.changeable && JSON.stringify(va[d.key]) !== JSON.stringify(vb[d.key]))
+        out.push(`general.virtual_router.${d.key}`);
   return out;
 }
 
@@ -109,9 +118,12 @@ export async function main(argv: string[]): Promise<void> {
   let server: net.Server;
   let unixServer: net.Server | null = null;
   const maxClients = () => cfg.general.max_client_conn;
+  const rolePorts = new RoleListeners(shared, sup, maxClients);
   try {
     server = await listen(cfg.general.host, cfg.general.port, shared, sup, maxClients);
     if (cfg.general.unix_socket_dir) unixServer = await listenUnix(cfg.general, shared, sup, maxClients);
+    const failed = await rolePorts.apply(cfg.listeners, cfg.general.host);
+    if (failed.length > 0) throw new Error(failed.join('; '));
   } catch (e) {
     const g = cfg.general;
     log.error('cannot listen', {
@@ -128,6 +140,14 @@ export async function main(argv: string[]): Promise<void> {
     host: cfg.general.host,
     port: cfg.general.port,
     ...(unixServer ? { socket: socketPath(cfg.general.unix_socket_dir, cfg.general.port) } : {}),
+    ...(cfg.listeners.length
+      ? {
+          role_ports: rolePorts
+            .list()
+            .map((p) => `${p.listen}=${p.role}`)
+            .join(','),
+        }
+      : {}),
     workers,
     pools: cfg.pools.map((p) => p.name).join(','),
     config: cfg.path,
@@ -185,6 +205,8 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   let mtime = statSync(cfg.path).mtimeMs;
+  /** The role ports of the last reload: RELOAD answers once they are open (or could not be). */
+  let portsApplied: Promise<string[]> = Promise.resolve([]);
   const reload = (why: string): string | null => {
     try {
       mtime = statSync(cfg.path).mtimeMs; // the file poller need not read this version again
@@ -207,6 +229,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     for (const w of [...next.warnings, ...pendingFeatureWarnings(next)]) log.warn(`config: ${w}`);
     cfg = next;
+    portsApplied = rolePorts.apply(cfg.listeners, cfg.general.host);
     log.info('configuration reloaded', { trigger: why, pools: cfg.pools.map((p) => p.name).join(',') });
     return null;
   };
@@ -247,6 +270,7 @@ export async function main(argv: string[]): Promise<void> {
     if (first) {
       server.close();
       unixServer?.close();
+      rolePorts.close();
       sup.releaseVip();
     }
     sup.onAllStopped = () => void finish(EXIT.OK);
@@ -276,7 +300,9 @@ export async function main(argv: string[]): Promise<void> {
     switch (req.op) {
       case 'reload': {
         const err = reload('RELOAD (admin console)');
-        return err ? { ok: false, error: err } : { ok: true };
+        if (err) return { ok: false, error: err };
+        const failed = await portsApplied;
+        return failed.length ? { ok: false, error: `configuration reloaded, but ${failed.join('; ')}` } : { ok: true };
       }
       case 'set': {
         const next = withSetting(cfg, req.key, req.value);

@@ -12,6 +12,7 @@ import { type BatchVerdict, type Judge, type StatementTexts, batchHead, batchVer
 import { Verdict } from './classify';
 import { type Hint, type RoleHint, parseHint } from './hints';
 import type { Target } from './router';
+import type { ListenerRole } from '../config/types';
 import { automaticKey, defaultShard, shardComment, shardOfKey } from './sharding';
 
 export class ClientRoute {
@@ -23,6 +24,14 @@ export class ClientRoute {
   readonly batch: BatchVerdict = { verdict: Verdict.Write, sql: '' };
   /** Shard of the transaction being routed. */
   shard = 0;
+  /** The role of the listener the client came through ([[general.listeners]]); null = the main port. */
+  port: ListenerRole | null = null;
+
+  /** A client of a role port: the port's role is its starting routing command (SET SERVER ROLE may change it). */
+  fromPort(role: ListenerRole | null): void {
+    this.port = role;
+    this.role = role;
+  }
 
   /** Whether this client's transactions are routed (parser, default_role, or a routing command). */
   active(up: UserPool): boolean {
@@ -135,7 +144,7 @@ export class ClientRoute {
       Buffer.concat([errorResponse({ severity: 'ERROR', code: SQLSTATE.INVALID_PARAMETER_VALUE, message }), ready]);
     switch (h.kind) {
       case 'set_role':
-        this.role = h.role;
+        this.role = h.role ?? this.port;
         return Buffer.concat([commandComplete('SET'), ready]);
       case 'set_primary_reads':
         this.primaryReadsHint = h.on;

@@ -14,6 +14,7 @@ import { log } from '../log';
 import { REFUSED_CLIENTS } from '../shared/layout';
 import type { SharedState } from '../shared/state';
 import type { Supervisor } from './supervisor';
+import type { ListenerRole } from '../config/types';
 
 /** Live clients of every worker (handed off and not yet gone). */
 export function liveClients(shared: SharedState, workers: number): number {
@@ -23,7 +24,13 @@ export function liveClients(shared: SharedState, workers: number): number {
 }
 
 /** The connection handler both listeners share: refuse past max_client_conn, else hand the fd to a worker. */
-function handOff(shared: SharedState, sup: Supervisor, maxClients: () => number, unix: boolean) {
+export function handOff(
+  shared: SharedState,
+  sup: Supervisor,
+  maxClients: () => number,
+  unix: boolean,
+  role: () => ListenerRole | undefined = () => undefined,
+) {
   let lastWarned = 0;
   return (sock: net.Socket) => {
     const max = maxClients();
@@ -47,11 +54,12 @@ function handOff(shared: SharedState, sup: Supervisor, maxClients: () => number,
     if (dup < 0) return;
     const w = shared.leastLoadedWorker(sup.workers.length);
     Atomics.add(shared.workerClients, w, 1);
-    sup.send(w, unix ? { kind: 'fd', fd: dup, unix } : { kind: 'fd', fd: dup });
+    const r = role();
+    sup.send(w, unix ? { kind: 'fd', fd: dup, unix } : r ? { kind: 'fd', fd: dup, role: r } : { kind: 'fd', fd: dup });
   };
 }
 
-function serve(server: net.Server, at: net.ListenOptions): Promise<net.Server> {
+export function serve(server: net.Server, at: net.ListenOptions): Promise<net.Server> {
   server.maxConnections = Infinity;
   return new Promise((resolve, reject) => {
     server.once('error', reject);

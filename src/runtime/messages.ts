@@ -3,7 +3,7 @@
 // they are; the two request/answer exchanges are comlink calls on the same port (MainApi,
 // WorkerApi), which ignores the one-way messages.
 
-import type { Config } from '../config/types';
+import type { Config, ListenerRole } from '../config/types';
 import type { Slots } from '../pool/slots';
 import type { LogRecord, Level } from '../log';
 import type { WorkerSnapshot } from '../shared/snapshot';
@@ -19,7 +19,8 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { kind: 'config'; cfg: Config; slots: Slots }
-  | { kind: 'fd'; fd: number; unix?: boolean }
+  /** A client's socket; `role`: it came through a role port ([[general.listeners]]). */
+  | { kind: 'fd'; fd: number; unix?: boolean; role?: ListenerRole }
   | { kind: 'cancel'; pid: number; secret: number }
   /** fast = disconnect every client now; otherwise only refuse new logins. */
   | { kind: 'shutdown'; fast: boolean }
