@@ -43,7 +43,7 @@ export class VrrpMachine {
   private garpAt = Infinity;
 
   constructor(
-    private readonly s: VrrpSettings,
+    private s: VrrpSettings,
     private readonly act: VrrpActions,
   ) {
     this.priority = s.priority;
@@ -123,6 +123,11 @@ export class VrrpMachine {
     else if (this.state === 'BACKUP' && this.masterDownAt === Infinity)
       this.masterDownAt = now + this.masterDownIntervalMs();
     else if (this.state === 'MASTER') this.act.advertise(this.priority);
+  }
+
+  /** keepalived's nopreempt changed by a reload: applies to the next advertisement. */
+  setPreempt(preempt: boolean): void {
+    this.s.preempt = preempt;
   }
 
   /** Graceful stop: a MASTER sends a priority-0 advertisement so a backup takes over at once. */

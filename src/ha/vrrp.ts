@@ -45,13 +45,38 @@ export class VirtualRouter {
   private reported = '';
   private readonly vips: string[];
   private readonly peers: string[];
+  /** Adverts on the wire: v2 in seconds, v3 in centiseconds. */
+  private readonly version: 2 | 3;
+  private readonly wireInt: number;
 
   constructor(
-    private readonly cfg: VirtualRouterConfig,
+    private cfg: VirtualRouterConfig,
     private readonly onStatus: (s: VrrpStatus) => void,
   ) {
     this.vips = cfg.vip_addresses;
     this.peers = cfg.unicast_peers ?? [];
+    this.version = cfg.version ?? 2;
+    this.wireInt = this.version === 3 ? cfg.advert_int * 100 : cfg.advert_int;
+  }
+
+  /**
+   * A reload: priority, scripts and nopreempt change in place (the VIPs stay where they are; a
+   * BACKUP raised above the MASTER takes over by the protocol's own rules). Returns the keys that
+   * differ and need a restart (interface, router_id, VIPs, advert_int, version, unicast_peers).
+   */
+  reconfigure(next: VirtualRouterConfig): string[] {
+    const old = this.cfg;
+    const restart = (
+      ['interface', 'router_id', 'advert_int', 'vip_addresses', 'unicast_peers', 'version'] as const
+    ).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
+    this.cfg = { ...next, ...Object.fromEntries(restart.map((k) => [k, old[k]])) };
+    if (this.machine && next.nopreempt !== old.nopreempt) this.machine.setPreempt(!next.nopreempt);
+    if (this.machine && next.priority !== old.priority) {
+      if (!this.lowered) this.machine.setPriority(Date.now(), next.priority, 'priority changed by reload');
+      log.info('VRRP priority changed by reload', { from: old.priority, to: next.priority, state: this.machine.state });
+      this.after();
+    }
+    return restart;
   }
 
   start(): void {
@@ -93,6 +118,7 @@ export class VirtualRouter {
       router_id: c.router_id,
       priority: c.priority,
       advert_int_s: c.advert_int,
+      version: this.version,
       local_ip: this.localIp,
       mode: this.peers.length ? `unicast to ${this.peers.join(', ')}` : `multicast ${VRRP_MULTICAST}`,
     });
@@ -147,12 +173,15 @@ export class VirtualRouter {
     if (a.vrid !== this.cfg.router_id) return;
     if (ttl !== 255) return log.warn('VRRP advert dropped: TTL is not 255 (RFC 3768 7.1)', { from: src, ttl });
     if (!a.checksumOk) return log.warn('VRRP advert dropped: bad checksum', { from: src });
-    if (a.version !== 2) return log.warn('VRRP advert dropped: version 3 advert on a version 2 router', { from: src });
-    if (a.advertInt !== this.cfg.advert_int)
+    if (a.version !== this.version)
+      return log.warn(`VRRP advert dropped: version ${a.version} advert on a version ${this.version} router`, {
+        from: src,
+      });
+    if (a.advertInt !== this.wireInt)
       return log.warn('VRRP advert dropped: advert_int differs', {
         from: src,
-        theirs: a.advertInt,
-        ours: this.cfg.advert_int,
+        theirs: this.version === 3 ? `${a.advertInt / 100} s` : `${a.advertInt} s`,
+        ours: `${this.cfg.advert_int} s`,
       });
     const before = this.machine.state;
     this.machine.onAdvert(Date.now(), a.priority, src);
@@ -200,16 +229,18 @@ export class VirtualRouter {
 
   private advertise(priority: number): void {
     if (!this.sock) return;
-    const msg = encodeAdvert({
-      version: 2,
+    const advert = {
+      version: this.version,
       vrid: this.cfg.router_id,
       priority,
-      advertInt: this.cfg.advert_int,
+      advertInt: this.wireInt,
       addresses: this.vips.map(vipAddr),
-    });
+    };
+    // v3's checksum covers the IP source and destination: one message per destination.
+    const to = (dst: string) => this.sock!.send(encodeAdvert(advert, this.localIp, dst), dst);
     try {
-      if (this.peers.length === 0) this.sock.send(msg, VRRP_MULTICAST);
-      else for (const peer of this.peers) this.sock.send(msg, peer);
+      if (this.peers.length === 0) to(VRRP_MULTICAST);
+      else for (const peer of this.peers) to(peer);
     } catch (e) {
       log.warn('VRRP advert not sent', { error: (e as Error).message });
     }

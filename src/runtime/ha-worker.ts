@@ -5,13 +5,13 @@ import type { MessagePort } from 'node:worker_threads';
 import { SharedState } from '../shared/state';
 import { LagMonitor } from '../ha/lag-monitor';
 import { RoleMonitor } from '../ha/roles';
+import { ServerStates } from '../ha/server-states';
 import { setThreadLogging } from '../log';
 import type { Level } from '../log';
 import type { Config } from '../config/types';
 import type { Slots } from '../pool/slots';
 import { VirtualRouter, type VrrpStatus } from '../ha/vrrp';
 import { primaryReachable } from '../ha/primary-reachable';
-import { log } from '../log';
 import { type ScramKeysWire, keysFromWire, passThroughKeys } from '../pool/pass-through';
 
 export interface HaInit {
@@ -29,24 +29,25 @@ export type FromHa = { kind: 'vrrp'; status: VrrpStatus };
 export function runHaWorker(port: MessagePort, init: HaInit): void {
   setThreadLogging(init.logLevel, 'ha');
   const shared = new SharedState(init.sab);
-  const lag = new LagMonitor(shared);
+  const states = new ServerStates(shared);
+  const lag = new LagMonitor(shared, (slots, lagging) => states.lag(slots, lagging));
   const roles = new RoleMonitor(shared);
   let router: VirtualRouter | null = null;
   let routerCfg = '';
   let watch: NodeJS.Timeout | null = null;
   let released = false;
   const configure = (cfg: Config, slots: Slots) => {
+    states.update(cfg, slots);
     lag.update(cfg, slots);
     roles.update(cfg, slots);
     const vr = cfg.virtual_router;
     const key = vr ? JSON.stringify(vr) : '';
     if (router && key !== routerCfg) {
-      if (vr)
-        log.warn(
-          'general.virtual_router changed: the new settings apply after a restart (reload does not change them)',
-          {},
-        );
-      else {
+      if (vr) {
+        // Priority, scripts and nopreempt apply now; the router's identity needs a restart (main warns).
+        router.reconfigure(vr);
+        routerCfg = key;
+      } else {
         router.stop();
         router = null;
         routerCfg = '';
@@ -85,6 +86,7 @@ export function runHaWorker(port: MessagePort, init: HaInit): void {
       router?.stop();
       lag.stop();
       roles.stop();
+      states.stop();
       setTimeout(() => process.exit(0), 50); // the log records posted above go out first
     }
   });
