@@ -116,12 +116,12 @@ describe('VRRP version 3 and reloads', () => {
     await a.stop('SIGTERM');
     proxies.delete('a');
     await until(() => holders().join() === 'k', 5000, 'keepalived took the VIP');
-    assert.match(keepalivedLog, /Entering MASTER STATE/);
+    await until(() => /Entering MASTER STATE/.test(keepalivedLog), 3000, 'keepalived logs MASTER');
     keepalived.kill('SIGTERM');
     await until(() => holders().length === 0, 5000, 'keepalived released the VIP');
   });
 
-  test('reload: priority and scripts apply without dropping the VIP; a BACKUP raised above takes over', async () => {
+  test('reload: priority, scripts and nopreempt apply without dropping the VIP; a raised BACKUP preempts', async () => {
     const a = await startNode('a', 150);
     await until(() => holders().join() === 'a', 10000, 'a holds the VIP');
     const b = await startNode('b', 100);
@@ -134,8 +134,13 @@ describe('VRRP version 3 and reloads', () => {
     assert.deepEqual(history.slice(mark), [], 'the VIP never left a while its priority and scripts changed');
     assert.match(a.output(), /VRRP priority changed by reload.*from=150 to=120 state=MASTER/);
     assert.doesNotMatch(a.output(), /virtual IPs removed/);
+    // nopreempt (keepalived's): raised above the MASTER, b still leaves it the VIP.
+    const mark2 = history.length;
+    await reload('b', 200, 'nopreempt = true\n');
+    await sleep(4000);
+    assert.deepEqual(history.slice(mark2), [], 'nopreempt: b (200) did not take the VIP from a (120)');
     await reload('b', 200);
-    await until(() => holders().join() === 'b', 6000, 'b (now 200) took the VIP from a (120)');
+    await until(() => holders().join() === 'b', 6000, 'b (now 200, preempting) took the VIP from a (120)');
     assert.match(b.output(), /VRRP priority changed by reload.*from=100 to=200/);
     await until(() => readScripts().includes('a demote'), 3000, "a's new pre_demote_script ran");
     writeFileSync(b.configPath, config('b', 200).replace(`router_id = ${VRID}`, `router_id = ${VRID + 1}`));

@@ -24,6 +24,8 @@ export interface VrrpStatus {
 }
 
 const vipAddr = (v: string) => v.split('/')[0];
+/** How long a preempting router waits between its first advert and adding the VIPs. */
+const PREEMPT_GRACE_MS = 150;
 
 /** The interface's IPv4 addresses now (primary first, as the kernel lists them). */
 function addressesOf(iface: string): string[] {
@@ -43,6 +45,8 @@ export class VirtualRouter {
   private mac = '';
   private lowered = false;
   private reported = '';
+  /** When a MASTER of lower priority last advertised while we were BACKUP (we are about to preempt it). */
+  private lowerMasterAt = 0;
   private readonly vips: string[];
   private readonly peers: string[];
   /** Adverts on the wire: v2 in seconds, v3 in centiseconds. */
@@ -184,6 +188,8 @@ export class VirtualRouter {
         ours: `${this.cfg.advert_int} s`,
       });
     const before = this.machine.state;
+    if (before === 'BACKUP' && a.priority > 0 && a.priority < this.machine.currentPriority)
+      this.lowerMasterAt = Date.now();
     this.machine.onAdvert(Date.now(), a.priority, src);
     // Another MASTER with a lower priority: a partition healed. It yields on our next advert; the
     // ARP caches of clients that followed it are corrected now, not after they expire.
@@ -248,6 +254,20 @@ export class VirtualRouter {
 
   private takeVips(why: string): void {
     this.runScript(this.cfg.pre_promote_script, 'pre_promote_script', 'MASTER', why);
+    // Preempting a live MASTER: our advert just went out; give it PREEMPT_GRACE_MS to remove the
+    // VIPs (after its pre_demote_script) before adding them here, so the two never hold them at once.
+    if (Date.now() - this.lowerMasterAt < 3 * this.cfg.advert_int * 1000) {
+      setTimeout(() => {
+        if (this.machine?.state !== 'MASTER') return;
+        this.addVips(why);
+        this.garp();
+      }, PREEMPT_GRACE_MS);
+      return;
+    }
+    this.addVips(why);
+  }
+
+  private addVips(why: string): void {
     for (const v of this.vips) {
       try {
         ip(['-4', 'addr', 'replace', v, 'dev', this.cfg.interface]);
