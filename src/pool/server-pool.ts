@@ -447,7 +447,6 @@ export class ServerPool {
       }
       i++;
     }
-    // A connection into the idle list if the limits allow (openIdle; warm() uses it too).
     if (this.all.size + this.opening < minShare) this.openIdle('min_pool_size');
   }
 
