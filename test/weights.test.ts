@@ -55,6 +55,7 @@ describe('server weights', () => {
         // random: 25 % expected, 1.9 % standard deviation at 2000 draws; round_robin: exact.
         const [lo, hi] = mode === 'random' ? [0.18, 0.32] : [0.24, 0.26];
         assert.ok(share >= lo && share <= hi, `weight-1 replica got ${(share * 100).toFixed(1)} %`);
+        console.log(`# ${mode}: weight-1 replica ${light}, weight-3 replica ${heavy} of ${READS} reads`);
       } finally {
         await c.end();
         await p.stop();
