@@ -5,13 +5,14 @@
 // never on two nodes at once.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetnsBed } from '../testing/netns';
-import { PgCluster } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, createAppRole, sleep, until } from './helpers/db';
+import type { NetnsBed } from '../testing/netns';
+import type { PgCluster } from '../testing/pg-cluster';
+import { APP_PASS, APP_USER, sleep, until } from './helpers/db';
 import { type Proxy, startProxy, tempDir } from './helpers/proxy';
+import { type Keepalived, VipWatcher, spawnKeepalived, startVrrpBed } from './helpers/vrrp-bed';
 
 const NET = '10.231.77';
 const VIP = `${NET}.100`;
@@ -19,34 +20,14 @@ const VRID = 51;
 let bed: NetnsBed;
 let cluster: PgCluster;
 let dir: string;
-let keepalived: ChildProcess | null = null;
-let keepalivedLog = '';
+let keepalived: Keepalived | null = null;
+let watcher: VipWatcher;
 const proxies = new Map<string, Proxy>();
 const measured: Record<string, number[]> = {};
 
 /** Which of the nodes hold the VIP now. */
-function holders(names = ['a', 'b', 'k']): string[] {
-  return names.filter((n) => bed.addresses(bed.members.get(n)!.ns).includes(VIP));
-}
-
-/** Records every moment two nodes held the VIP (ignored while `partitioned`). */
-const watcher = {
-  doubles: [] as string[],
-  partitioned: false,
-  running: false,
-  history: [] as { at: number; who: string }[],
-};
-async function watch(): Promise<void> {
-  watcher.running = true;
-  let last = '';
-  while (watcher.running) {
-    const h = holders().join(',');
-    if (h !== last) watcher.history.push({ at: Date.now(), who: h });
-    last = h;
-    if (h.includes(',') && !watcher.partitioned) watcher.doubles.push(`${new Date().toISOString()} ${h}`);
-    await sleep(25);
-  }
-}
+const holders = (names?: string[]) => watcher.holders(names);
+const keepalivedLog = () => keepalived?.log() ?? '';
 
 function config(name: string, priority: number, extra = ''): string {
   return `[general]\nhost = "0.0.0.0"\nport = 6432\nworker_threads = 1\nadmin_username = "admin"\n\
@@ -67,22 +48,7 @@ async function startNode(name: 'a' | 'b', priority: number): Promise<Proxy> {
 }
 
 function startKeepalived(priority: number): void {
-  const conf = join(dir, 'keepalived.conf');
-  writeFileSync(
-    conf,
-    `global_defs {\n  router_id K\n}\nvrrp_instance VI {\n  state BACKUP\n ` +
-      ` interface eth0\n  virtual_router_id ${VRID}\n  priority ` +
-      `${priority}\n  advert_int 1\n  virtual_ipaddress {\n    ${VIP}/24\n  ` +
-      `}\n}\n`,
-  );
-  keepalived = bed.spawn(
-    bed.members.get('k')!.ns,
-    'keepalived',
-    ['-n', '-l', '-D', '-P', '-f', conf, '-p', join(dir, 'k.pid'), '-r', join(dir, 'k-vrrp.pid')],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  keepalived.stdout!.on('data', (b) => (keepalivedLog += b));
-  keepalived.stderr!.on('data', (b) => (keepalivedLog += b));
+  keepalived = spawnKeepalived(bed, dir, { name: 'k', vrid: VRID, vip: VIP, priority });
 }
 
 /** From the client namespace, through the VIP: a query via openproxy, and which node answered (status.json). */
@@ -164,24 +130,15 @@ function record(what: string, ms: number): void {
 
 before(async () => {
   dir = tempDir('openproxy-vrrp-');
-  bed = new NetnsBed(`t${process.pid % 100000}`, NET);
-  bed.add('a', 1);
-  bed.add('b', 2);
-  bed.add('k', 3);
-  bed.add('c', 9);
-  cluster = await PgCluster.start({
-    netns: bed.hub,
-    settings: { listen_addresses: "'*'" },
-    hba: [`host all all ${NET}.0/24 md5`],
-  });
-  createAppRole(cluster);
-  void watch();
+  ({ bed, cluster } = await startVrrpBed('t', NET, { a: 1, b: 2, k: 3, c: 9 }));
+  watcher = new VipWatcher(bed, VIP, ['a', 'b', 'k']);
+  watcher.start();
 });
 
 after(async () => {
-  watcher.running = false;
+  watcher?.stop();
   for (const p of proxies.values()) await p.stop('SIGKILL').catch(() => undefined);
-  if (keepalived && keepalived.exitCode === null) keepalived.kill('SIGKILL');
+  if (keepalived && keepalived.proc.exitCode === null) keepalived.proc.kill('SIGKILL');
   cluster?.stop();
   bed?.destroy();
   console.log(`# VRRP timings (ms): ${JSON.stringify(measured)}`);
@@ -196,7 +153,7 @@ describe('VRRP between two openproxy instances and keepalived', () => {
       await startNode('b', 100);
       await until(() => holders().join() === 'a', 10000, 'a holds the VIP');
       startKeepalived(120);
-      await until(() => /Entering BACKUP STATE/.test(keepalivedLog), 5000, 'keepalived started');
+      await until(() => /Entering BACKUP STATE/.test(keepalivedLog()), 5000, 'keepalived started');
       await sleep(4000); // longer than Master_Down_Interval: nobody else takes it
       assert.deepEqual(holders(), ['a']);
       assert.equal(psqlViaVip('SELECT 1'), '1');
@@ -239,8 +196,8 @@ describe('VRRP between two openproxy instances and keepalived', () => {
         new RegExp(`^MASTER\\|150\\|${NET.replace(/\./g, '\\.')}\\.1\\|${VIP.replace(/\./g, '\\.')}/24\\|`),
         show.stdout + show.stderr,
       );
-      assert.match(keepalivedLog, /Entering BACKUP STATE/);
-      assert.doesNotMatch(keepalivedLog, /Entering MASTER STATE/);
+      assert.match(keepalivedLog(), /Entering BACKUP STATE/);
+      assert.doesNotMatch(keepalivedLog(), /Entering MASTER STATE/);
       assert.match(scripts(), /a promote MASTER/);
       assert.match(proxies.get('b')!.output(), /VRRP state.*to=BACKUP/);
     },
@@ -267,7 +224,7 @@ describe('VRRP between two openproxy instances and keepalived', () => {
       await until(
         () =>
           /Entering BACKUP STATE[\s\S]*Entering MASTER STATE[\s\S]*Entering BACKUP STATE|received higher prio/.test(
-            keepalivedLog,
+            keepalivedLog(),
           ),
         3000,
         'keepalived yields',
@@ -400,7 +357,7 @@ describe('VRRP that cannot start', () => {
 describe('VRRP in unicast mode', () => {
   test('unicast_peers: adverts go to the peer only; the backup takes over when the master stops', async () => {
     for (const p of proxies.values()) await p.stop('SIGTERM');
-    if (keepalived && keepalived.exitCode === null) keepalived.kill('SIGTERM');
+    if (keepalived && keepalived.proc.exitCode === null) keepalived.proc.kill('SIGTERM');
     await until(() => holders().length === 0, 5000, 'every VIP released');
     const a = await startProxy(
       config('a', 150, `unicast_peers = ["${NET}.2"]`),
