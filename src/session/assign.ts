@@ -234,9 +234,8 @@ async function acquireWithWait(
         if (gaveUp(e as ServerConnError)) throw e;
       }
     } else if (Date.now() >= deadline) {
-      const message =
-        `no ${target === 'read' ? 'server for reads' : 'primary'} is available in pool "${up.pool.name}" (waited ` +
-        `primary_wait_timeout = ${g.primary_wait_timeout} ms)`;
+      const what = `no ${target === 'read' ? 'server for reads' : 'primary'} is available in pool "${up.pool.name}"`;
+      const message = waits ? `${what} (waited primary_wait_timeout = ${g.primary_wait_timeout} ms)` : what;
       throw new ServerConnError(message, SQLSTATE.CONNECTION_FAILURE);
     }
     if (!announced) {
