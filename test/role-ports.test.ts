@@ -5,11 +5,10 @@
 // console and the metrics show the port a client came through; RELOAD adds and removes ports.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type pg from 'pg';
 import { PgCluster, freePort } from '../testing/pg-cluster';
-import { APP_PASS, APP_USER, adminClient, client, connectError, createAppRole } from './helpers/db';
+import { APP_PASS, APP_USER, adminClient, client, connectError, createAppRole, psqlAs } from './helpers/db';
 import { type Proxy, configFor, startProxy } from './helpers/proxy';
 
 let cluster: PgCluster;
@@ -96,26 +95,7 @@ for (const mode of ['transaction', 'session'] as const) {
     });
 
     test('psql on the replica port: a read works, a write gets 25006', () => {
-      const run = (sql: string) =>
-        spawnSync(
-          'psql',
-          [
-            '-X',
-            '-A',
-            '-t',
-            '-h',
-            '127.0.0.1',
-            '-p',
-            String(ports.replica),
-            '-U',
-            APP_USER,
-            '-d',
-            'postgres',
-            '-c',
-            sql,
-          ],
-          { encoding: 'utf8', env: { ...process.env, PGPASSWORD: APP_PASS }, timeout: 20000 },
-        );
+      const run = (sql: string) => psqlAs(APP_USER, APP_PASS)(ports.replica, sql);
       const read = run('SELECT pg_is_in_recovery()');
       assert.equal(read.stdout.trim(), 't', read.stderr);
       const write = run('CREATE TABLE op_psql_write (v int)');

@@ -11,7 +11,7 @@ import type { NetnsBed } from '../testing/netns';
 import type { PgCluster } from '../testing/pg-cluster';
 import { APP_PASS, APP_USER, sleep, until } from './helpers/db';
 import { type Proxy, startProxy, tempDir } from './helpers/proxy';
-import { type Keepalived, VipWatcher, spawnKeepalived, startVrrpBed } from './helpers/vrrp-bed';
+import { type Keepalived, VipWatcher, spawnKeepalived, startVrrpBed, stopVrrpBed } from './helpers/vrrp-bed';
 
 const NET = '10.231.78';
 const VIP = `${NET}.100`;
@@ -59,11 +59,7 @@ before(async () => {
 });
 
 after(async () => {
-  watcher?.stop();
-  for (const p of proxies.values()) await p.stop('SIGKILL').catch(() => undefined);
-  if (keepalived && keepalived.proc.exitCode === null) keepalived.proc.kill('SIGKILL');
-  cluster?.stop();
-  bed?.destroy();
+  await stopVrrpBed({ bed, cluster }, watcher, proxies.values(), keepalived);
 });
 
 describe('VRRP version 3 and reloads', () => {

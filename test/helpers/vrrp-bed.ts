@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { NetnsBed } from '../../testing/netns';
 import { PgCluster } from '../../testing/pg-cluster';
 import { createAppRole, sleep } from './db';
+import type { Proxy } from './proxy';
 
 export interface VrrpBed {
   bed: NetnsBed;
@@ -92,4 +93,18 @@ export class VipWatcher {
   stop(): void {
     this.running = false;
   }
+}
+
+/** Tears a bed down: the watcher, every openproxy and keepalived (SIGKILL), PostgreSQL, the namespaces. */
+export async function stopVrrpBed(
+  b: Partial<VrrpBed>,
+  watcher: VipWatcher | undefined,
+  proxies: Iterable<Proxy>,
+  keepalived: Keepalived | null,
+): Promise<void> {
+  watcher?.stop();
+  for (const p of proxies) await p.stop('SIGKILL').catch(() => undefined);
+  if (keepalived && keepalived.proc.exitCode === null) keepalived.proc.kill('SIGKILL');
+  b.cluster?.stop();
+  b.bed?.destroy();
 }
